@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/orchestrator demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check orchestrator flows channels tests bench
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check orchestrator flows channels tests bench
+	$(BIN)/orchestrator templates lint
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) orchestrator.db* outbox .pytest_cache

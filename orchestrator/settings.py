@@ -1,0 +1,79 @@
+"""Settings from the environment (prefix ``ORCH_``), optionally from a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_file(name: str) -> Path:
+    """A project file (policy.yaml, segments.yaml, ...): the working directory wins over the repo."""
+    local = Path.cwd() / name
+    return local if local.exists() else REPO_ROOT / name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCH_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///orchestrator.db"
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Signs unsubscribe and preference-centre links. The default only suits local demos.
+    secret_key: SecretStr = SecretStr("insecure-local-demo-key-change-me")
+    default_phone_region: str = "US"
+    default_timezone: str = "UTC"
+    default_locale: str = "en"
+
+    policy_file: Path | None = None
+    segments_file: Path | None = None
+    templates_dir: Path = REPO_ROOT / "templates"
+    outbox_dir: Path = Path("outbox")
+
+    # Which adapter serves which channel, e.g. '{"email": "sendgrid"}'. A channel with no
+    # entry uses its provider when credentials are present, otherwise the local outbox.
+    channel_adapters: dict[str, str] = {}
+
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_from_email: str = "hello@example.com"
+    sendgrid_from_name: str = "Example Co"
+    sendgrid_reply_to: str | None = None
+    sendgrid_sandbox: bool = False
+    sendgrid_webhook_public_key: str | None = None
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str | None = None
+
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None
+    x_api_base_url: str | None = None
+
+    provider_timeout_seconds: float = 10.0
+    provider_concurrency: int = 8
+
+    incident_token: SecretStr | None = None
+    prefect_api_url: str | None = None
+
+    company_postal_address: str = "Example Co, 1 Market Street, San Francisco, CA 94105, USA"
+
+    @property
+    def policy_path(self) -> Path:
+        return self.policy_file or project_file("policy.yaml")
+
+    @property
+    def segments_path(self) -> Path:
+        return self.segments_file or project_file("segments.yaml")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
