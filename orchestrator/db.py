@@ -57,9 +57,14 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    return make_engine(url or get_settings().database_url)
+    """The shared engine for ``url`` (default: ORCH_DATABASE_URL), created once per process."""
+    return _engine_for(url or get_settings().database_url)
+
+
+@lru_cache(maxsize=16)
+def _engine_for(url: str) -> Engine:
+    return make_engine(url)
 
 
 @contextmanager

@@ -49,7 +49,7 @@ def pg_template():
     template_url = postgres.create_database(server)
     upgrade(template_url)
     get_engine(template_url).dispose()
-    get_engine.cache_clear()
+    
     yield server, make_url(template_url).database
     postgres.drop_database(server, template_url)
 

@@ -1,0 +1,112 @@
+"""Recording what customers and providers tell us: consent, preferences, suppressed addresses.
+
+Consent and preference changes are appended (audit trail), never overwritten silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from orchestrator.models import (
+    ConsentEvent,
+    ConsentState,
+    ContactPreference,
+    PreferenceEvent,
+    Suppression,
+    utcnow,
+)
+
+ANY = "*"
+FREQUENCIES = ("any", "daily", "weekly", "monthly")
+
+
+def record_consent(
+    session: Session, customer_id: int, channel: str, topic: str, state: str, source: str
+) -> bool:
+    """Appends a consent change; returns False (and writes nothing) when it changes nothing."""
+    state = ConsentState(state).value
+    if current_consent(session, [customer_id]).get((customer_id, channel, topic)) == state:
+        return False
+    session.add(
+        ConsentEvent(customer_id=customer_id, channel=channel, topic=topic, state=state, source=source)
+    )
+    return True
+
+
+def current_consent(session: Session, customer_ids: Iterable[int]) -> dict[tuple[int, str, str], str]:
+    """The consent state in force for each (customer, channel, topic) that has any record.
+
+    ``channel`` and ``topic`` may be ``*``. One query for the whole chunk of customers.
+    """
+    ids = list(customer_ids)
+    if not ids:
+        return {}
+    latest = (
+        select(func.max(ConsentEvent.id))
+        .where(ConsentEvent.customer_id.in_(ids))
+        .group_by(ConsentEvent.customer_id, ConsentEvent.channel, ConsentEvent.topic)
+    )
+    rows = session.exec(  # type: ignore[call-overload]
+        select(ConsentEvent.customer_id, ConsentEvent.channel, ConsentEvent.topic, ConsentEvent.state)
+        .where(ConsentEvent.id.in_(latest))
+    ).all()
+    return {(cid, ch, tp): st for cid, ch, tp, st in rows}
+
+
+def consent_allows(
+    consent: dict[tuple[int, str, str], str], customer_id: int, channel: str, topic: str
+) -> bool:
+    """The most specific record wins: (channel, topic) > (channel, *) > (*, topic) > (*, *).
+
+    No record means allowed: consent is collected at sign-up and imported with customers;
+    marketing topics that need an explicit opt-in are the policy's business.
+    """
+    for key in ((channel, topic), (channel, ANY), (ANY, topic), (ANY, ANY)):
+        state = consent.get((customer_id, *key))
+        if state is not None:
+            return state == ConsentState.opted_in
+    return True
+
+
+def suppress_address(session: Session, channel: str, address: str, reason: str, source: str) -> bool:
+    """Marks an address unusable (bounce, spam report, invalid number). Idempotent."""
+    existing = session.exec(
+        select(Suppression).where(Suppression.channel == channel, Suppression.address == address)
+    ).first()
+    if existing is not None:
+        return False
+    session.add(Suppression(channel=channel, address=address, reason=reason, source=source))
+    return True
+
+
+def suppressed_addresses(session: Session, channel: str, addresses: Iterable[str]) -> set[str]:
+    addrs = [a for a in addresses if a]
+    if not addrs:
+        return set()
+    rows = session.exec(  # type: ignore[call-overload]
+        select(Suppression.address).where(Suppression.channel == channel, Suppression.address.in_(addrs))
+    ).all()
+    return {r[0] if isinstance(r, tuple) else r for r in rows}
+
+
+def update_preferences(session: Session, customer_id: int, source: str, **changes: Any) -> ContactPreference:
+    """Applies preference changes and appends what changed to the audit trail."""
+    allowed = {"preferred_channels", "frequency", "quiet_start", "quiet_end", "do_not_contact"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"unknown preference field(s): {', '.join(sorted(unknown))}")
+    if "frequency" in changes and changes["frequency"] not in FREQUENCIES:
+        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
+    pref = session.get(ContactPreference, customer_id) or ContactPreference(customer_id=customer_id)
+    diff = {k: v for k, v in changes.items() if getattr(pref, k) != v}
+    for key, value in diff.items():
+        setattr(pref, key, value)
+    if diff:
+        pref.updated_at = utcnow()
+        session.add(pref)
+        session.add(PreferenceEvent(customer_id=customer_id, changes=diff, source=source))
+    return pref

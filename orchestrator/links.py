@@ -1,0 +1,79 @@
+"""Signed, expiring links for customers: one-click unsubscribe and the preference centre.
+
+Tokens are ``payload.signature`` with an HMAC-SHA256 over the payload (base64url JSON with
+the purpose, customer id, optional topic/channel and expiry), keyed by ORCH_SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from orchestrator.settings import get_settings
+
+DEFAULT_TTL_SECONDS = 60 * 24 * 3600  # links in an email stay valid for 60 days
+
+
+class InvalidToken(ValueError):
+    """Forged, tampered, expired or for another purpose."""
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    purpose: str  # "unsubscribe" or "preferences"
+    customer_id: int
+    topic: str | None = None
+    channel: str | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(payload: str) -> str:
+    key = get_settings().secret_key.get_secret_value().encode()
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+
+
+def make_token(claims: LinkClaims, ttl_seconds: int = DEFAULT_TTL_SECONDS, now: float | None = None) -> str:
+    body = {"p": claims.purpose, "c": claims.customer_id, "t": claims.topic, "ch": claims.channel,
+            "exp": int((now or time.time()) + ttl_seconds)}
+    payload = _b64(json.dumps(body, separators=(",", ":")).encode())
+    return f"{payload}.{_sign(payload)}"
+
+
+def verify_token(token: str, purpose: str, now: float | None = None) -> LinkClaims:
+    try:
+        payload, signature = token.split(".", 1)
+    except (ValueError, AttributeError):
+        raise InvalidToken("malformed token") from None
+    if not hmac.compare_digest(signature, _sign(payload)):
+        raise InvalidToken("bad signature")
+    try:
+        body = json.loads(_unb64(payload))
+    except ValueError:
+        raise InvalidToken("malformed token") from None
+    if body.get("p") != purpose:
+        raise InvalidToken("token is for another purpose")
+    if int(body.get("exp", 0)) < (now or time.time()):
+        raise InvalidToken("link has expired")
+    return LinkClaims(purpose, int(body["c"]), body.get("t"), body.get("ch"))
+
+
+def unsubscribe_url(customer_id: int, topic: str | None = None, channel: str = "email") -> str:
+    token = make_token(LinkClaims("unsubscribe", customer_id, topic, channel))
+    return f"{get_settings().public_base_url.rstrip('/')}/unsubscribe/{quote(token)}"
+
+
+def preferences_url(customer_id: int) -> str:
+    token = make_token(LinkClaims("preferences", customer_id))
+    return f"{get_settings().public_base_url.rstrip('/')}/preferences/{quote(token)}"

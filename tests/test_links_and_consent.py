@@ -1,0 +1,49 @@
+import pytest
+
+from orchestrator.consent import consent_allows, current_consent, record_consent, update_preferences
+from orchestrator.db import session_scope
+from orchestrator.links import InvalidToken, LinkClaims, make_token, verify_token
+from orchestrator.models import Customer, PreferenceEvent
+
+
+def test_signed_link_round_trip_and_rejections():
+    token = make_token(LinkClaims("unsubscribe", 42, "marketing", "email"), now=1000)
+    assert verify_token(token, "unsubscribe", now=1001) == LinkClaims("unsubscribe", 42, "marketing", "email")
+    with pytest.raises(InvalidToken, match="expired"):
+        verify_token(token, "unsubscribe", now=1000 + 61 * 24 * 3600)
+    with pytest.raises(InvalidToken, match="purpose"):
+        verify_token(token, "preferences", now=1001)
+    payload, sig = token.split(".")
+    forged = make_token(LinkClaims("unsubscribe", 43, "marketing", "email"), now=1000).split(".")[0]
+    with pytest.raises(InvalidToken, match="signature"):
+        verify_token(f"{forged}.{sig}", "unsubscribe", now=1001)
+    with pytest.raises(InvalidToken):
+        verify_token("garbage", "unsubscribe")
+
+
+def test_consent_history_is_appended_and_most_specific_record_wins(db_url):
+    with session_scope() as s:
+        c = Customer(external_id="c1")
+        s.add(c)
+        s.flush()
+        assert record_consent(s, c.id, "*", "*", "opted_in", "import")
+        assert record_consent(s, c.id, "sms", "marketing", "opted_out", "sms_keyword")
+        assert not record_consent(s, c.id, "sms", "marketing", "opted_out", "sms_keyword")
+        s.flush()
+        consent = current_consent(s, [c.id])
+    assert not consent_allows(consent, c.id, "sms", "marketing")
+    assert consent_allows(consent, c.id, "email", "marketing")
+    assert consent_allows(consent, c.id, "sms", "outage")
+
+
+def test_preference_changes_leave_an_audit_trail(db_url):
+    with session_scope() as s:
+        c = Customer(external_id="c1")
+        s.add(c)
+        s.flush()
+        update_preferences(s, c.id, "preference_centre", frequency="weekly", do_not_contact=False)
+        with pytest.raises(ValueError, match="frequency"):
+            update_preferences(s, c.id, "preference_centre", frequency="hourly")
+        s.flush()
+        events = s.query(PreferenceEvent).all()
+    assert [e.changes for e in events] == [{"frequency": "weekly"}]
