@@ -1,0 +1,1 @@
+"""Channel adapters: one module per provider behind the interface in channels/base.py."""
