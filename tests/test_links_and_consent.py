@@ -1,4 +1,5 @@
 import pytest
+from sqlmodel import select
 
 from orchestrator.consent import consent_allows, current_consent, record_consent, update_preferences
 from orchestrator.db import session_scope
@@ -45,5 +46,5 @@ def test_preference_changes_leave_an_audit_trail(db_url):
         with pytest.raises(ValueError, match="frequency"):
             update_preferences(s, c.id, "preference_centre", frequency="hourly")
         s.flush()
-        events = s.query(PreferenceEvent).all()
+        events = s.exec(select(PreferenceEvent)).all()
     assert [e.changes for e in events] == [{"frequency": "weekly"}]
