@@ -1,0 +1,248 @@
+"""The contact policy (policy.yaml): schema, validation and loading.
+
+Errors name the exact key path (``topics.marketing.when_capped``) and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrator.models import Channel
+
+CHANNELS = tuple(c.value for c in Channel)
+ALL = "all"
+_WINDOW = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
+_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+class PolicyError(ValueError):
+    """The policy file is missing, unreadable or invalid; the message names the key path."""
+
+
+def parse_window(value: Any) -> timedelta:
+    """``"48h"``, ``"2d"``, ``"1w"`` -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    match = _WINDOW.match(str(value))
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"window must look like '12h', '2d' or '1w', got {value!r}")
+    return timedelta(hours=int(match.group(1)) * _UNIT_HOURS[match.group(2)])
+
+
+def parse_clock(value: Any) -> time:
+    """``"21:00"`` -> time(21, 0)."""
+    if isinstance(value, time):
+        return value
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(value).strip())
+    if not match:
+        raise ValueError(f"expected a local time 'HH:MM', got {value!r}")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WhenCapped(StrEnum):
+    defer = "defer"  # wait for the next free slot on the same channel
+    fallback = "fallback"  # try the next channel
+    drop = "drop"  # do not send
+
+
+class ChannelSettings(_Strict):
+    cost: float = Field(default=1.0, ge=0)
+
+
+class Topic(_Strict):
+    priority: int = 0
+    # In order of preference; a nested list ranks channels equally (cheapest first).
+    channels: list[str]
+    tone: str = "neutral"
+    counts_toward_caps: bool = True
+    bypass_caps: bool = False
+    bypass_quiet_hours: bool = False
+    required: bool = False  # still reaches customers who asked for no contact
+    when_capped: WhenCapped = WhenCapped.defer
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _flatten(cls, value: Any) -> Any:
+        # Nested groups are ordered by cost later (Policy validator); keep them as "a|b" here.
+        if not isinstance(value, list) or not value:
+            raise ValueError("must be a non-empty list of channels")
+        out: list[str] = []
+        for item in value:
+            group = item if isinstance(item, list) else [item]
+            for ch in group:
+                if ch not in CHANNELS:
+                    raise ValueError(f"unknown channel {ch!r} (known: {', '.join(CHANNELS)})")
+            out.append("|".join(group))
+        return out
+
+
+class CapRule(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    max: int = Field(ge=1)
+    window: timedelta
+    channel: str = ALL
+    topics: list[str] | Literal["all"] = ALL
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> timedelta:
+        return parse_window(value)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if value != ALL and value not in CHANNELS:
+            raise ValueError(f"must be 'all' or one of {', '.join(CHANNELS)}, got {value!r}")
+        return value
+
+
+class QuietWindow(_Strict):
+    start: time
+    end: time
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> time:
+        return parse_clock(value)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietWindow:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window would be empty")
+        return self
+
+
+class HighTouchRule(_Strict):
+    name: str = Field(min_length=1)
+    topics: list[str]
+    tiers: list[str]
+    severities: list[str] | None = None  # matched against the intent's data["severity"]
+    channel: str = Channel.phone.value
+    tone: str | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if value not in CHANNELS:
+            raise ValueError(f"unknown channel {value!r}")
+        return value
+
+
+class Policy(_Strict):
+    channels: dict[str, ChannelSettings] = Field(default_factory=dict)
+    topics: dict[str, Topic]
+    caps: list[CapRule] = Field(default_factory=list)
+    preference_caps: dict[Literal["daily", "weekly", "monthly"], timedelta] = Field(default_factory=dict)
+    quiet_hours: dict[str, QuietWindow] = Field(default_factory=dict)
+    high_touch: list[HighTouchRule] = Field(default_factory=list)
+
+    @field_validator("preference_caps", mode="before")
+    @classmethod
+    def _pref_windows(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: parse_window(v) for k, v in value.items()}
+
+    @field_validator("channels", "quiet_hours")
+    @classmethod
+    def _known_channels(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for ch in value:
+            if ch not in CHANNELS:
+                raise ValueError(f"unknown channel {ch!r} (known: {', '.join(CHANNELS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Policy:
+        problems: list[str] = []
+        names = [c.name for c in self.caps]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"caps: duplicate cap name {dup!r}")
+        for i, cap in enumerate(self.caps):
+            if cap.topics != ALL:
+                for t in cap.topics:
+                    if t not in self.topics:
+                        problems.append(f"caps.{i}.topics: unknown topic {t!r}")
+        for i, rule in enumerate(self.high_touch):
+            for t in rule.topics:
+                if t not in self.topics:
+                    problems.append(f"high_touch.{i}.topics: unknown topic {t!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        # Resolve equal-rank channel groups by cost (frozen model: write through __dict__).
+        for topic in self.topics.values():
+            ordered: list[str] = []
+            for entry in topic.channels:
+                group = entry.split("|")
+                ordered.extend(sorted(group, key=lambda ch: (self.cost(ch), group.index(ch))))
+            topic.__dict__["channels"] = list(dict.fromkeys(ordered))
+        return self
+
+    def cost(self, channel: str) -> float:
+        settings = self.channels.get(channel)
+        return settings.cost if settings else 1.0
+
+    def topic(self, name: str) -> Topic:
+        try:
+            return self.topics[name]
+        except KeyError:
+            raise PolicyError(f"unknown topic {name!r} (policy topics: {', '.join(self.topics)})") from None
+
+    def caps_for(self, topic: str, channel: str) -> list[CapRule]:
+        """Shared cap rules limiting ``topic`` on ``channel`` (none for topics that do not count)."""
+        if not self.topics[topic].counts_toward_caps:
+            return []
+        return [
+            c
+            for c in self.caps
+            if (c.channel == ALL or c.channel == channel) and (c.topics == ALL or topic in c.topics)
+        ]
+
+    @property
+    def longest_window(self) -> timedelta:
+        windows = [c.window for c in self.caps] + list(self.preference_caps.values())
+        return max(windows, default=timedelta(0))
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_policy(data: Any, source: str = "policy") -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: expected a mapping at the top level")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(f"{source}: {_format_error(exc)}") from None
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """Loads and validates the policy (default: ORCH_POLICY_FILE, else policy.yaml)."""
+    if path is None:
+        from orchestrator.settings import get_settings
+
+        path = get_settings().policy_path
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
+    return parse_policy(data, str(path))

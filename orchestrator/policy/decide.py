@@ -1,0 +1,347 @@
+"""Pure decisions: given an intent, the customer's facts and the clock, where and when (or why not).
+
+No database here: ``reserve`` loads the facts in bulk, calls ``decide`` and writes the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from orchestrator.consent import consent_allows
+from orchestrator.policy.config import ALL, CapRule, Policy, Topic, WhenCapped
+from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent
+from orchestrator.policy.timing import Window, after_quiet_hours, base_send_time, parse_send_time
+
+_FREQUENCY_LABEL = {"daily": "day", "weekly": "week", "monthly": "month"}
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A cap rule as applied to one customer: the shared rules plus their chosen frequency."""
+
+    name: str
+    max: int
+    window: timedelta
+    channel: str  # ALL or a channel
+    topics: frozenset[str] | None  # None: every topic that counts toward caps
+
+    def counts(self, entry: HistoryEntry, counting: frozenset[str]) -> bool:
+        return (
+            entry.topic in counting
+            and (self.channel == ALL or self.channel == entry.channel)
+            and (self.topics is None or entry.topic in self.topics)
+        )
+
+    def describe(self) -> str:
+        scope = "all channels" if self.channel == ALL else self.channel
+        return f"{self.max} per {_fmt_window(self.window)} on {scope}"
+
+
+def _fmt_window(window: timedelta) -> str:
+    hours = int(window.total_seconds() // 3600)
+    if hours % (24 * 7) == 0:
+        n, unit = hours // (24 * 7), "week"
+    elif hours % 24 == 0:
+        n, unit = hours // 24, "day"
+    else:
+        n, unit = hours, "hour"
+    return f"{n} {unit}{'s' if n != 1 else ''}" if n != 1 else unit
+
+
+def _cap(rule: CapRule) -> Cap:
+    topics = None if rule.topics == ALL else frozenset(rule.topics)
+    return Cap(rule.name, rule.max, rule.window, rule.channel, topics)
+
+
+class _Index:
+    """Per-policy lookups computed once: caps per (topic, channel), counting topics, quiet windows."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.counting = frozenset(n for n, t in policy.topics.items() if t.counts_toward_caps)
+        self.caps: dict[tuple[str, str], list[Cap]] = {}
+        for topic in policy.topics:
+            for channel in ("email", "sms", "social", "phone"):
+                self.caps[(topic, channel)] = [_cap(r) for r in policy.caps_for(topic, channel)]
+        self.personal = {
+            freq: Cap(f"preference-{freq}", 1, window, ALL, None)
+            for freq, window in policy.preference_caps.items()
+        }
+        self.quiet: dict[str, Window] = {ch: (w.start, w.end) for ch, w in policy.quiet_hours.items()}
+
+
+_INDEXES: dict[int, tuple[Policy, _Index]] = {}
+
+
+def _index(policy: Policy) -> _Index:
+    hit = _INDEXES.get(id(policy))
+    if hit is None or hit[0] is not policy:
+        hit = (policy, _Index(policy))
+        _INDEXES[id(policy)] = hit
+    return hit[1]
+
+
+class _Reasons:
+    def __init__(self) -> None:
+        self.codes: list[str] = []
+        self.text: list[str] = []
+
+    def add(self, code: str, text: str) -> None:
+        if code not in self.codes:
+            self.codes.append(code)
+            self.text.append(text)
+
+    def joined(self) -> str:
+        return " ".join(self.text)
+
+
+def _fmt_local(t: datetime, facts: CustomerFacts) -> str:
+    return f"{t.astimezone(facts.zone):%Y-%m-%d %H:%M} {facts.zone.key}"
+
+
+def cap_allows(times: list[datetime], at: datetime, cap: Cap) -> bool:
+    """Would one more message at ``at`` keep every rolling window (t - W, t] at or under the max?
+
+    The fullest window containing ``at`` ends at ``at`` or at a later message within W.
+    """
+    window = cap.window
+    ends = [at] + [x for x in times if at < x < at + window]
+    for end in ends:
+        if sum(1 for x in times if end - window < x <= end) + 1 > cap.max:
+            return False
+    return True
+
+
+def _blocking_cap(caps: list[tuple[Cap, list[datetime]]], at: datetime) -> Cap | None:
+    for cap, times in caps:
+        if not cap_allows(times, at, cap):
+            return cap
+    return None
+
+
+def _next_free_slot(
+    caps: list[tuple[Cap, list[datetime]]], start: datetime, quiet: list[Window], facts: CustomerFacts
+) -> datetime | None:
+    """The earliest instant >= start that no cap blocks and no quiet window covers.
+
+    Only instants where a past message leaves a window can free a slot, so those are the candidates.
+    """
+    candidates = {start}
+    for cap, times in caps:
+        candidates.update(x + cap.window for x in times if x + cap.window > start)
+    for candidate in sorted(candidates):
+        at = after_quiet_hours(candidate, quiet, facts.zone) if quiet else candidate
+        if at is None:
+            return None
+        if _blocking_cap(caps, at) is None:
+            return at
+    return None
+
+
+def channel_order(intent: Intent, topic: Topic, facts: CustomerFacts) -> list[str]:
+    """The topic's channels (or the intent's override), the customer's preferred ones first."""
+    channels = list(intent.channels) if intent.channels else list(topic.channels)
+    preferred = [ch for ch in facts.preferred_channels if ch in channels]
+    if preferred:
+        channels = preferred + [ch for ch in channels if ch not in preferred]
+    return channels
+
+
+def _quiet_windows(index: _Index, channel: str, facts: CustomerFacts) -> list[tuple[str, Window]]:
+    # Personal quiet hours add to the policy's: both are respected.
+    out = []
+    if channel in index.quiet:
+        out.append((channel, index.quiet[channel]))
+    if facts.quiet is not None:
+        out.append(("personal", facts.quiet))
+    return out
+
+
+def _caps_with_history(index: _Index, topic: str, channel: str, facts: CustomerFacts):
+    caps = list(index.caps.get((topic, channel), ()))
+    personal = index.personal.get(facts.frequency)
+    if personal is not None and topic in index.counting:
+        caps.append(personal)
+    return [(cap, sorted(h.send_at for h in facts.history if cap.counts(h, index.counting))) for cap in caps]
+
+
+def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) -> list[Decision]:
+    """The decision for one intent: one ledger row, plus one per matching high-touch rule.
+
+    Pure: reads ``facts`` (including the customer's recent history), writes nothing.
+    """
+    index = _index(policy)
+    topic = policy.topic(intent.topic)
+    tone = intent.tone or topic.tone
+    reasons = _Reasons()
+    channels = channel_order(intent, topic, facts)
+    if facts.preferred_channels and channels and channels[0] in facts.preferred_channels:
+        reasons.add(f"preference:{channels[0]}", f"The customer prefers {channels[0]}.")
+    not_before = max(now, intent.earliest) if intent.earliest else now
+    base = base_send_time(intent.send_time, facts.zone, not_before)
+    spec = parse_send_time(intent.send_time)
+    if spec is not None:
+        label = f"{spec:%H:%M}" if not isinstance(spec, datetime) else spec.isoformat()
+        kind = "fixed time" if isinstance(spec, datetime) else "customer's local time"
+        reasons.add(f"send_time:{label}", f"Scheduled for {label} ({kind}).")
+
+    def suppress(channel: str | None = None) -> list[Decision]:
+        return [
+            _decision(intent, topic, "suppress", channel or channels[0], tone, base, reasons, now=now)
+        ]
+
+    if facts.do_not_contact:
+        if not topic.required:
+            reasons.add("do_not_contact", "The customer asked not to be contacted.")
+            return suppress()
+        reasons.add(
+            f"bypass:{intent.topic}",
+            f"The customer asked not to be contacted, but {intent.topic} notices are required.",
+        )
+
+    chosen: tuple[str, datetime] | None = None
+    for channel in channels:
+        if not facts.addresses.get(channel):
+            reasons.add(f"no_address:{channel}", f"No {channel} address on file.")
+            continue
+        suppressed = facts.suppressed.get(channel)
+        if suppressed:
+            reasons.add(f"suppressed:{suppressed}", f"The {channel} address is suppressed ({suppressed}).")
+            continue
+        if not consent_allows(facts.consent, facts.id, channel, intent.topic):
+            reasons.add("consent:opted_out", f"Opted out of {intent.topic} on {channel}.")
+            continue
+        at: datetime | None = base
+        quiet = [] if topic.bypass_quiet_hours else _quiet_windows(index, channel, facts)
+        windows = [w for _, w in quiet]
+        if windows:
+            at = after_quiet_hours(base, windows, facts.zone)
+            if at is None:
+                reasons.add("quiet_hours:always", f"Quiet hours cover the whole day on {channel}.")
+                continue
+            if at != base:
+                for name, window in quiet:
+                    reasons.add(
+                        f"quiet_hours:{name}",
+                        f"Quiet hours {'for ' + name if name != 'personal' else '(personal)'} "
+                        f"{window[0]:%H:%M}-{window[1]:%H:%M} local: waits until {_fmt_local(at, facts)}.",
+                    )
+        caps = _caps_with_history(index, intent.topic, channel, facts)
+        blocking = _blocking_cap(caps, at) if caps else None
+        if blocking is not None:
+            if topic.bypass_caps:
+                reasons.add(
+                    f"bypass:{intent.topic}",
+                    f"{intent.topic} notices bypass frequency caps ({blocking.name} is full).",
+                )
+            else:
+                reasons.add(
+                    f"cap:{blocking.name}", f"Cap {blocking.name} ({blocking.describe()}) is reached."
+                )
+                if topic.when_capped is WhenCapped.drop:
+                    return suppress(channel)
+                if topic.when_capped is WhenCapped.fallback:
+                    continue
+                at = _next_free_slot(caps, at, windows, facts)
+                if at is None:
+                    continue
+                reasons.add(
+                    f"defer:{blocking.name}", f"Deferred to the next free slot, {_fmt_local(at, facts)}."
+                )
+        if intent.deadline is not None and at > intent.deadline:
+            reasons.add(f"deadline:{channel}", f"On {channel} it could not go out before the deadline.")
+            continue
+        chosen = (channel, at)
+        break
+
+    if chosen is None:
+        return suppress()
+    channel, at = chosen
+    if channel != channels[0]:
+        reasons.add(f"fallback:{channels[0]}->{channel}", f"Fell back from {channels[0]} to {channel}.")
+    reasons.add(f"route:{channel}", f"Goes out by {channel}.")
+    outcome = "send" if at <= now else "defer"
+    decisions = [_decision(intent, topic, outcome, channel, tone, at, reasons, now=now)]
+    decisions.extend(_high_touch(intent, topic, facts, now, policy, index, channel, base))
+    return decisions
+
+
+def _high_touch(
+    intent: Intent, topic: Topic, facts: CustomerFacts, now: datetime, policy: Policy, index: _Index,
+    main_channel: str, base: datetime,
+) -> list[Decision]:
+    out = []
+    severity = (intent.data or {}).get("severity")
+    for rule in policy.high_touch:
+        if intent.topic not in rule.topics or facts.tier not in rule.tiers:
+            continue
+        if rule.severities is not None and severity not in rule.severities:
+            continue
+        if rule.channel == main_channel:
+            continue
+        reasons = _Reasons()
+        reasons.add(
+            f"high_touch:{rule.name}",
+            f"High-touch rule {rule.name}: {facts.tier} customer, {severity or intent.topic}; "
+            f"also a {rule.channel} contact.",
+        )
+        tone = rule.tone or intent.tone or topic.tone
+        outcome = "suppress"
+        at: datetime | None = base
+        if not facts.addresses.get(rule.channel):
+            reasons.add(f"no_address:{rule.channel}", f"No {rule.channel} address on file.")
+        elif facts.suppressed.get(rule.channel):
+            reason = facts.suppressed[rule.channel]
+            reasons.add(f"suppressed:{reason}", f"The {rule.channel} address is suppressed ({reason}).")
+        elif not consent_allows(facts.consent, facts.id, rule.channel, intent.topic):
+            reasons.add("consent:opted_out", f"Opted out of {intent.topic} on {rule.channel}.")
+        else:
+            quiet = [] if topic.bypass_quiet_hours else _quiet_windows(index, rule.channel, facts)
+            windows = [w for _, w in quiet]
+            at = after_quiet_hours(base, windows, facts.zone) if windows else base
+            if at is None:
+                reasons.add("quiet_hours:always", f"Quiet hours cover the whole day on {rule.channel}.")
+            else:
+                if at != base:
+                    reasons.add(
+                        f"quiet_hours:{rule.channel}",
+                        f"Waits for the end of quiet hours, {_fmt_local(at, facts)}.",
+                    )
+                outcome = "send" if at <= now else "defer"
+                reasons.add(f"route:{rule.channel}", f"Goes out by {rule.channel}.")
+        d = _decision(intent, topic, outcome, rule.channel, tone, at or base, reasons, now=now)
+        d.high_touch = rule.name
+        out.append(d)
+    return out
+
+
+def _decision(
+    intent: Intent, topic: Topic, outcome: str, channel: str, tone: str, at: datetime, reasons: _Reasons,
+    now: datetime,
+) -> Decision:
+    return Decision(
+        customer_id=intent.customer_id,
+        outcome=outcome,  # type: ignore[arg-type]
+        channel=channel,
+        tone=tone,
+        send_at=at.astimezone(UTC) if outcome != "suppress" else now,
+        reason_codes=list(reasons.codes),
+        reason_text=reasons.joined(),
+        topic=intent.topic,
+        dedupe_key=intent.dedupe_key,
+        priority=topic.priority,
+    )
+
+
+def decide_for_customer(
+    intents: list[Intent], facts: CustomerFacts, now: datetime, policy: Policy
+) -> list[Decision]:
+    """Several intents for one customer, highest priority first; each sees the slots the previous took."""
+    out: list[Decision] = []
+    for intent in sorted(intents, key=lambda i: -policy.topic(i.topic).priority):
+        for d in decide(intent, facts, now, policy):
+            out.append(d)
+            if d.outcome != "suppress":
+                facts.history.append(HistoryEntry(d.topic, d.channel, d.send_at))
+    return out
