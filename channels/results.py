@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from channels.base import OutboundMessage, Permanent, PermanentReason, ResultStatus, SendResult, Transient
+from orchestrator.privacy import redact_text
 
 
 def accepted(
@@ -38,8 +39,13 @@ def permanent(
     detail: str = "",
     raw: dict[str, Any] | None = None,
 ) -> SendResult:
+    # Providers echo the address in error texts; results end up in the ledger and in logs.
     return SendResult(
-        message.message_id, ResultStatus.permanent, provider, error=Permanent(reason, detail), raw=raw or {}
+        message.message_id,
+        ResultStatus.permanent,
+        provider,
+        error=Permanent(reason, redact_text(detail)),
+        raw=raw or {},
     )
 
 

@@ -25,6 +25,7 @@ from channels.base import ConfigurationError, Limits, OutboundMessage, Permanent
 from channels.concurrency import PerThreadPool
 from channels.keepalive_http import KeepAliveClient
 from channels.results import accepted, header, permanent, safe_headers, seconds_until, transient
+from orchestrator.privacy import redact_text
 from orchestrator.settings import Settings, get_settings
 
 PROVIDER = "sendgrid"
@@ -134,7 +135,11 @@ class SendGridEmailAdapter:
 def _from_http_error(message: OutboundMessage, exc: SendGridHTTPError) -> SendResult:
     status = int(exc.status_code)
     body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
-    raw: dict[str, Any] = {"status_code": status, "headers": safe_headers(exc.headers), "body": body}
+    raw: dict[str, Any] = {
+        "status_code": status,
+        "headers": safe_headers(exc.headers),
+        "body": redact_text(body),
+    }
     if status == 429:
         retry_after = seconds_until(header(exc.headers, "X-RateLimit-Reset"))
         return transient(message, PROVIDER, "rate_limited", retry_after, raw)
