@@ -1,0 +1,95 @@
+"""``orchestrator explain`` and ``orchestrator plan``: why a customer heard from us, and dry runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli.output import console, fail, print_json
+
+
+def _parse_at(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--at must be an ISO date-time such as 2026-05-01T09:00:00+00:00, got {value!r}", 2)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("explain")
+    def explain(
+        customer: str = typer.Argument(..., help="The customer's external id (or numeric id)."),
+        limit: int = typer.Option(20, "--limit", min=1, help="How many recent decisions to show."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Recent decisions for a customer (sent, deferred, suppressed) and why."""
+        from orchestrator.db import session_scope
+        from orchestrator.policy.explain import UnknownCustomer, explain_customer
+
+        try:
+            with session_scope() as session:
+                decisions = explain_customer(session, customer, limit=limit)
+        except UnknownCustomer as exc:
+            fail(str(exc))
+        if as_json:
+            print_json([d.as_dict() for d in decisions])
+            return
+        if not decisions:
+            console.print(f"No decisions recorded for customer {customer}.")
+            return
+        table = Table(title=f"Recent decisions for {customer}")
+        for column in ("id", "decided", "topic", "channel", "status", "send at (UTC)", "reasons", "why"):
+            table.add_column(column, overflow="fold")
+        for d in decisions:
+            table.add_row(
+                str(d.message_id), f"{d.decided_at:%Y-%m-%d %H:%M}", d.topic, d.channel, d.status,
+                f"{d.send_at:%Y-%m-%d %H:%M}", ", ".join(d.reason_codes), d.reason_text,
+            )
+        console.print(table)
+
+    @app.command("plan")
+    def plan(
+        segment: str = typer.Option(..., "--segment", help="Audience segment name (segments.yaml)."),
+        topic: str = typer.Option(..., "--topic", help="Policy topic, e.g. marketing."),
+        template: str = typer.Option(..., "--template", help="Message template name."),
+        at: str = typer.Option(None, "--at", help="Plan as of this ISO date-time (default: now)."),
+        send_time: str = typer.Option("now", "--send-time", help="'now', local 'HH:MM' or ISO date-time."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Dry run for an audience: per channel, deferred and suppressed, per reason. Writes nothing."""
+        from orchestrator.policy.plan import plan_audience
+
+        try:
+            summary = plan_audience(segment, topic, template, _parse_at(at), send_time=send_time)
+        except ValueError as exc:  # PolicyError, SendTimeError, SegmentError: bad input, clear message
+            fail(str(exc), 2)
+        if as_json:
+            print_json(summary.as_dict())
+            return
+        console.print(
+            f"Plan for [bold]{segment}[/] / {topic} / {template} as of {summary.at:%Y-%m-%d %H:%M} UTC: "
+            f"{summary.customers} customers"
+        )
+        outcomes = Table(title="Outcomes")
+        outcomes.add_column("outcome")
+        outcomes.add_column("customers", justify="right")
+        for name in ("send", "defer", "suppress"):
+            outcomes.add_row(name, str(summary.outcomes.get(name, 0)))
+        if summary.high_touch:
+            outcomes.add_row("extra phone tasks", str(summary.high_touch))
+        channels = Table(title="Channels (send + defer)")
+        channels.add_column("channel")
+        channels.add_column("customers", justify="right")
+        for name, n in summary.channels.most_common():
+            channels.add_row(name, str(n))
+        reasons = Table(title="Reasons")
+        reasons.add_column("reason code")
+        reasons.add_column("customers", justify="right")
+        for name, n in summary.reasons.most_common():
+            reasons.add_row(name, str(n))
+        console.print(outcomes, channels, reasons)
