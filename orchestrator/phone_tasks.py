@@ -1,0 +1,334 @@
+"""The queue of call tasks for human agents (the ``phone`` channel).
+
+A task has a reason, a call script rendered from the templates, a priority and a due time
+from the topic's SLA. Agents claim a task, call, and close it as done or no_answer. Open tasks
+past their due time are overdue and can be escalated: a note for a supervisor, or a fallback
+message on another channel written to the ledger as a new planned message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from orchestrator.models import Message, MessageStatus, PhoneTask, utcnow
+
+
+class TaskStatus(StrEnum):
+    open = "open"
+    claimed = "claimed"
+    done = "done"
+    no_answer = "no_answer"
+    escalated = "escalated"
+
+
+ACTIVE = (TaskStatus.open, TaskStatus.claimed, TaskStatus.escalated)  # still waiting for a call
+
+# How soon a customer should be called, per topic. The policy may override these.
+DEFAULT_SLA: dict[str, timedelta] = {
+    "security": timedelta(hours=1),
+    "outage": timedelta(hours=2),
+    "transactional": timedelta(hours=4),
+    "support": timedelta(hours=4),
+    "complaint": timedelta(hours=4),
+    "feedback": timedelta(days=2),
+    "loyalty": timedelta(days=3),
+    "marketing": timedelta(days=5),
+}
+FALLBACK_SLA = timedelta(days=1)
+
+
+class TaskError(ValueError):
+    """A task that does not exist or is not in a state that allows the change."""
+
+
+def sla_for(topic: str, overrides: Mapping[str, timedelta] | None = None) -> timedelta:
+    if overrides and topic in overrides:
+        return overrides[topic]
+    return DEFAULT_SLA.get(topic, FALLBACK_SLA)
+
+
+def due_at_for(
+    topic: str,
+    *,
+    now: datetime | None = None,
+    due_in_seconds: int | None = None,
+    overrides: Mapping[str, timedelta] | None = None,
+) -> datetime:
+    """An explicit ``due_in_seconds`` (e.g. the message's deadline) wins over the topic's SLA."""
+    now = now or utcnow()
+    if due_in_seconds is not None:
+        return now + timedelta(seconds=max(0, due_in_seconds))
+    return now + sla_for(topic, overrides)
+
+
+@dataclass
+class TaskRequest:
+    customer_id: int
+    topic: str
+    reason: str
+    script: str = ""
+    priority: int = 0
+    due_in_seconds: int | None = None
+    message_id: int | None = None
+
+
+def open_tasks(
+    session: Session,
+    requests: list[TaskRequest],
+    *,
+    now: datetime | None = None,
+    sla_overrides: Mapping[str, timedelta] | None = None,
+    _retry: bool = True,
+) -> list[PhoneTask]:
+    """Creates one task per request, in order; a request whose ledger message already has a task
+    gets that task back (idempotent on ``message_id``, which is unique in ``phone_task``)."""
+    now = now or utcnow()
+    existing = _tasks_by_message(session, [r.message_id for r in requests if r.message_id is not None])
+    tasks: list[PhoneTask] = []
+    try:
+        with session.begin_nested():
+            for r in requests:
+                task = existing.get(r.message_id) if r.message_id is not None else None
+                if task is None:
+                    task = PhoneTask(
+                        customer_id=r.customer_id,
+                        message_id=r.message_id,
+                        topic=r.topic,
+                        reason=r.reason,
+                        script=r.script,
+                        priority=r.priority,
+                        due_at=due_at_for(
+                            r.topic, now=now, due_in_seconds=r.due_in_seconds, overrides=sla_overrides
+                        ),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    session.add(task)
+                    if r.message_id is not None:
+                        existing[r.message_id] = task
+                tasks.append(task)
+    except IntegrityError:
+        # Another writer created a task for one of these messages meanwhile: take theirs.
+        if not _retry:
+            raise
+        return open_tasks(session, requests, now=now, sla_overrides=sla_overrides, _retry=False)
+    return tasks
+
+
+def _tasks_by_message(session: Session, message_ids: Iterable[int]) -> dict[int, PhoneTask]:
+    ids = list(message_ids)
+    if not ids:
+        return {}
+    rows = session.scalars(select(PhoneTask).where(PhoneTask.message_id.in_(ids)))  # type: ignore[union-attr]
+    return {t.message_id: t for t in rows if t.message_id is not None}
+
+
+def is_overdue(task: PhoneTask, now: datetime | None = None) -> bool:
+    return task.status in (TaskStatus.open, TaskStatus.claimed) and task.due_at < (now or utcnow())
+
+
+def list_tasks(
+    session: Session,
+    *,
+    statuses: Iterable[str] | None = None,
+    overdue: bool = False,
+    assignee: str | None = None,
+    now: datetime | None = None,
+    limit: int | None = None,
+) -> list[PhoneTask]:
+    """The queue as an agent works it: highest priority first, then the earliest due."""
+    now = now or utcnow()
+    query = select(PhoneTask)
+    if overdue:
+        query = query.where(
+            PhoneTask.status.in_([TaskStatus.open, TaskStatus.claimed]),  # type: ignore[attr-defined]
+            PhoneTask.due_at < now,
+        )
+    elif statuses is not None:
+        query = query.where(PhoneTask.status.in_(list(statuses)))  # type: ignore[attr-defined]
+    if assignee is not None:
+        query = query.where(PhoneTask.assignee == assignee)
+    query = query.order_by(PhoneTask.priority.desc(), PhoneTask.due_at, PhoneTask.id)  # type: ignore[attr-defined]
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def _get(session: Session, task_id: int) -> PhoneTask:
+    task = session.get(PhoneTask, task_id, populate_existing=True)
+    if task is None:
+        raise TaskError(f"no phone task {task_id}")
+    return task
+
+
+def claim_task(session: Session, task_id: int, agent: str, *, now: datetime | None = None) -> PhoneTask:
+    """Gives an open (or escalated) task to ``agent``; two agents can never claim the same task."""
+    agent = agent.strip()
+    if not agent:
+        raise TaskError("an agent name is required to claim a task")
+    now = now or utcnow()
+    result = session.execute(
+        update(PhoneTask)
+        .where(
+            PhoneTask.id == task_id,
+            PhoneTask.status.in_([TaskStatus.open, TaskStatus.escalated]),  # type: ignore[attr-defined]
+        )
+        .values(status=TaskStatus.claimed.value, assignee=agent, updated_at=now)
+    )
+    task = _get(session, task_id)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        if task.status == TaskStatus.claimed:
+            raise TaskError(f"task {task_id} is already claimed by {task.assignee}")
+        raise TaskError(f"task {task_id} is {task.status}; only open or escalated tasks can be claimed")
+    return task
+
+
+def complete_task(
+    session: Session,
+    task_id: int,
+    outcome: str,
+    *,
+    no_answer: bool = False,
+    agent: str | None = None,
+    now: datetime | None = None,
+) -> PhoneTask:
+    """Closes a task as ``done`` (or ``no_answer``) with the agent's notes."""
+    outcome = outcome.strip()
+    if not outcome:
+        raise TaskError("an outcome note is required to close a task")
+    now = now or utcnow()
+    values: dict[str, object] = {
+        "status": (TaskStatus.no_answer if no_answer else TaskStatus.done).value,
+        "outcome": outcome,
+        "updated_at": now,
+    }
+    if agent:
+        values["assignee"] = agent
+    result = session.execute(
+        update(PhoneTask)
+        .where(PhoneTask.id == task_id, PhoneTask.status.in_(ACTIVE))  # type: ignore[attr-defined]
+        .values(**values)
+    )
+    task = _get(session, task_id)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TaskError(f"task {task_id} is already closed ({task.status})")
+    return task
+
+
+class EscalationAction(StrEnum):
+    supervisor = "supervisor"  # a note on the task for the supervisor's queue
+    fallback = "fallback"  # also plan a message on another channel
+
+
+@dataclass
+class Escalation:
+    task_id: int
+    customer_id: int
+    topic: str
+    overdue_by: timedelta
+    action: str
+    fallback_message_id: int | None = None
+    note: str = ""
+
+
+def escalate_overdue(
+    session: Session,
+    *,
+    action: EscalationAction | str = EscalationAction.supervisor,
+    fallback_channel: str = "email",
+    supervisor: str = "supervisor",
+    now: datetime | None = None,
+) -> list[Escalation]:
+    """Marks overdue open tasks ``escalated`` and reports them.
+
+    With the ``fallback`` action, a task that came from a ledger message also gets a new planned
+    message on ``fallback_channel`` (same template, tone and data; dedupe key
+    ``escalation:task-<id>`` so a second run cannot plan it twice); dispatch then sends it.
+    Rows are locked (SKIP LOCKED on PostgreSQL) so two runs never escalate the same task.
+    """
+    action = EscalationAction(action)
+    now = now or utcnow()
+    due = session.scalars(
+        select(PhoneTask)
+        .where(PhoneTask.status == TaskStatus.open, PhoneTask.due_at < now)
+        .order_by(PhoneTask.priority.desc(), PhoneTask.due_at)  # type: ignore[attr-defined]
+        .with_for_update(skip_locked=True)
+    ).all()
+    originals = _messages(session, [t.message_id for t in due if t.message_id is not None])
+    report: list[Escalation] = []
+    for task in due:
+        late = now - task.due_at
+        note = f"escalated to {supervisor}: not called within the SLA (overdue by {_human(late)})"
+        item = Escalation(task.id, task.customer_id, task.topic, late, action.value)  # type: ignore[arg-type]
+        original = originals.get(task.message_id) if task.message_id is not None else None
+        if action is EscalationAction.fallback:
+            if original is None:
+                note += f"; no {fallback_channel} fallback: the task has no ledger message"
+            else:
+                item.fallback_message_id = _plan_fallback(session, task, original, fallback_channel, now)
+                note += f"; fallback message planned on {fallback_channel}"
+        task.status = TaskStatus.escalated.value
+        task.outcome = note if not task.outcome else f"{task.outcome}\n{note}"
+        task.updated_at = now
+        item.note = note
+        report.append(item)
+    session.flush()
+    return report
+
+
+def _messages(session: Session, ids: list[int]) -> dict[int, Message]:
+    if not ids:
+        return {}
+    return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}  # type: ignore[union-attr,misc]
+
+
+def _plan_fallback(
+    session: Session, task: PhoneTask, original: Message, channel: str, now: datetime
+) -> int | None:
+    dedupe_key = f"escalation:task-{task.id}"
+    existing = session.scalars(
+        select(Message.id).where(
+            Message.dedupe_key == dedupe_key,
+            Message.customer_id == task.customer_id,
+            Message.channel == channel,
+        )
+    ).first()
+    if existing is not None:
+        return existing
+    message = Message(
+        dedupe_key=dedupe_key,
+        customer_id=task.customer_id,
+        topic=original.topic,
+        channel=channel,
+        tone=original.tone,
+        template=original.template,
+        locale=original.locale,
+        priority=original.priority,
+        status=MessageStatus.planned.value,
+        send_at=now,
+        reason_codes=["escalation:phone_overdue", f"fallback:phone->{channel}"],
+        reason_text=f"Phone task {task.id} was not handled within its SLA; falling back to {channel}.",
+        data=dict(original.data or {}),
+        campaign_id=original.campaign_id,
+        incident_id=original.incident_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message.id
+
+
+def _human(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} days"
