@@ -239,9 +239,9 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
                 reasons.add(
                     f"cap:{blocking.name}", f"Cap {blocking.name} ({blocking.describe()}) is reached."
                 )
-                if topic.when_capped is WhenCapped.drop:
+                if topic.when_capped == WhenCapped.drop:
                     return suppress(channel)
-                if topic.when_capped is WhenCapped.fallback:
+                if topic.when_capped == WhenCapped.fallback:
                     continue
                 at = _next_free_slot(caps, at, windows, facts)
                 if at is None:
