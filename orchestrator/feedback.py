@@ -1,0 +1,630 @@
+"""What comes back from customers and providers, mapped onto the ledger, consent and suppressions.
+
+The web app verifies signatures and parses requests; everything it learns lands here:
+
+- provider delivery events (SendGrid Event Webhook, Twilio status callbacks) move a ledger row
+  forward (never backwards), are stored as ``DeliveryEvent`` rows, suppress dead addresses
+  and record opt-outs;
+- inbound SMS: opt-out / opt-in / help keywords, and any other reply kept as feedback with a
+  phone task so that no reply is lost;
+- opt-outs and the preference centre's choices, written as consent with an audit trail.
+
+Every webhook effect is idempotent: a ``DeliveryEvent`` row is inserted first with
+``ON CONFLICT DO NOTHING`` on (provider, provider_event_id), and only a newly inserted event
+has effects, so a repeated (or concurrent) delivery of the same event changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from orchestrator.consent import (
+    ANY,
+    consent_allows,
+    current_consent,
+    record_consent,
+    suppress_address,
+    update_preferences,
+)
+from orchestrator.models import (
+    Channel,
+    ConsentState,
+    ContactPreference,
+    Customer,
+    CustomerFeedback,
+    DeliveryEvent,
+    Message,
+    MessageStatus,
+    PhoneTask,
+    Suppression,
+    utcnow,
+)
+from orchestrator.privacy import mask_address, redact_text
+
+log = logging.getLogger(__name__)
+
+SENDGRID = "sendgrid"
+TWILIO = "twilio"
+PROVIDER_CHANNEL = {SENDGRID: Channel.email.value, TWILIO: Channel.sms.value}
+
+SOURCE_SMS_KEYWORD = "sms_keyword"
+SOURCE_SMS_REPLY = "sms_reply"
+
+
+def webhook_source(provider: str) -> str:
+    return f"webhook:{provider}"
+
+
+# How far along a message is. An event only ever moves a row to a higher rank, so a late
+# "processed" cannot turn a delivered message back into a sent one. Failures are final,
+# and rows we decided not to send are never touched by a provider event.
+_RANK: dict[str, int] = {
+    MessageStatus.planned: 0,
+    MessageStatus.deferred: 0,
+    MessageStatus.sending: 0,
+    MessageStatus.reconcile: 0,  # an event proves the provider got it: resolves the doubt
+    MessageStatus.sent: 1,
+    MessageStatus.delivered: 2,
+    MessageStatus.failed: 3,
+    MessageStatus.bounced: 3,
+    MessageStatus.cancelled: 4,
+    MessageStatus.suppressed: 4,
+}
+
+
+@dataclass
+class ProviderEvent:
+    """One delivery event in provider-neutral terms."""
+
+    provider: str
+    event_id: str  # unique per provider: the idempotence key
+    event_type: str
+    payload: dict[str, Any]
+    message_id: int | None = None  # our ledger id, carried through the provider call
+    provider_message_id: str | None = None  # fallback match on Message.provider_message_id
+    status: MessageStatus | None = None  # the ledger status this event implies
+    occurred_at: datetime | None = None
+    address: str | None = None
+    suppress_reason: str | None = None  # the address is dead: never use it again
+    opt_out_topic: str | None = None  # "*" = everything on this channel; "message" = its topic
+    error: str | None = None
+
+    @property
+    def channel(self) -> str:
+        return PROVIDER_CHANNEL[self.provider]
+
+
+@dataclass
+class FeedbackReport:
+    received: int = 0
+    duplicates: int = 0
+    status_changes: int = 0
+    suppressed: int = 0
+    opt_outs: int = 0
+    unmatched: int = 0  # events whose message we could not find (kept all the same)
+
+
+def _parse_message_id(value: Any) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _epoch(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+# --- SendGrid --------------------------------------------------------------------------------
+
+# SendGrid's "dropped" reasons that mean the address itself is bad.
+_DROPPED_SUPPRESS = {
+    "bounced address": "bounce",
+    "spam reporting address": "spamreport",
+    "invalid": "invalid",
+}
+_DROPPED_OPT_OUT = "unsubscribed address"
+
+
+def sendgrid_event(raw: Mapping[str, Any]) -> ProviderEvent:
+    """Maps one SendGrid Event Webhook event; raises ValueError when it is not an event."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("event"), str):
+        raise ValueError("each event must be an object with an 'event' field")
+    kind = raw["event"]
+    event_id = raw.get("sg_event_id")
+    if not isinstance(event_id, str) or not event_id:
+        # Always present in real events; without it the content itself is the identity.
+        event_id = "sha256:" + hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+    sg_message_id = raw.get("sg_message_id")
+    event = ProviderEvent(
+        provider=SENDGRID,
+        event_id=event_id[:200],
+        event_type=kind[:32],
+        payload=dict(raw),
+        message_id=_parse_message_id(raw.get("message_id")),
+        # sg_message_id is the X-Message-Id of the send plus a ".filter..." suffix
+        provider_message_id=sg_message_id.split(".", 1)[0] if isinstance(sg_message_id, str) else None,
+        occurred_at=_epoch(raw.get("timestamp")),
+        address=raw.get("email") if isinstance(raw.get("email"), str) else None,
+    )
+    reason = str(raw.get("reason") or raw.get("response") or "")
+    if kind in ("processed", "deferred"):
+        event.status = MessageStatus.sent
+    elif kind in ("delivered", "open", "click"):  # an open or a click proves delivery
+        event.status = MessageStatus.delivered
+    elif kind == "bounce":
+        if raw.get("type") == "blocked":  # refused for now (reputation, policy): not a dead address
+            event.status, event.error = MessageStatus.failed, f"blocked: {reason}"
+        else:
+            event.status, event.error = MessageStatus.bounced, f"bounce: {reason}"
+            event.suppress_reason = "bounce"
+    elif kind == "dropped":
+        event.status, event.error = MessageStatus.failed, f"dropped: {reason}"
+        event.suppress_reason = _DROPPED_SUPPRESS.get(reason.strip().lower())
+        if reason.strip().lower() == _DROPPED_OPT_OUT:
+            event.opt_out_topic = ANY
+    elif kind == "spamreport":
+        event.suppress_reason = "spamreport"
+    elif kind == "unsubscribe":
+        event.opt_out_topic = ANY
+    elif kind == "group_unsubscribe":
+        event.opt_out_topic = "message"  # the kind of message they unsubscribed from
+    return event
+
+
+# --- Twilio status callbacks ------------------------------------------------------------------
+
+_TWILIO_STATUS = {
+    "accepted": MessageStatus.sent,
+    "scheduled": MessageStatus.sent,
+    "queued": MessageStatus.sent,
+    "sending": MessageStatus.sent,
+    "sent": MessageStatus.sent,
+    "delivered": MessageStatus.delivered,
+    "read": MessageStatus.delivered,
+    "undelivered": MessageStatus.failed,
+    "failed": MessageStatus.failed,
+    "canceled": MessageStatus.failed,
+}
+
+# Error codes that mean the number will never work for us; others (30003 handset off,
+# 30008 unknown, carrier filtering of content) may succeed another time.
+PERMANENT_SMS_ERRORS = {
+    "21211": "invalid_number",
+    "21614": "not_mobile",
+    "21610": "unsubscribed",  # the recipient replied STOP to our sender
+    "30004": "blocked",  # blocked by the recipient or the carrier
+    "30005": "unknown_number",
+    "30006": "landline_or_unreachable_carrier",
+}
+
+
+def twilio_status_event(params: Mapping[str, str], message_id: str | None) -> ProviderEvent:
+    """Maps a Twilio message status callback; raises ValueError when fields are missing."""
+    sid = (params.get("MessageSid") or params.get("SmsSid") or "").strip()
+    status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+    if not sid or not status:
+        raise ValueError("MessageSid and MessageStatus are required")
+    event = ProviderEvent(
+        provider=TWILIO,
+        event_id=f"{sid}:{status}"[:200],
+        event_type=status[:32],
+        payload=dict(params),
+        message_id=_parse_message_id(message_id),
+        provider_message_id=sid,
+        status=_TWILIO_STATUS.get(status),
+        occurred_at=None,
+        address=params.get("To") or None,
+    )
+    code = (params.get("ErrorCode") or "").strip()
+    if code and event.status is MessageStatus.failed:
+        event.error = f"twilio {status}: error {code}"
+        event.suppress_reason = PERMANENT_SMS_ERRORS.get(code)
+        if event.suppress_reason == "unsubscribed":
+            event.opt_out_topic = ANY
+    return event
+
+
+# --- applying events ---------------------------------------------------------------------------
+
+
+def _insert_new_events(session: Session, events: list[ProviderEvent], received_at: datetime) -> set[str]:
+    """Inserts events not seen before; returns the ids of those actually inserted."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "message_id": None,
+            "provider": e.provider,
+            "provider_event_id": e.event_id,
+            "event_type": e.event_type,
+            "payload": e.payload,
+            "occurred_at": e.occurred_at,
+            "received_at": received_at,
+        }
+        for e in events
+    ]
+    stmt = (
+        insert(DeliveryEvent)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+        .returning(DeliveryEvent.provider_event_id)
+    )
+    return set(session.connection().execute(stmt).scalars())
+
+
+def _find_messages(session: Session, events: list[ProviderEvent]) -> dict[int, Message]:
+    """Event index -> ledger row, by our id first, then by the provider's message id."""
+    ids = {e.message_id for e in events if e.message_id}
+    by_id = {m.id: m for m in session.exec(select(Message).where(Message.id.in_(ids)))} if ids else {}
+    provider_ids = {e.provider_message_id for e in events if e.provider_message_id}
+    by_provider_id = (
+        {
+            m.provider_message_id: m
+            for m in session.exec(select(Message).where(Message.provider_message_id.in_(provider_ids)))
+        }
+        if provider_ids
+        else {}
+    )
+    found: dict[int, Message] = {}
+    for i, event in enumerate(events):
+        message = by_id.get(event.message_id) if event.message_id else None
+        if message is None and event.provider_message_id:
+            message = by_provider_id.get(event.provider_message_id)
+        if message is not None:
+            found[i] = message
+    return found
+
+
+def _advance(session: Session, message: Message, event: ProviderEvent, now: datetime) -> bool:
+    """Moves the row forward to the event's status; a single conditional UPDATE, so two
+    concurrent events for one message cannot move it backwards either."""
+    new = event.status
+    if new is None:
+        return False
+    lower = [status for status, rank in _RANK.items() if rank < _RANK[new]]
+    when = event.occurred_at or now
+    values: dict[str, Any] = {"status": new.value, "updated_at": now}
+    if new in (MessageStatus.sent, MessageStatus.delivered):
+        values["sent_at"] = func.coalesce(Message.sent_at, when)
+    if new is MessageStatus.delivered:
+        values["delivered_at"] = func.coalesce(Message.delivered_at, when)
+    if event.error:
+        values["last_error"] = redact_text(event.error)[:1000]
+    result = session.connection().execute(
+        update(Message).where(Message.id == message.id, Message.status.in_(lower)).values(**values)
+    )
+    return result.rowcount > 0
+
+
+def customers_with_address(session: Session, channel: str, address: str) -> list[int]:
+    column = Customer.email if channel == Channel.email else Customer.phone
+    if channel == Channel.email:
+        condition = func.lower(column) == address.strip().lower()
+    else:
+        condition = column == address.strip()
+    return list(session.exec(select(Customer.id).where(condition).order_by(Customer.id)))
+
+
+def apply_provider_events(
+    session: Session, events: list[ProviderEvent], now: datetime | None = None
+) -> FeedbackReport:
+    """Stores each new event and applies what it means; events seen before change nothing."""
+    now = now or utcnow()
+    report = FeedbackReport(received=len(events))
+    if not events:
+        return report
+    inserted = _insert_new_events(session, events, now)
+    fresh = [e for e in events if e.event_id in inserted]
+    # The same event twice in one request: the first one counts.
+    seen: set[str] = set()
+    fresh = [e for e in fresh if not (e.event_id in seen or seen.add(e.event_id))]
+    report.duplicates = len(events) - len(fresh)
+    messages = _find_messages(session, fresh)
+    for i, event in enumerate(fresh):
+        message = messages.get(i)
+        if message is None:
+            report.unmatched += 1
+        else:
+            session.connection().execute(
+                update(DeliveryEvent)
+                .where(DeliveryEvent.provider == event.provider)
+                .where(DeliveryEvent.provider_event_id == event.event_id)
+                .values(message_id=message.id)
+            )
+            report.status_changes += _advance(session, message, event, now)
+        if event.suppress_reason and event.address:
+            if suppress_address(session, event.channel, event.address, event.suppress_reason,
+                                webhook_source(event.provider)):
+                report.suppressed += 1
+                log.info("suppressed %s on %s: %s", mask_address(event.channel, event.address),
+                         event.channel, event.suppress_reason)
+        if event.opt_out_topic:
+            topic = (message.topic if message is not None else ANY) if event.opt_out_topic == "message" \
+                else event.opt_out_topic
+            owners = [message.customer_id] if message is not None else (
+                customers_with_address(session, event.channel, event.address) if event.address else [])
+            for customer_id in owners:
+                report.opt_outs += opt_out(session, customer_id, event.channel, topic,
+                                           webhook_source(event.provider))
+    return report
+
+
+# --- consent -----------------------------------------------------------------------------------
+
+
+def opt_out(session: Session, customer_id: int, channel: str, topic: str, source: str) -> bool:
+    """Opts the customer out of ``topic`` on ``channel`` (either may be ``*``), and makes it hold.
+
+    The most specific consent record wins, so an older, narrower opt-in (say "SMS marketing:
+    yes") would beat a new broad opt-out ("no SMS"). Such records are overridden with
+    opt-outs of their own. Returns True when anything changed.
+    """
+    changed = record_consent(session, customer_id, channel, topic, ConsentState.opted_out, source)
+    session.flush()
+    consent = current_consent(session, [customer_id])
+    channels = [channel] if channel != ANY else [c.value for c in Channel]
+    topics = [topic] if topic != ANY else sorted({t for (_, _, t) in consent if t != ANY})
+    for ch in channels:
+        for tp in topics:
+            if consent_allows(consent, customer_id, ch, tp):
+                changed |= record_consent(session, customer_id, ch, tp, ConsentState.opted_out, source)
+    return changed
+
+
+def opt_in(session: Session, customer_id: int, channel: str, topic: str, source: str) -> bool:
+    """The customer asked to hear from us again on ``channel`` about ``topic``."""
+    return record_consent(session, customer_id, channel, topic, ConsentState.opted_in, source)
+
+
+# --- inbound SMS -------------------------------------------------------------------------------
+
+OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_KEYWORDS = frozenset({"HELP", "INFO"})
+
+SMS_REPLY_TASK_TOPIC = "support"
+SMS_REPLY_TASK_REASON = "customer replied by SMS"
+SMS_REPLY_TASK_PRIORITY = 60  # the support topic's priority in the shipped policy
+SMS_REPLY_TASK_SLA = timedelta(hours=4)
+# Opt-outs the provider reported for a number; START lifts them (address problems stay).
+_LIFTED_BY_OPT_IN = ("unsubscribed",)
+
+
+def help_text(brand: str) -> str:
+    return (f"{brand}: account, service and offer messages. Reply STOP to opt out, START to opt back in. "
+            "Msg & data rates may apply.")
+
+
+def sms_keyword(body: str) -> str | None:
+    """The keyword a reply is, if it is one: a single word, any case, spaces and a final
+    full stop or exclamation mark ignored ("stop", " Stop. ")."""
+    word = body.strip().rstrip(".!").strip().upper()
+    if word in OPT_OUT_KEYWORDS:
+        return "opt_out"
+    if word in OPT_IN_KEYWORDS:
+        return "opt_in"
+    if word in HELP_KEYWORDS:
+        return "help"
+    return None
+
+
+@dataclass
+class InboundOutcome:
+    kind: str  # opt_out, opt_in, help, feedback, duplicate
+    customer_ids: list[int] = field(default_factory=list)
+    reply: str | None = None  # text to answer with, if any
+    feedback_id: int | None = None
+    phone_task_id: int | None = None
+
+
+def _reply_owner(session: Session, customer_ids: list[int]) -> int | None:
+    """Of the customers sharing a number, the one we last texted (else the oldest record)."""
+    if len(customer_ids) <= 1:
+        return customer_ids[0] if customer_ids else None
+    latest = session.exec(
+        select(Message.customer_id)
+        .where(Message.customer_id.in_(customer_ids), Message.channel == Channel.sms.value)
+        .order_by(Message.sent_at.desc().nulls_last(), Message.id.desc())
+        .limit(1)
+    ).first()
+    return latest if latest is not None else customer_ids[0]
+
+
+def handle_inbound_sms(
+    session: Session, sender: str, body: str, sms_sid: str, brand: str, now: datetime | None = None
+) -> InboundOutcome:
+    """Applies an inbound SMS once (keyed by its MessageSid)."""
+    now = now or utcnow()
+    keyword = sms_keyword(body)
+    kind = keyword or "feedback"
+    marker = ProviderEvent(provider=TWILIO, event_id=f"{sms_sid}:inbound", event_type=f"inbound_{kind}"[:32],
+                           payload={"kind": kind}, occurred_at=now)
+    if not _insert_new_events(session, [marker], now):
+        return InboundOutcome("duplicate")
+    customer_ids = customers_with_address(session, Channel.sms.value, sender)
+    outcome = InboundOutcome(kind, customer_ids)
+    if keyword == "opt_out":
+        for customer_id in customer_ids:
+            opt_out(session, customer_id, Channel.sms.value, ANY, SOURCE_SMS_KEYWORD)
+    elif keyword == "opt_in":
+        for customer_id in customer_ids:
+            opt_in(session, customer_id, Channel.sms.value, ANY, SOURCE_SMS_KEYWORD)
+        for row in session.exec(select(Suppression).where(
+                Suppression.channel == Channel.sms.value, Suppression.address == sender.strip(),
+                Suppression.reason.in_(_LIFTED_BY_OPT_IN))):
+            session.delete(row)
+    elif keyword == "help":
+        outcome.reply = help_text(brand)
+    else:
+        owner = _reply_owner(session, customer_ids)
+        source = SOURCE_SMS_REPLY if owner is not None else f"{SOURCE_SMS_REPLY}:unknown_number"
+        feedback = CustomerFeedback(customer_id=owner, channel=Channel.sms.value, body=body, source=source)
+        session.add(feedback)
+        if owner is not None:
+            task = PhoneTask(customer_id=owner, topic=SMS_REPLY_TASK_TOPIC, reason=SMS_REPLY_TASK_REASON,
+                             script=f"The customer replied by SMS:\n\n{body}",
+                             priority=SMS_REPLY_TASK_PRIORITY, due_at=now + SMS_REPLY_TASK_SLA)
+            session.add(task)
+            session.flush()
+            outcome.phone_task_id = task.id
+        session.flush()
+        outcome.feedback_id = feedback.id
+    log.info("inbound SMS from %s: %s", mask_address("sms", sender), kind)
+    return outcome
+
+
+# --- one-click unsubscribe and the preference centre ------------------------------------------
+
+SOURCE_UNSUBSCRIBE_LINK = "unsubscribe_link"
+SOURCE_PREFERENCE_CENTRE = "preference_centre"
+
+# Topics a customer chooses in the preference centre, in display order, with their labels.
+# Everything else the policy knows (security, outage, transactional, support) is a service
+# message about the customer's account: not optional here.
+CHOOSABLE_TOPICS: dict[str, str] = {
+    "marketing": "News and offers",
+    "loyalty": "Loyalty rewards and anniversaries",
+    "feedback": "Surveys and requests for feedback",
+}
+CHANNEL_LABELS: dict[str, str] = {
+    Channel.email.value: "Email",
+    Channel.sms.value: "Text messages (SMS)",
+    Channel.social.value: "Direct messages on X",
+    Channel.phone.value: "Phone calls",
+}
+
+
+def unsubscribe(session: Session, customer_id: int, channel: str | None, topic: str | None) -> str:
+    """Applies an unsubscribe link; returns what it did, in words for the customer.
+
+    A link names a channel (email when absent) and usually the topic of the message it came
+    in. A topic opts out of that topic on that channel; no topic (or ``*``) opts out of every
+    message on that channel that is not a required notice such as a security alert.
+    """
+    channel = channel or Channel.email.value
+    label = CHANNEL_LABELS.get(channel, channel).lower()
+    if topic and topic != ANY:
+        opt_out(session, customer_id, channel, topic, SOURCE_UNSUBSCRIBE_LINK)
+        return f"You will no longer receive {CHOOSABLE_TOPICS.get(topic, topic).lower()} by {label}."
+    required = _keep_required_topics(session, customer_id, [channel])
+    opt_out(session, customer_id, channel, ANY, SOURCE_UNSUBSCRIBE_LINK)
+    required(SOURCE_UNSUBSCRIBE_LINK)
+    return f"You will no longer receive {label} from us, except required notices such as security alerts."
+
+
+@dataclass
+class PreferenceChoices:
+    channels: set[str]  # channels the customer accepts non-required messages on
+    topics: set[str]  # choosable topics the customer wants
+    frequency: str = "any"
+    quiet_start: str | None = None  # "HH:MM" local
+    quiet_end: str | None = None
+    do_not_contact: bool = False
+    preferred_channel: str | None = None
+
+
+def reachable_channels(customer: Customer) -> list[str]:
+    """The channels we hold an address for, in display order."""
+    present = {
+        Channel.email.value: customer.email,
+        Channel.sms.value: customer.phone,
+        Channel.social.value: customer.x_user_id,
+        Channel.phone.value: customer.phone,
+    }
+    return [ch for ch in CHANNEL_LABELS if present[ch]]
+
+
+def current_choices(session: Session, customer: Customer) -> PreferenceChoices:
+    """What the preference centre shows: the consent and preferences in force."""
+    assert customer.id is not None
+    consent = current_consent(session, [customer.id])
+    pref = session.get(ContactPreference, customer.id) or ContactPreference(customer_id=customer.id)
+    return PreferenceChoices(
+        channels={ch for ch in CHANNEL_LABELS if consent_allows(consent, customer.id, ch, ANY)},
+        topics={t for t in CHOOSABLE_TOPICS if consent_allows(consent, customer.id, ANY, t)},
+        frequency=pref.frequency,
+        quiet_start=pref.quiet_start,
+        quiet_end=pref.quiet_end,
+        do_not_contact=pref.do_not_contact,
+        preferred_channel=pref.preferred_channels[0] if pref.preferred_channels else None,
+    )
+
+
+def _keep_required_topics(
+    session: Session, customer_id: int, channels: Iterable[str]
+) -> Callable[[str], None]:
+    """Remembers whether each non-choosable topic may reach the customer on ``channels``; the
+    returned function restores that after a broad channel opt-out, so leaving a channel
+    never silences required notices there (and never re-enables what was opted out before)."""
+    from orchestrator.policy import load_policy
+
+    service_topics = [t for t in load_policy().topics if t not in CHOOSABLE_TOPICS]
+    before = current_consent(session, [customer_id])
+    allowed = {(ch, t): consent_allows(before, customer_id, ch, t) for ch in channels for t in service_topics}
+
+    def restore(source: str) -> None:
+        session.flush()
+        after = current_consent(session, [customer_id])
+        for (ch, t), was_allowed in allowed.items():
+            if consent_allows(after, customer_id, ch, t) != was_allowed:
+                state = ConsentState.opted_in if was_allowed else ConsentState.opted_out
+                record_consent(session, customer_id, ch, t, state, source)
+
+    return restore
+
+
+def save_choices(session: Session, customer: Customer, choices: PreferenceChoices,
+                 source: str = SOURCE_PREFERENCE_CENTRE) -> None:
+    """Writes the preference centre's choices as consent and preferences (both audited).
+
+    Afterwards, for every channel and choosable topic, a message may go out exactly when
+    both the channel and the topic are ticked; required notices keep their consent.
+    """
+    assert customer.id is not None
+    cid = customer.id
+    unknown = (choices.channels - set(CHANNEL_LABELS)) | (choices.topics - set(CHOOSABLE_TOPICS))
+    if unknown:
+        raise ValueError(f"unknown choice(s): {', '.join(sorted(unknown))}")
+    restore = _keep_required_topics(session, cid, [ch for ch in CHANNEL_LABELS if ch not in choices.channels])
+    for ch in CHANNEL_LABELS:
+        state = ConsentState.opted_in if ch in choices.channels else ConsentState.opted_out
+        record_consent(session, cid, ch, ANY, state, source)
+    for topic in CHOOSABLE_TOPICS:
+        state = ConsentState.opted_in if topic in choices.topics else ConsentState.opted_out
+        record_consent(session, cid, ANY, topic, state, source)
+    session.flush()
+    consent = current_consent(session, [cid])
+    for ch in CHANNEL_LABELS:
+        for topic in CHOOSABLE_TOPICS:
+            wanted = ch in choices.channels and topic in choices.topics
+            if consent_allows(consent, cid, ch, topic) != wanted:
+                state = ConsentState.opted_in if wanted else ConsentState.opted_out
+                record_consent(session, cid, ch, topic, state, source)
+    restore(source)
+    # A preferred channel goes first, the other accepted channels follow; no preference: [].
+    first = choices.preferred_channel
+    preferred = [first] + [ch for ch in CHANNEL_LABELS if ch in choices.channels and ch != first] \
+        if first in choices.channels else []
+    update_preferences(
+        session, cid, source,
+        preferred_channels=preferred,
+        frequency=choices.frequency,
+        quiet_start=choices.quiet_start,
+        quiet_end=choices.quiet_end,
+        do_not_contact=choices.do_not_contact,
+    )

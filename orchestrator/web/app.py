@@ -1,0 +1,66 @@
+"""``create_app()``: the web app that closes the feedback loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+
+from orchestrator.web import incidents, preference_centre, sendgrid_events, twilio_callbacks, unsubscribe
+from orchestrator.web.common import PAGE_HEADERS, templates
+from orchestrator.web.incidents import IncidentLauncher
+from orchestrator.web.limits import MAX_BODY_BYTES, BodySizeLimit
+
+
+@dataclass(frozen=True)
+class Verifiers:
+    """Signature checks and the SMS reply format, as plain functions (the SDKs stay in channels/)."""
+
+    sendgrid: Callable[[str, bytes, str, str], bool]  # (public key, raw body, signature, timestamp)
+    twilio: Callable[[str, str, Iterable[tuple[str, str]], str], bool]  # (token, url, params, signature)
+    twiml: Callable[[str | None], str]  # reply text (or none) -> TwiML document
+
+
+def provider_verifiers() -> Verifiers:
+    from channels.signatures import sendgrid_signature_valid, twilio_signature_valid, twiml_reply
+
+    return Verifiers(sendgrid_signature_valid, twilio_signature_valid, twiml_reply)
+
+
+def create_app(
+    launch_incident: IncidentLauncher | None = None,
+    *,
+    verifiers: Verifiers | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The app. ``launch_incident`` starts an outage notice and returns its run id (without
+    one, ``POST /incidents`` answers 503). Settings are read per request (ORCH_*)."""
+    app = FastAPI(title="Orchestrator feedback loop", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.launch_incident = launch_incident
+    app.state.verifiers = verifiers or provider_verifiers()
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    for module in (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents):
+        app.include_router(module.router)
+
+    @app.exception_handler(HTTPException)
+    async def _errors(request: Request, exc: HTTPException):
+        # Customers following a link get a page; machines get JSON.
+        if request.url.path.startswith(("/unsubscribe/", "/preferences/")):
+            return templates.TemplateResponse(
+                request, "problem.html", {"message": exc.detail}, status_code=exc.status_code,
+                headers={**PAGE_HEADERS, **(exc.headers or {})},
+            )
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.get("/healthz", include_in_schema=False)
+    def _health() -> dict:
+        return {"ok": True}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def _root() -> str:
+        return "<!doctype html><title>Orchestrator</title><p>Nothing to see here.</p>"
+
+    return app

@@ -1,0 +1,161 @@
+"""The preference centre: channels, topics, frequency, quiet hours, do-not-contact.
+
+Reached from the signed link in every marketing message (``orchestrator.links.preferences_url``).
+Plain HTML forms, no JavaScript. The form posts back to the same signed URL and the result is
+shown after a redirect (so reloading the page does not post again).
+
+Cross-site request forgery: nothing ambient authorises a change (no cookie, no session); the
+signed token in the URL is the credential, so another site can only forge a post if the token
+leaked. Even then the post is refused because its Origin (or Referer) is not ours; the pages
+keep their URL to themselves (Referrer-Policy: same-origin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from orchestrator.consent import FREQUENCIES
+from orchestrator.db import session_scope
+from orchestrator.feedback import (
+    CHANNEL_LABELS,
+    CHOOSABLE_TOPICS,
+    PreferenceChoices,
+    current_choices,
+    reachable_channels,
+    save_choices,
+)
+from orchestrator.models import Customer
+from orchestrator.web.common import PAGE_HEADERS, form_pairs, require_same_origin, templates
+from orchestrator.web.unsubscribe import claims_or_400
+
+router = APIRouter()
+
+FREQUENCY_LABELS = {
+    "any": "Whenever there is something worth telling you",
+    "daily": "At most once a day",
+    "weekly": "At most once a week",
+    "monthly": "At most once a month",
+}
+assert tuple(FREQUENCY_LABELS) == FREQUENCIES
+
+
+@dataclass
+class ParsedForm:
+    choices: PreferenceChoices
+    errors: list[str] = field(default_factory=list)
+
+
+def _clock(value: str, label: str, errors: list[str]) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return time.fromisoformat(value).strftime("%H:%M")
+    except ValueError:
+        errors.append(f"{label} must be a time such as 21:00.")
+        return None
+
+
+def parse_form(pairs: list[tuple[str, str]]) -> ParsedForm:
+    values: dict[str, list[str]] = {}
+    for key, value in pairs:
+        values.setdefault(key, []).append(value)
+
+    def one(key: str) -> str:
+        return (values.get(key) or [""])[0]
+
+    errors: list[str] = []
+    channels = set(values.get("channel", []))
+    topics = set(values.get("topic", []))
+    if channels - set(CHANNEL_LABELS) or topics - set(CHOOSABLE_TOPICS):
+        errors.append("Some of the choices sent are not ones we offer.")
+    frequency = one("frequency") or "any"
+    if frequency not in FREQUENCIES:
+        errors.append("Please choose how often you want to hear from us.")
+    preferred = one("preferred_channel") or None
+    if preferred is not None and preferred not in CHANNEL_LABELS:
+        errors.append("Please choose a preferred channel from the list.")
+    quiet_start = _clock(one("quiet_start"), "The start of your quiet hours", errors)
+    quiet_end = _clock(one("quiet_end"), "The end of your quiet hours", errors)
+    if (quiet_start is None) != (quiet_end is None):
+        errors.append("Quiet hours need both a start and an end (or leave both empty).")
+    elif quiet_start is not None and quiet_start == quiet_end:
+        errors.append("Quiet hours need a start and an end that differ.")
+    choices = PreferenceChoices(
+        channels=channels & set(CHANNEL_LABELS),
+        topics=topics & set(CHOOSABLE_TOPICS),
+        frequency=frequency if frequency in FREQUENCIES else "any",
+        quiet_start=quiet_start,
+        quiet_end=quiet_end,
+        do_not_contact=one("do_not_contact") == "yes",
+        preferred_channel=preferred if preferred in CHANNEL_LABELS else None,
+    )
+    return ParsedForm(choices, errors)
+
+
+def _required_topics() -> list[str]:
+    from orchestrator.policy import load_policy
+
+    return [name for name, topic in load_policy().topics.items() if topic.required]
+
+
+def _page(request: Request, customer: Customer, choices: PreferenceChoices, *, saved: bool = False,
+          errors: list[str] | None = None, status_code: int = 200):
+    return templates.TemplateResponse(
+        request, "preferences.html",
+        {
+            "customer": customer,
+            "choices": choices,
+            "channels": {ch: CHANNEL_LABELS[ch] for ch in reachable_channels(customer)},
+            "topics": CHOOSABLE_TOPICS,
+            "frequencies": FREQUENCY_LABELS,
+            "required_topics": _required_topics(),
+            "saved": saved,
+            "errors": errors or [],
+        },
+        status_code=status_code,
+        headers=PAGE_HEADERS,
+    )
+
+
+def _customer(session, customer_id: int) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise HTTPException(404, "We could not find your preferences.")
+    return customer
+
+
+@router.get("/preferences/{token}", response_class=HTMLResponse)
+def show_preferences(request: Request, token: str, saved: int = 0):
+    claims = claims_or_400(token, "preferences")
+    with session_scope() as session:
+        customer = _customer(session, claims.customer_id)
+        choices = current_choices(session, customer)
+    return _page(request, customer, choices, saved=bool(saved))
+
+
+@router.post("/preferences/{token}", response_class=HTMLResponse)
+async def save_preferences(request: Request, token: str):
+    claims = claims_or_400(token, "preferences")
+    require_same_origin(request)
+    parsed = parse_form(form_pairs(await request.form()))
+
+    def apply():
+        with session_scope() as session:
+            customer = _customer(session, claims.customer_id)
+            # Channels we hold no address for are not on the page: they keep their consent.
+            hidden = set(CHANNEL_LABELS) - set(reachable_channels(customer))
+            parsed.choices.channels |= current_choices(session, customer).channels & hidden
+            if not parsed.errors:
+                save_choices(session, customer, parsed.choices)
+            return customer
+
+    customer = await run_in_threadpool(apply)
+    if parsed.errors:
+        return _page(request, customer, parsed.choices, errors=parsed.errors, status_code=400)
+    return RedirectResponse(f"{request.url.path}?saved=1", status_code=303, headers=PAGE_HEADERS)
