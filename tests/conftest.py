@@ -11,6 +11,8 @@ from orchestrator.db import get_engine, upgrade
 from orchestrator.settings import get_settings
 from tests.support import postgres
 
+pytest_plugins = ["tests.support.fakes.fixtures"]  # fake_sendgrid, fake_twilio, fake_x
+
 
 def _activate(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("ORCH_DATABASE_URL", url)
