@@ -1,0 +1,72 @@
+"""What a template may see: chosen customer fields, the brand, the customer's links, the facts.
+
+Nothing else leaks in: no email address, phone number or free-form customer attributes.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from orchestrator.links import preferences_url, unsubscribe_url
+from orchestrator.models import Customer, utcnow
+from orchestrator.settings import get_settings
+from orchestrator.templating.catalog import get_catalog
+
+DEFAULT_BRAND_NAME = "Example Co"
+CUSTOMER_FIELDS = ("id", "name", "tier", "customer_since", "locale", "timezone", "x_handle")
+
+
+def _as_date(value: Any) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def full_years(since: date | None, today: date) -> int | None:
+    if since is None:
+        return None
+    return today.year - since.year - ((today.month, today.day) < (since.month, since.day))
+
+
+def customer_fields(customer: Customer | dict[str, Any] | None) -> dict[str, Any]:
+    if customer is None:  # a public broadcast (social post) has no customer
+        return {}
+    if isinstance(customer, Customer):
+        raw = {key: getattr(customer, key) for key in CUSTOMER_FIELDS}
+    else:
+        raw = {key: customer.get(key) for key in CUSTOMER_FIELDS}
+    name = " ".join(str(raw["name"] or "").split())
+    since = _as_date(raw["customer_since"])
+    return {
+        "id": raw["id"],
+        "name": name,
+        "first_name": name.split(" ", 1)[0] if name else "",
+        "tier": raw["tier"] or "standard",
+        "customer_since": since,
+        "years_as_customer": full_years(since, utcnow().date()),
+        "locale": raw["locale"] or get_settings().default_locale,
+        "timezone": raw["timezone"] or "UTC",
+        "x_handle": raw["x_handle"] or "",
+    }
+
+
+def brand() -> dict[str, Any]:
+    configured = get_catalog().brand
+    return {**configured, "name": configured.get("name", DEFAULT_BRAND_NAME),
+            "postal_address": get_settings().company_postal_address}
+
+
+def build_context(customer: Customer | dict[str, Any] | None, data: dict[str, Any], *, topic: str,
+                  message_id: int | None = None) -> dict[str, Any]:
+    """The variables a message template renders with. ``data`` holds the message's facts."""
+    fields = customer_fields(customer)
+    customer_id = fields.get("id")
+    links = {} if customer_id is None else {
+        "unsubscribe_url": unsubscribe_url(int(customer_id), topic),
+        "preferences_url": preferences_url(int(customer_id)),
+    }
+    return {"customer": fields, "brand": brand(), "links": links, "data": dict(data or {}),
+            "topic": topic, "message_id": message_id}

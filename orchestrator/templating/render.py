@@ -1,0 +1,91 @@
+"""``render()``: one message, in one tone, on one channel, for one customer context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.templating.catalog import CHANNELS, SOCIAL_KINDS, variant_key
+from orchestrator.templating.environment import TemplateSet, get_template_set
+from orchestrator.templating.errors import LengthError, RenderError
+from orchestrator.templating.lengths import Metrics, chars_metrics, sms_metrics, x_post_metrics
+from orchestrator.templating.rules import ChannelLimits
+
+
+@dataclass(frozen=True)
+class Rendered:
+    message: str
+    channel: str
+    kind: str | None  # "post" or "dm" for social, else None
+    tone: str  # the tone actually used (after falling back to the message's default tone)
+    locale: str  # the locale actually used
+    subject: str | None
+    text: str
+    html: str | None
+    metrics: Metrics  # of the part the channel limits (email: the subject)
+
+
+def measure(vkey: str, subject: str | None, text: str, limits: ChannelLimits, marketing: bool) -> Metrics:
+    """The channel's length figures; over the limit raises LengthError with the numbers."""
+    if vkey == "email":
+        metrics = chars_metrics("email subject", subject or "", limits.email.subject_max_chars)
+    elif vkey == "sms":
+        cap = limits.sms.marketing_max_segments if marketing else limits.sms.max_segments
+        metrics = sms_metrics(text, cap)
+    elif vkey == "social:post":
+        metrics = x_post_metrics(text, limits.social.post_max_weighted)
+    elif vkey == "social:dm":
+        metrics = chars_metrics("social dm", text, limits.social.dm_max_chars)
+    else:
+        metrics = chars_metrics("phone", text, None)
+        if len(text) < limits.phone.min_script_chars:
+            raise LengthError(f"phone: call script is {len(text)} chars, "
+                              f"min {limits.phone.min_script_chars}: the agent needs a script")
+    if metrics.over_limit:
+        raise LengthError(metrics.describe())
+    return metrics
+
+
+def render_with(templates: TemplateSet, message: str, *, tone: str | None, channel: str,
+                context: dict[str, Any], locale: str | None = None, kind: str | None = None) -> Rendered:
+    catalog = templates.catalog
+    info = catalog.info(message)
+    if channel not in CHANNELS:
+        raise RenderError(f"unknown channel {channel!r} (use {', '.join(CHANNELS)})")
+    if channel == "social" and kind is not None and kind not in SOCIAL_KINDS:
+        raise RenderError(f"unknown social kind {kind!r} (use {', '.join(SOCIAL_KINDS)})")
+    if channel == "social" and kind is None and "social:dm" not in info.variants:
+        kind = "post"
+    vkey = variant_key(channel, kind)
+    if vkey not in info.variants:
+        raise RenderError(f"{message} has no {vkey} variant (it has: {', '.join(info.variants)})")
+    tone = tone or info.default_tone
+    if tone not in catalog.rules.tones:
+        raise RenderError(f"unknown tone {tone!r} (use {', '.join(catalog.rules.tones)})")
+    variant = templates.variant(message, tone, vkey, locale or catalog.default_locale)
+    variables = {**context, "message": {"name": message, "topic": info.topic, "marketing": info.marketing,
+                                        "tone": variant.tone, "locale": variant.locale, "channel": vkey}}
+    text = templates.render_part(variant, "text", variables).strip()
+    if not text:
+        raise RenderError(f"{variant.names['text']}: rendered text is empty")
+    subject = html = None
+    if vkey == "email":
+        subject = " ".join(templates.render_part(variant, "subject", variables).split())
+        if not subject:
+            raise RenderError(f"{variant.names['subject']}: rendered subject is empty")
+        html = templates.render_part(variant, "html", variables).strip()
+    metrics = measure(vkey, subject, text, catalog.rules.channels, info.marketing)
+    return Rendered(message, channel, kind if channel == "social" else None, variant.tone, variant.locale,
+                    subject, text, html, metrics)
+
+
+def render(message: str, *, tone: str | None, channel: str, context: dict[str, Any], locale: str = "en",
+           kind: str | None = None) -> Rendered:
+    """Renders ``message`` for ``channel`` (social: ``kind`` "post" or "dm").
+
+    Falls back to the message's default tone and to the default locale when a variant is
+    missing; ``Rendered.tone`` and ``.locale`` say what was used. Raises RenderError or
+    LengthError (both TemplateProblem, a ValueError).
+    """
+    return render_with(get_template_set(), message, tone=tone, channel=channel, context=context,
+                       locale=locale, kind=kind)
