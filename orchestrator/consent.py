@@ -87,10 +87,9 @@ def suppressed_addresses(session: Session, channel: str, addresses: Iterable[str
     addrs = [a for a in addresses if a]
     if not addrs:
         return set()
-    rows = session.exec(  # type: ignore[call-overload]
+    return set(session.scalars(
         select(Suppression.address).where(Suppression.channel == channel, Suppression.address.in_(addrs))
-    ).all()
-    return {r[0] if isinstance(r, tuple) else r for r in rows}
+    ))
 
 
 def update_preferences(session: Session, customer_id: int, source: str, **changes: Any) -> ContactPreference:
