@@ -45,6 +45,7 @@ class RecordedRequest:
     address: str | None  # the recipient
     status: int | None = None  # what the fake answered (None: no answer, a fault)
     fault: Fault | None = None
+    client: tuple[str, int] | None = None  # the client's (host, port): one per TCP connection
 
 
 @dataclass
@@ -92,7 +93,9 @@ class FakeProvider:
         server.daemon_threads = True
         server.block_on_close = False
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name=f"fake-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name=f"fake-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -169,7 +172,9 @@ class FakeProvider:
         raise NotImplementedError
 
     # ----- dispatch ---------------------------------------------------------------------
-    def _handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Reply:
+    def _handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes, client: tuple[str, int]
+    ) -> Reply:
         parts = urlsplit(raw_path)
         data, message_id, address = self.parse(method, parts.path, headers, body)
         request = RecordedRequest(
@@ -181,6 +186,7 @@ class FakeProvider:
             data=data,
             message_id=message_id,
             address=address,
+            client=client,
         )
         with self._lock:
             self.requests.append(request)
@@ -238,7 +244,7 @@ def _make_handler(fake: FakeProvider) -> Callable[..., BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             headers = {k: v for k, v in self.headers.items()}
             try:
-                reply = fake._handle(self.command, self.path, headers, body)
+                reply = fake._handle(self.command, self.path, headers, body, self.client_address[:2])
             except _NoAnswer:
                 self._abort()
                 return
