@@ -1,0 +1,137 @@
+"""``orchestrator templates list|lint|preview``: the message catalog, the tone guard, previews."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.markup import escape
+
+from orchestrator.cli.output import console, fail, print_json
+
+templates_app = typer.Typer(help="Tone templates: list messages, lint every tone and channel, preview one.",
+                            no_args_is_help=True)
+
+
+@templates_app.command("list")
+def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every message with its topic, tones, channels and locales."""
+    from orchestrator.templating import TemplateProblem, list_messages, message_info
+
+    try:
+        infos = [message_info(name) for name in list_messages()]
+    except TemplateProblem as exc:
+        fail(str(exc))
+    if as_json:
+        print_json([{"message": i.name, "topic": i.topic, "marketing": i.marketing,
+                     "facts": i.required_variables, "default_tone": i.default_tone, "tones": i.tones,
+                     "channels": i.variants, "locales": i.locales} for i in infos])
+        return
+    for i in infos:
+        kind = "marketing" if i.marketing else f"topic {i.topic}"
+        console.print(f"[bold]{i.name}[/] ({kind}): tones {', '.join(i.tones)}; channels {', '.join(i.variants)}; "
+                      f"locales {', '.join(i.locales)}; facts {', '.join(i.required_variables)}",
+                      highlight=False, soft_wrap=True)
+
+
+@templates_app.command("lint")
+def lint_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Render every message x tone x channel x locale with sample data and check the tone rules.
+
+    Exits 1 if anything fails; each finding names template, tone, channel, rule and the text.
+    """
+    from orchestrator.templating import TemplateProblem
+    from orchestrator.templating.lint import lint_templates
+
+    try:
+        report = lint_templates()
+    except TemplateProblem as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for finding in report.findings:
+            console.print(f"[red]FAIL[/] {escape(finding.describe())}", highlight=False)
+        verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.findings)} problem(s)[/]"
+        console.print(f"Tone guard: {report.rendered} renderings checked, {verdict}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _customer_by_external_id(external_id: str) -> Any:
+    from sqlmodel import select
+
+    from orchestrator.db import session_scope
+    from orchestrator.models import Customer
+
+    with session_scope() as session:
+        customer = session.exec(select(Customer).where(Customer.external_id == external_id)).first()
+    if customer is None:
+        fail(f"no customer with external id {external_id!r}")
+    return customer
+
+
+def _read_data_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"cannot read facts from {path}: {exc}")
+    if not isinstance(data, dict):
+        fail(f"{path}: expected a mapping of fact names to values")
+    return data
+
+
+@templates_app.command("preview")
+def preview_command(
+    message: str = typer.Argument(..., help="Message name, e.g. outage_notice."),
+    tone: str = typer.Option(None, "--tone", help="Tone (default: the message's default tone)."),
+    channel: str = typer.Option("email", "--channel", help="email, sms, social or phone."),
+    kind: str = typer.Option(None, "--kind", help="For social: post or dm."),
+    customer_id: str = typer.Option(None, "--customer", help="External id of a customer in the database."),
+    locale: str = typer.Option(None, "--locale", help="Locale (default: the customer's, else the default)."),
+    data_file: Annotated[Path | None, typer.Option(
+        "--data", help="YAML/JSON facts overriding the sample data.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the email HTML (default: the cwd).")] = None,
+) -> None:
+    """Print a rendered message with its length figures; for email also write an HTML file."""
+    from orchestrator.settings import get_settings
+    from orchestrator.templating import TemplateProblem, build_context, message_info, render
+    from orchestrator.templating.catalog import get_catalog
+
+    try:
+        info = message_info(message)
+        sample = get_catalog().sample_data
+        customer = _customer_by_external_id(customer_id) if customer_id else sample.get("customer") or {}
+        facts = dict((sample.get("messages") or {}).get(message) or {})
+        if data_file is not None:
+            facts.update(_read_data_file(data_file))
+        wanted_locale = locale or (customer.locale if customer_id else None) or get_settings().default_locale
+        context = build_context(customer, facts, topic=info.topic)
+        rendered = render(message, tone=tone, channel=channel, kind=kind, context=context,
+                          locale=wanted_locale)
+    except TemplateProblem as exc:
+        fail(str(exc))
+    variant = f"{channel}:{rendered.kind}" if rendered.kind else channel
+    console.print(f"[bold]{message}[/] · tone {rendered.tone} · {variant} · {rendered.locale}",
+                  highlight=False)
+    if tone and rendered.tone != tone:
+        console.print(f"[yellow]No {tone} variant: fell back to the default tone {rendered.tone}.[/]")
+    if rendered.locale != wanted_locale:
+        console.print(f"[yellow]No {wanted_locale} translation: fell back to {rendered.locale}.[/]")
+    if rendered.subject is not None:
+        console.print(f"[bold]Subject:[/] {escape(rendered.subject)}", highlight=False)
+    console.rule()
+    console.print(escape(rendered.text), highlight=False, soft_wrap=True)
+    console.rule()
+    console.print(rendered.metrics.describe(), highlight=False)
+    if rendered.html is not None:
+        path = out or Path.cwd() / f"preview-{message}-{rendered.tone}-{rendered.locale}.html"
+        path.write_text(rendered.html, encoding="utf-8")
+        console.print(f"HTML written to {path}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(templates_app, name="templates")
