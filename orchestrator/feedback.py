@@ -21,12 +21,12 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from orchestrator.consent import (
     ANY,
@@ -45,10 +45,10 @@ from orchestrator.models import (
     DeliveryEvent,
     Message,
     MessageStatus,
-    PhoneTask,
     Suppression,
     utcnow,
 )
+from orchestrator.phone_tasks import TaskRequest, open_tasks
 from orchestrator.privacy import mask_address, redact_text
 
 log = logging.getLogger(__name__)
@@ -399,8 +399,7 @@ HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 
 SMS_REPLY_TASK_TOPIC = "support"
 SMS_REPLY_TASK_REASON = "customer replied by SMS"
-SMS_REPLY_TASK_PRIORITY = 60  # the support topic's priority in the shipped policy
-SMS_REPLY_TASK_SLA = timedelta(hours=4)
+SMS_REPLY_TASK_PRIORITY = 60  # as the support topic's priority in the shipped policy; due per its SLA
 # Opt-outs the provider reported for a number; START lifts them (address problems stay).
 _LIFTED_BY_OPT_IN = ("unsubscribed",)
 
@@ -476,10 +475,10 @@ def handle_inbound_sms(
         feedback = CustomerFeedback(customer_id=owner, channel=Channel.sms.value, body=body, source=source)
         session.add(feedback)
         if owner is not None:
-            task = PhoneTask(customer_id=owner, topic=SMS_REPLY_TASK_TOPIC, reason=SMS_REPLY_TASK_REASON,
-                             script=f"The customer replied by SMS:\n\n{body}",
-                             priority=SMS_REPLY_TASK_PRIORITY, due_at=now + SMS_REPLY_TASK_SLA)
-            session.add(task)
+            [task] = open_tasks(session, [TaskRequest(
+                customer_id=owner, topic=SMS_REPLY_TASK_TOPIC, reason=SMS_REPLY_TASK_REASON,
+                script=f"The customer replied by SMS:\n\n{body}", priority=SMS_REPLY_TASK_PRIORITY,
+            )], now=now)
             session.flush()
             outcome.phone_task_id = task.id
         session.flush()

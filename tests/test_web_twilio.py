@@ -1,0 +1,203 @@
+"""Twilio status callbacks and inbound SMS: signed on the public URL, applied exactly once."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import select
+
+from orchestrator.consent import consent_allows, current_consent, record_consent
+from orchestrator.db import session_scope
+from orchestrator.models import ConsentEvent, CustomerFeedback, DeliveryEvent, Message, PhoneTask, Suppression
+from tests.support.signing import twilio_headers
+from tests.support.web import (  # noqa: F401
+    PUBLIC_BASE_URL,
+    TWILIO_TOKEN,
+    add_customer,
+    add_message,
+    reload,
+    web_fixture,
+)
+
+PHONE = "+14155550100"
+
+
+def table(model):
+    with session_scope() as session:
+        return list(session.exec(select(model)))
+
+
+def status_callback(web, message_id, status, sid="SM0001", error_code=None, sign_url=None):
+    path = f"/webhooks/twilio/status?message_id={message_id}"
+    params = {"MessageSid": sid, "MessageStatus": status, "To": PHONE, "From": "+15005550006",
+              "AccountSid": "ACtest"}
+    if error_code:
+        params["ErrorCode"] = error_code
+    headers = twilio_headers(TWILIO_TOKEN, sign_url or PUBLIC_BASE_URL + path, params)
+    return web.client.post(path, data=params, headers=headers)
+
+
+def inbound(web, body, sid="SMin1", sender=PHONE):
+    params = {"MessageSid": sid, "From": sender, "To": "+15005550006", "Body": body, "AccountSid": "ACtest"}
+    headers = twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio/inbound", params)
+    return web.client.post("/webhooks/twilio/inbound", data=params, headers=headers)
+
+
+def sms_consent(customer_id, topic="marketing"):
+    with session_scope() as session:
+        return consent_allows(current_consent(session, [customer_id]), customer_id, "sms", topic)
+
+
+def test_status_callbacks_update_the_ledger_once(web, db_url):
+    message = add_message(add_customer(), channel="sms", status="sending")
+    assert status_callback(web, message.id, "sent").status_code == 200
+    assert reload(Message, message.id).status == "sent"
+    assert status_callback(web, message.id, "delivered").json()["status_changes"] == 1
+    row = reload(Message, message.id)
+    assert row.status == "delivered" and row.delivered_at is not None
+
+    repeat = status_callback(web, message.id, "delivered")
+    assert repeat.json()["duplicates"] == 1 and repeat.json()["status_changes"] == 0
+    assert status_callback(web, message.id, "sent", sid="SM0001").json()["status_changes"] == 0
+    assert reload(Message, message.id).status == "delivered"
+    assert sorted(e.provider_event_id for e in table(DeliveryEvent)) == ["SM0001:delivered", "SM0001:sent"]
+
+
+def test_permanent_failures_suppress_the_number_and_temporary_ones_do_not(web, db_url):
+    customer = add_customer()
+    dead = add_message(customer, channel="sms", dedupe_key="a")
+    unlucky = add_message(customer, channel="sms", dedupe_key="b")
+    status_callback(web, unlucky.id, "undelivered", sid="SM0002", error_code="30003")  # handset off
+    assert table(Suppression) == []
+    status_callback(web, dead.id, "failed", sid="SM0001", error_code="30005")  # unknown number
+    suppressed = [(s.channel, s.address, s.reason) for s in table(Suppression)]
+    assert suppressed == [("sms", PHONE, "unknown_number")]
+    assert reload(Message, dead.id).status == "failed"
+    assert reload(Message, unlucky.id).status == "failed"
+
+
+def test_an_opted_out_recipient_error_records_the_opt_out(web, sqlite_url):
+    customer = add_customer()
+    message = add_message(customer, channel="sms")
+    status_callback(web, message.id, "failed", error_code="21610")
+    assert not sms_consent(customer.id)
+    assert [s.reason for s in table(Suppression)] == ["unsubscribed"]
+
+
+def test_the_message_is_found_by_its_sid_without_our_id(web, sqlite_url):
+    message = add_message(add_customer(), channel="sms", provider_message_id="SMabc")
+    params = {"MessageSid": "SMabc", "MessageStatus": "delivered"}
+    path = "/webhooks/twilio/status"
+    web.client.post(path, data=params, headers=twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path, params))
+    assert reload(Message, message.id).status == "delivered"
+
+
+@pytest.mark.parametrize("case", ["unsigned", "tampered", "internal_url", "other_token"])
+def test_unsigned_or_tampered_callbacks_are_refused_and_change_nothing(web, sqlite_url, case):
+    message = add_message(add_customer(), channel="sms")
+    path = f"/webhooks/twilio/status?message_id={message.id}"
+    params = {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "30005", "To": PHONE}
+    headers = twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path, params)
+    if case == "unsigned":
+        headers = {}
+    elif case == "tampered":
+        params = {**params, "To": "+14155550199"}
+    elif case == "internal_url":  # signed for the URL this process sees, not the public one
+        headers = twilio_headers(TWILIO_TOKEN, "http://testserver" + path, params)
+    elif case == "other_token":
+        headers = twilio_headers("someone-else", PUBLIC_BASE_URL + path, params)
+    response = web.client.post(path, data=params, headers=headers)
+    assert response.status_code == 403
+    assert table(DeliveryEvent) == [] and table(Suppression) == []
+    assert reload(Message, message.id).status == "sent"
+
+
+def test_a_signed_callback_without_the_required_fields_is_refused(web, sqlite_url):
+    path = "/webhooks/twilio/status"
+    params = {"MessageStatus": "delivered"}
+    response = web.client.post(path, data=params,
+                               headers=twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path, params))
+    assert response.status_code == 400
+    assert table(DeliveryEvent) == []
+
+
+@pytest.mark.parametrize("body", ["STOP", "stop", " Stop ", "\tQUIT\n", "unsubscribe", "Cancel", "end",
+                                  "StopAll", "revoke", "OPTOUT", "stop."])
+def test_opt_out_keywords_in_any_case_and_spacing(web, sqlite_url, body):
+    customer = add_customer()
+    response = inbound(web, body)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/xml")
+    assert "<Message>" not in response.text  # Twilio itself confirms the opt-out
+    assert not sms_consent(customer.id)
+    assert sms_consent(customer.id, "security") is False
+    [event] = table(ConsentEvent)
+    assert (event.channel, event.topic, event.state, event.source) == ("sms", "*", "opted_out", "sms_keyword")
+
+
+def test_stop_beats_an_earlier_narrower_opt_in_and_start_opts_back_in(web, sqlite_url):
+    customer = add_customer()
+    with session_scope() as session:
+        record_consent(session, customer.id, "sms", "marketing", "opted_in", "import")
+    inbound(web, "STOP", sid="SM1")
+    assert not sms_consent(customer.id, "marketing")
+    for sid, word in (("SM2", "start"), ("SM3", " Yes "), ("SM4", "UNSTOP")):
+        inbound(web, "STOP", sid=sid + "x")
+        inbound(web, word, sid=sid)
+        assert sms_consent(customer.id, "outage"), word
+
+
+def test_start_lifts_a_provider_opt_out_but_not_a_dead_number(web, sqlite_url):
+    customer = add_customer()
+    message = add_message(customer, channel="sms")
+    status_callback(web, message.id, "failed", error_code="21610")
+    inbound(web, "START")
+    assert table(Suppression) == []
+    assert sms_consent(customer.id)
+
+
+@pytest.mark.parametrize("body", ["HELP", " help", "Info "])
+def test_help_keywords_answer_with_help_text(web, sqlite_url, body):
+    add_customer()
+    response = inbound(web, body)
+    assert "<Message>" in response.text and "Reply STOP to opt out" in response.text
+    assert table(CustomerFeedback) == [] and table(ConsentEvent) == []
+
+
+@pytest.mark.parametrize("body", ["stop please", "My order never arrived", "STOP STOP"])
+def test_any_other_reply_is_kept_and_opens_a_phone_task_once(web, sqlite_url, body):
+    customer = add_customer()
+    first = inbound(web, body, sid="SMreply")
+    assert first.status_code == 200 and "<Message>" not in first.text
+    inbound(web, body, sid="SMreply")  # Twilio retried the webhook
+    [feedback] = table(CustomerFeedback)
+    assert (feedback.customer_id, feedback.channel, feedback.body) == (customer.id, "sms", body)
+    [task] = table(PhoneTask)
+    assert (task.customer_id, task.topic, task.reason) == (customer.id, "support", "customer replied by SMS")
+    assert body in task.script and task.due_at > task.created_at
+    assert table(ConsentEvent) == []  # a sentence containing "stop" is not an opt-out
+
+
+def test_a_reply_from_an_unknown_number_is_kept_as_a_support_note(web, sqlite_url):
+    inbound(web, "who is this?", sender="+14155550111")
+    [feedback] = table(CustomerFeedback)
+    assert feedback.customer_id is None and feedback.body == "who is this?"
+    assert feedback.source == "sms_reply:unknown_number"
+
+
+def test_inbound_messages_must_be_signed(web, sqlite_url):
+    customer = add_customer()
+    params = {"MessageSid": "SMx", "From": PHONE, "Body": "STOP"}
+    forged = {"X-Twilio-Signature": "AAAA"}
+    response = web.client.post("/webhooks/twilio/inbound", data=params, headers=forged)
+    assert response.status_code == 403
+    assert sms_consent(customer.id)
+
+
+def test_without_an_auth_token_nothing_is_accepted(web, sqlite_url, monkeypatch):
+    from orchestrator.settings import get_settings
+
+    customer = add_customer()
+    monkeypatch.delenv("ORCH_TWILIO_AUTH_TOKEN")
+    get_settings.cache_clear()
+    assert inbound(web, "STOP").status_code == 503
+    assert sms_consent(customer.id)
