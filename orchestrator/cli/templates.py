@@ -31,9 +31,9 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         return
     for i in infos:
         kind = "marketing" if i.marketing else f"topic {i.topic}"
-        console.print(f"[bold]{i.name}[/] ({kind}): tones {', '.join(i.tones)}; "
-                      f"channels {', '.join(i.variants)}; locales {', '.join(i.locales)}; facts {', '.join(i.required_variables)}",
-                      highlight=False, soft_wrap=True)
+        parts = [f"tones {', '.join(i.tones)}", f"channels {', '.join(i.variants)}",
+                 f"locales {', '.join(i.locales)}", f"facts {', '.join(i.required_variables)}"]
+        console.print(f"[bold]{i.name}[/] ({kind}): {'; '.join(parts)}", highlight=False, soft_wrap=True)
 
 
 @templates_app.command("lint")
