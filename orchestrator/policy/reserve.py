@@ -50,7 +50,7 @@ class ReservedRow:
 @dataclass
 class ReserveResult:
     rows: list[ReservedRow] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # status -> rows
+    counts: dict[str, int] = field(default_factory=dict)  # status -> number of rows
 
     def count(self, status: str) -> int:
         return self.counts.get(status, 0)
@@ -231,7 +231,7 @@ def reserve_chunk(
         fresh = [i for i in intents if (i.dedupe_key, i.customer_id) not in existing]
         seen: set[tuple[str, int]] = set()
         unique: list[Intent] = []
-        for intent in fresh:  # the same key twice within one chunk counts once
+        for intent in fresh:  # the same key twice within one chunk is one intent
             key = (intent.dedupe_key, intent.customer_id)
             if key not in seen:
                 seen.add(key)
@@ -259,9 +259,6 @@ def reserve_chunk(
     for (key, cid), found in existing.items():
         for mid, channel, _status in found:
             result.rows.append(ReservedRow(cid, channel, "duplicate", mid, key))
-    duplicates_in_chunk = len(fresh) - len(unique)
     for row in result.rows:
         result.counts[row.status] = result.counts.get(row.status, 0) + 1
-    if duplicates_in_chunk:
-        result.counts["duplicate"] = result.counts.get("duplicate", 0) + duplicates_in_chunk
     return result

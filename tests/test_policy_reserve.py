@@ -1,0 +1,207 @@
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, func, select
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.consent import record_consent, suppress_address, update_preferences
+from orchestrator.db import get_engine, session_scope
+from orchestrator.models import Customer, Message
+from orchestrator.policy import Intent, PolicyError, decide_chunk, load_policy, reserve_chunk
+from orchestrator.policy.explain import UnknownCustomer, explain_customer
+from orchestrator.policy.plan import plan_audience
+from orchestrator.settings import REPO_ROOT
+
+POLICY = load_policy(REPO_ROOT / "policy.yaml")
+NOON = datetime(2026, 5, 6, 12, 0, tzinfo=UTC)
+
+
+def add_customers(n: int, **kw) -> list[int]:
+    with session_scope() as s:
+        rows = [
+            Customer(external_id=f"ext-{i}-{kw.get('tier', 'std')}", email=f"c{i}@example.com",
+                     phone=f"+1555{i:07d}", **kw)
+            for i in range(n)
+        ]
+        s.add_all(rows)
+        s.flush()
+        return [c.id for c in rows]
+
+
+def marketing(ids, key="spring", **kw) -> list[Intent]:
+    return [Intent(customer_id=i, topic="marketing", template="promo", dedupe_key=key, **kw) for i in ids]
+
+
+def ledger() -> list[Message]:
+    with session_scope() as s:
+        return list(s.exec(select(Message).order_by(Message.id)).scalars())
+
+
+def test_reserve_writes_every_decision_with_reasons_and_ids(db_url):
+    ids = add_customers(3)
+    with session_scope() as s:
+        record_consent(s, ids[1], "email", "marketing", "opted_out", "test")
+        update_preferences(s, ids[2], "test", do_not_contact=True)
+    result = reserve_chunk(marketing(ids, campaign_id=None, data={"offer": "10%"}), now=NOON, policy=POLICY)
+    assert result.counts == {"planned": 2, "suppressed": 1}
+    rows = {m.customer_id: m for m in ledger()}
+    assert {r.message_id for r in result.rows} == {m.id for m in rows.values()}
+    assert (rows[ids[0]].channel, rows[ids[0]].status, rows[ids[0]].tone) == ("email", "planned", "playful")
+    assert rows[ids[0]].data == {"offer": "10%"} and rows[ids[0]].priority == 10
+    assert rows[ids[1]].channel == "social" or rows[ids[1]].channel == "sms"
+    assert "consent:opted_out" in rows[ids[1]].reason_codes
+    assert (rows[ids[2]].status, rows[ids[2]].reason_codes) == ("suppressed", ["do_not_contact"])
+    assert all(m.reason_text for m in rows.values())
+    assert rows[ids[0]].send_at == NOON
+
+
+def test_rerun_reports_duplicates_and_writes_nothing_new(db_url):
+    ids = add_customers(4)
+    first = reserve_chunk(marketing(ids), now=NOON, policy=POLICY)
+    # An hour later email is opted out: the re-run must not route the same key to another channel.
+    with session_scope() as s:
+        record_consent(s, ids[0], "email", "*", "opted_out", "test")
+    again = reserve_chunk(marketing(ids) + marketing(ids[:1]), now=NOON + timedelta(hours=1), policy=POLICY)
+    assert again.counts == {"duplicate": 4}
+    assert {r.message_id for r in again.rows} == {r.message_id for r in first.rows}
+    assert len(ledger()) == 4
+
+
+def test_caps_count_the_ledger_across_runs(db_url):
+    ids = add_customers(2)
+    reserve_chunk(marketing(ids, key="a"), now=NOON, policy=POLICY)
+    second = reserve_chunk(marketing(ids, key="b"), now=NOON + timedelta(days=1), policy=POLICY)
+    assert second.counts == {"suppressed": 2}
+    assert all("cap:marketing-2d" in m.reason_codes for m in ledger() if m.dedupe_key == "b")
+    third = reserve_chunk(marketing(ids, key="c"), now=NOON + timedelta(days=2, minutes=1), policy=POLICY)
+    assert third.counts == {"planned": 2}
+
+
+def test_bounced_addresses_are_unreachable(db_url):
+    (cid,) = add_customers(1)
+    with session_scope() as s:
+        suppress_address(s, "email", "c0@example.com", "bounce", "webhook:sendgrid")
+    result = reserve_chunk(
+        [Intent(customer_id=cid, topic="transactional", template="receipt", dedupe_key="r1")],
+        now=NOON, policy=POLICY,
+    )
+    (row,) = ledger()
+    assert (row.channel, row.status) == ("sms", "planned") and result.rows[0].channel == "sms"
+    assert row.reason_codes[:2] == ["suppressed:bounce", "fallback:email->sms"]
+
+
+def test_premium_major_outage_also_escalates_to_a_phone_row(db_url):
+    (cid,) = add_customers(1, tier="premium", timezone="Europe/Berlin")
+    night = datetime(2026, 5, 6, 22, 0, tzinfo=UTC)  # midnight in Berlin
+    intent = Intent(customer_id=cid, topic="outage", template="outage", dedupe_key="inc-7",
+                    data={"severity": "major"}, incident_id=None)
+    result = reserve_chunk([intent], now=night, policy=POLICY)
+    assert sorted((r.channel, r.status) for r in result.rows) == [("email", "planned"), ("phone", "deferred")]
+    phone = next(m for m in ledger() if m.channel == "phone")
+    assert phone.send_at == datetime(2026, 5, 7, 6, 0, tzinfo=UTC)  # 08:00 Berlin summer time
+    assert phone.reason_codes[0] == "high_touch:premium-major-outage"
+    assert "quiet_hours:phone" in phone.reason_codes
+
+
+def test_bad_input_is_rejected_before_anything_is_written(db_url):
+    ids = add_customers(2)
+    bad = marketing(ids[:1]) + [Intent(customer_id=ids[1], topic="newsletter", template="t", dedupe_key="x")]
+    with pytest.raises(PolicyError, match="unknown topic 'newsletter'"):
+        reserve_chunk(bad, now=NOON, policy=POLICY)
+    with pytest.raises(ValueError, match="send_time"):
+        reserve_chunk(marketing(ids, send_time="soonish"), now=NOON, policy=POLICY)
+    with pytest.raises(ValueError, match="unknown customer id 999999"):
+        reserve_chunk(marketing([ids[0], 999999]), now=NOON, policy=POLICY)
+    assert ledger() == []
+
+
+def _statements(url: str, fn) -> int:
+    engine = get_engine(url)
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        fn()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_a_chunk_costs_the_same_queries_whatever_its_size(db_url):
+    ids = add_customers(300)
+    # Some history, preferences and consent so every bulk query has rows to return.
+    reserve_chunk(marketing(ids, key="warm-up"), now=NOON - timedelta(days=1), policy=POLICY)
+    with session_scope() as s:
+        for cid in ids[::7]:
+            update_preferences(s, cid, "test", frequency="weekly", preferred_channels=["sms"])
+            record_consent(s, cid, "sms", "support", "opted_out", "test")
+
+    def support(sub, key):
+        return [Intent(customer_id=i, topic="support", template="t", dedupe_key=key) for i in sub]
+
+    small = _statements(db_url, lambda: reserve_chunk(support(ids[:5], "s"), now=NOON, policy=POLICY))
+    large = _statements(db_url, lambda: reserve_chunk(support(ids[5:], "l"), now=NOON, policy=POLICY))
+    assert small == large
+    statuses = {m.status for m in ledger() if m.dedupe_key == "l"}
+    assert statuses == {"planned", "deferred"}  # the weekly preference defers some
+
+
+def test_decide_chunk_writes_nothing(db_url):
+    ids = add_customers(3)
+    with session_scope() as s:
+        decisions = decide_chunk(s, marketing(ids), NOON, POLICY)
+    assert [d.outcome for d in decisions] == ["send"] * 3
+    assert ledger() == []
+
+
+def test_plan_counts_outcomes_channels_and_reasons_without_writing(db_url):
+    ids = add_customers(4)
+    with session_scope() as s:
+        record_consent(s, ids[0], "*", "marketing", "opted_out", "test")
+        record_consent(s, ids[1], "email", "marketing", "opted_out", "test")
+    reserve_chunk(marketing(ids[2:3], key="earlier"), now=NOON - timedelta(hours=3), policy=POLICY)
+    before = len(ledger())
+    summary = plan_audience(None, "marketing", "promo", NOON, customer_ids=ids, policy=POLICY, chunk_size=3)
+    assert summary.customers == 4
+    assert dict(summary.outcomes) == {"suppress": 2, "send": 2}
+    assert dict(summary.channels) == {"email": 1, "sms": 1}
+    assert summary.reasons["consent:opted_out"] == 2 and summary.reasons["cap:marketing-2d"] == 1
+    assert len(ledger()) == before
+
+
+def test_explain_by_external_id_and_the_cli(db_url):
+    (cid,) = add_customers(1)
+    reserve_chunk(marketing([cid], key="a"), now=NOON, policy=POLICY)
+    reserve_chunk(marketing([cid], key="b"), now=NOON + timedelta(hours=1), policy=POLICY)
+    with session_scope() as s:
+        explained = explain_customer(s, "ext-0-std")
+        assert [e.dedupe_key for e in explained] == ["b", "a"]
+        assert explain_customer(s, str(cid), limit=1)[0].status == "suppressed"
+        with pytest.raises(UnknownCustomer):
+            explain_customer(s, "nobody")
+    runner = CliRunner()
+    out = runner.invoke(app, ["explain", "ext-0-std", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data[0]["reason_codes"] == ["cap:marketing-2d"] and data[1]["status"] == "planned"
+    table = runner.invoke(app, ["explain", "ext-0-std"])
+    assert table.exit_code == 0 and "suppressed" in table.stdout and "planned" in table.stdout
+    missing = runner.invoke(app, ["explain", "nobody"])
+    assert missing.exit_code == 1 and "no customer" in missing.output
+
+
+def test_ledger_never_holds_a_dedupe_key_twice_per_customer(db_url):
+    ids = add_customers(5)
+    intents = marketing(ids) + [Intent(customer_id=i, topic="outage", template="o", dedupe_key="spring")
+                                for i in ids]
+    reserve_chunk(intents, now=NOON, policy=POLICY)
+    with session_scope() as s:
+        counts = s.exec(
+            select(Message.customer_id, func.count()).group_by(Message.customer_id, Message.dedupe_key)
+        ).all()
+    assert sorted(n for _, n in counts) == [1] * 5
