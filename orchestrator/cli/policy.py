@@ -43,12 +43,14 @@ def register(app: typer.Typer) -> None:
             console.print(f"No decisions recorded for customer {customer}.")
             return
         table = Table(title=f"Recent decisions for {customer}")
-        for column in ("id", "decided", "topic", "channel", "status", "send at (UTC)", "reasons", "why"):
-            table.add_column(column, overflow="fold")
+        for column in ("id", "topic", "channel", "status", "send at (UTC)"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("reasons", overflow="fold")
+        table.add_column("why", overflow="fold", ratio=1)
         for d in decisions:
             table.add_row(
-                str(d.message_id), f"{d.decided_at:%Y-%m-%d %H:%M}", d.topic, d.channel, d.status,
-                f"{d.send_at:%Y-%m-%d %H:%M}", ", ".join(d.reason_codes), d.reason_text,
+                str(d.message_id), d.topic, d.channel, d.status, f"{d.send_at:%Y-%m-%d %H:%M}",
+                "\n".join(d.reason_codes), d.reason_text,
             )
         console.print(table)
 
