@@ -49,6 +49,7 @@ from orchestrator.models import (
     utcnow,
 )
 from orchestrator.phone_tasks import TaskRequest, open_tasks
+from orchestrator.policy import load_policy
 from orchestrator.privacy import mask_address, redact_text
 
 log = logging.getLogger(__name__)
@@ -520,9 +521,9 @@ def unsubscribe(session: Session, customer_id: int, channel: str | None, topic: 
     if topic and topic != ANY:
         opt_out(session, customer_id, channel, topic, SOURCE_UNSUBSCRIBE_LINK)
         return f"You will no longer receive {CHOOSABLE_TOPICS.get(topic, topic).lower()} by {label}."
-    required = _keep_required_topics(session, customer_id, [channel])
+    restore = _keep_consent(session, customer_id, [channel], required_topics())
     opt_out(session, customer_id, channel, ANY, SOURCE_UNSUBSCRIBE_LINK)
-    required(SOURCE_UNSUBSCRIBE_LINK)
+    restore(SOURCE_UNSUBSCRIBE_LINK)
     return f"You will no longer receive {label} from us, except required notices such as security alerts."
 
 
@@ -564,17 +565,24 @@ def current_choices(session: Session, customer: Customer) -> PreferenceChoices:
     )
 
 
-def _keep_required_topics(
-    session: Session, customer_id: int, channels: Iterable[str]
-) -> Callable[[str], None]:
-    """Remembers whether each non-choosable topic may reach the customer on ``channels``; the
-    returned function restores that after a broad channel opt-out, so leaving a channel
-    never silences required notices there (and never re-enables what was opted out before)."""
-    from orchestrator.policy import load_policy
+def required_topics() -> list[str]:
+    """Topics the policy marks required (security notices): they reach every customer."""
+    return [name for name, topic in load_policy().topics.items() if topic.required]
 
-    service_topics = [t for t in load_policy().topics if t not in CHOOSABLE_TOPICS]
+
+def service_topics() -> list[str]:
+    """Every topic the policy knows that is not a choice in the preference centre."""
+    return [name for name in load_policy().topics if name not in CHOOSABLE_TOPICS]
+
+
+def _keep_consent(
+    session: Session, customer_id: int, channels: Iterable[str], topics: Iterable[str]
+) -> Callable[[str], None]:
+    """Remembers whether each of ``topics`` may reach the customer on ``channels``; the
+    returned function restores that after a broad channel opt-out, so leaving a channel
+    does not silence those topics there (nor re-enable what was opted out before)."""
     before = current_consent(session, [customer_id])
-    allowed = {(ch, t): consent_allows(before, customer_id, ch, t) for ch in channels for t in service_topics}
+    allowed = {(ch, t): consent_allows(before, customer_id, ch, t) for ch in channels for t in topics}
 
     def restore(source: str) -> None:
         session.flush()
@@ -592,14 +600,16 @@ def save_choices(session: Session, customer: Customer, choices: PreferenceChoice
     """Writes the preference centre's choices as consent and preferences (both audited).
 
     Afterwards, for every channel and choosable topic, a message may go out exactly when
-    both the channel and the topic are ticked; required notices keep their consent.
+    both the channel and the topic are ticked. Unticking a channel stops the choosable topics
+    there; service messages (security, outage, transactional, support) keep their consent.
     """
     assert customer.id is not None
     cid = customer.id
     unknown = (choices.channels - set(CHANNEL_LABELS)) | (choices.topics - set(CHOOSABLE_TOPICS))
     if unknown:
         raise ValueError(f"unknown choice(s): {', '.join(sorted(unknown))}")
-    restore = _keep_required_topics(session, cid, [ch for ch in CHANNEL_LABELS if ch not in choices.channels])
+    unticked = [ch for ch in CHANNEL_LABELS if ch not in choices.channels]
+    restore = _keep_consent(session, cid, unticked, service_topics())
     for ch in CHANNEL_LABELS:
         state = ConsentState.opted_in if ch in choices.channels else ConsentState.opted_out
         record_consent(session, cid, ch, ANY, state, source)
@@ -615,10 +625,8 @@ def save_choices(session: Session, customer: Customer, choices: PreferenceChoice
                 state = ConsentState.opted_in if wanted else ConsentState.opted_out
                 record_consent(session, cid, ch, topic, state, source)
     restore(source)
-    # A preferred channel goes first, the other accepted channels follow; no preference: [].
-    first = choices.preferred_channel
-    preferred = [first] + [ch for ch in CHANNEL_LABELS if ch in choices.channels and ch != first] \
-        if first in choices.channels else []
+    # The policy tries preferred channels first; one the customer unticked is no preference.
+    preferred = [choices.preferred_channel] if choices.preferred_channel in choices.channels else []
     update_preferences(
         session, cid, source,
         preferred_channels=preferred,

@@ -27,6 +27,7 @@ from orchestrator.feedback import (
     PreferenceChoices,
     current_choices,
     reachable_channels,
+    required_topics,
     save_choices,
 )
 from orchestrator.models import Customer
@@ -98,12 +99,6 @@ def parse_form(pairs: list[tuple[str, str]]) -> ParsedForm:
     return ParsedForm(choices, errors)
 
 
-def _required_topics() -> list[str]:
-    from orchestrator.policy import load_policy
-
-    return [name for name, topic in load_policy().topics.items() if topic.required]
-
-
 def _page(request: Request, customer: Customer, choices: PreferenceChoices, *, saved: bool = False,
           errors: list[str] | None = None, status_code: int = 200):
     return templates.TemplateResponse(
@@ -114,7 +109,7 @@ def _page(request: Request, customer: Customer, choices: PreferenceChoices, *, s
             "channels": {ch: CHANNEL_LABELS[ch] for ch in reachable_channels(customer)},
             "topics": CHOOSABLE_TOPICS,
             "frequencies": FREQUENCY_LABELS,
-            "required_topics": _required_topics(),
+            "required_topics": required_topics(),
             "saved": saved,
             "errors": errors or [],
         },
