@@ -118,7 +118,11 @@ def preview_command(
     console.print(f"[bold]{message}[/] · tone {rendered.tone} · {variant} · {rendered.locale}",
                   highlight=False)
     if tone and rendered.tone != tone:
-        console.print(f"[yellow]No {tone} variant: fell back to the default tone {rendered.tone}.[/]")
+        meant = get_catalog().rules.resolve_tone(tone)
+        note = f"{tone} is another name for {meant}" if meant != tone else f"no {tone} variant"
+        if meant != rendered.tone:
+            note += f"; fell back to the default tone {rendered.tone}"
+        console.print(f"[yellow]{note.capitalize()}.[/]", highlight=False)
     if rendered.locale != wanted_locale:
         console.print(f"[yellow]No {wanted_locale} translation: fell back to {rendered.locale}.[/]")
     if rendered.subject is not None:

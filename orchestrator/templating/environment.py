@@ -40,6 +40,14 @@ class BrandEnvironment(ImmutableSandboxedEnvironment):
         )
         self.catalog = catalog
 
+    def getattr(self, obj: object, attribute: str) -> object:
+        # Fast path for the plain dicts templates read (data.x, customer.x): the sandbox would try
+        # the attribute first and pay for an AttributeError on every lookup. A dict item is data,
+        # never an attribute, so this grants nothing the sandbox would refuse.
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def join_path(self, template: str, parent: str) -> str:
         locale = _rendering_locale.get()
         if locale and locale != self.catalog.default_locale:
@@ -132,7 +140,7 @@ def _template_set(root: Path, default_locale: str) -> TemplateSet:
 
 def get_template_set() -> TemplateSet:
     settings = get_settings()
-    return _template_set(Path(settings.templates_dir), settings.default_locale)
+    return _template_set(settings.templates_dir, settings.default_locale)
 
 
 def reload_templates() -> None:

@@ -59,9 +59,11 @@ def render_with(templates: TemplateSet, message: str, *, tone: str | None, chann
     vkey = variant_key(channel, kind)
     if vkey not in info.variants:
         raise RenderError(f"{message} has no {vkey} variant (it has: {', '.join(info.variants)})")
-    tone = tone or info.default_tone
-    if tone not in catalog.rules.tones:
-        raise RenderError(f"unknown tone {tone!r} (use {', '.join(catalog.rules.tones)})")
+    resolved = catalog.rules.resolve_tone(tone or info.default_tone)
+    if resolved is None:
+        names = [*catalog.rules.tones, *catalog.rules.aliases]
+        raise RenderError(f"unknown tone {tone!r} (use {', '.join(names)})")
+    tone = resolved
     variant = templates.variant(message, tone, vkey, locale or catalog.default_locale)
     variables = {**context, "message": {"name": message, "topic": info.topic, "marketing": info.marketing,
                                         "tone": variant.tone, "locale": variant.locale, "channel": vkey}}

@@ -91,8 +91,27 @@ class ToneRules(_Strict):
     caps_allowlist: list[str] = []  # acronyms and keywords that are not shouting (UTC, STOP...)
     channels: ChannelLimits = ChannelLimits()
     tones: dict[str, ToneRule]
+    # Other names for the tones (e.g. the contact policy's vocabulary): alias -> tone.
+    aliases: dict[str, str] = {}
     # message -> tone (or "*" for every tone) -> extra required elements
     messages: dict[str, dict[str, MessageToneRule]] = {}
+
+
+    @model_validator(mode="after")
+    def _known_names(self) -> ToneRules:
+        unknown = {alias: tone for alias, tone in self.aliases.items() if tone not in self.tones}
+        if unknown:
+            raise ValueError(f"aliases point to unknown tones: {unknown}")
+        clashing = sorted(set(self.aliases) & set(self.tones))
+        if clashing:
+            raise ValueError(f"aliases shadow tones: {clashing}")
+        return self
+
+    def resolve_tone(self, tone: str) -> str | None:
+        """The tone a name stands for, or None if it is neither a tone nor an alias."""
+        if tone in self.tones:
+            return tone
+        return self.aliases.get(tone)
 
 
 def load_rules(path: Path) -> ToneRules:
