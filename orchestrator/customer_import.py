@@ -71,6 +71,8 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 _CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
 _PREFERENCE: Table = ContactPreference.__table__  # type: ignore[attr-defined]
+_CONSENT: Table = ConsentEvent.__table__  # type: ignore[attr-defined]
+_PREFERENCE_EVENT: Table = PreferenceEvent.__table__  # type: ignore[attr-defined]
 _PREFERENCE_DEFAULTS: dict[str, Any] = {
     "preferred_channels": [], "frequency": "any", "quiet_start": None, "quiet_end": None,
     "do_not_contact": False,
@@ -420,12 +422,23 @@ def _checked(name: str, parse: Callable[[Any], Any], value: Any) -> Any:
 # Writing ---------------------------------------------------------------------------------
 
 
-def _upsert(session: Session, table: Table, key: str, rows: list[dict[str, Any]], update: list[str]) -> None:
+def _insert_many(session: Session, stmt: Any, rows: list[dict[str, Any]], returning: Any) -> list[Any]:
+    """Executes an INSERT for many rows as batched multi-row statements.
+
+    RETURNING makes SQLAlchemy batch the rows into multi-row VALUES ("insertmanyvalues") on
+    SQLite and psycopg alike; without it psycopg sends one statement per row.
+    """
+    return list(session.execute(stmt.returning(*returning), rows).tuples())
+
+
+def _upsert(
+    session: Session, table: Table, key: str, rows: list[dict[str, Any]], update: list[str], returning: Any
+) -> list[Any]:
     dialect = session.get_bind().dialect.name
     insert_into = sqlite.insert if dialect == "sqlite" else postgresql.insert
     stmt = insert_into(table)
     stmt = stmt.on_conflict_do_update(index_elements=[key], set_={c: stmt.excluded[c] for c in update})
-    session.execute(stmt, rows)
+    return _insert_many(session, stmt, rows, returning)
 
 
 def _write_chunk(session_factory: SessionFactory, rows: list[_ValidRow]) -> tuple[int, int]:
@@ -458,18 +471,15 @@ def _write_chunk(session_factory: SessionFactory, rows: list[_ValidRow]) -> tupl
                 {"external_id": row.external_id, **values, "attributes": attributes,
                  "created_at": created, "updated_at": now}
             )  # fmt: skip
-        if writes:
-            _upsert(session, _CUSTOMER, "external_id", writes, [*PROFILE_COLUMNS, "attributes", "updated_at"])
-        new_ids = [r.external_id for r in rows if r.external_id not in existing]
         ids = {k: m["id"] for k, m in existing.items()}
-        if new_ids:
-            found = session.execute(
-                select(_CUSTOMER.c.external_id, _CUSTOMER.c.id).where(_CUSTOMER.c.external_id.in_(new_ids))
-            )
-            ids.update(dict(found.tuples().all()))
+        if writes:
+            update = [*PROFILE_COLUMNS, "attributes", "updated_at"]
+            returning = (_CUSTOMER.c.external_id, _CUSTOMER.c.id)
+            ids.update(_upsert(session, _CUSTOMER, "external_id", writes, update, returning))
+        inserted = sum(1 for r in rows if r.external_id not in existing)
         _write_consent(session, rows, ids, now)
         _write_preferences(session, rows, ids, now)
-    return len(new_ids), len(rows) - len(new_ids)
+    return inserted, len(rows) - inserted
 
 
 def _write_consent(session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime) -> None:
@@ -484,7 +494,7 @@ def _write_consent(session: Session, rows: list[_ValidRow], ids: dict[str, int],
         if in_force.get((cid, channel, topic)) != state
     ]  # fmt: skip
     if events:
-        session.execute(insert(ConsentEvent), events)
+        _insert_many(session, insert(_CONSENT), events, [_CONSENT.c.id])
 
 
 def _write_preferences(session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime) -> None:
@@ -505,5 +515,6 @@ def _write_preferences(session: Session, rows: list[_ValidRow], ids: dict[str, i
         writes.append({"customer_id": customer_id, **base, **diff, "updated_at": now})
         events.append({"customer_id": customer_id, "changes": diff, "source": SOURCE, "created_at": now})
     if writes:
-        _upsert(session, _PREFERENCE, "customer_id", writes, [*PREFERENCE_COLUMNS, "updated_at"])
-        session.execute(insert(PreferenceEvent), events)
+        update = [*PREFERENCE_COLUMNS, "updated_at"]
+        _upsert(session, _PREFERENCE, "customer_id", writes, update, [_PREFERENCE.c.customer_id])
+        _insert_many(session, insert(_PREFERENCE_EVENT), events, [_PREFERENCE_EVENT.c.id])
