@@ -11,7 +11,7 @@ from orchestrator.db import get_engine, upgrade
 from orchestrator.settings import get_settings
 from tests.support import postgres
 
-pytest_plugins = ["tests.support.fakes.fixtures"]  # fake_sendgrid, fake_twilio, fake_x
+pytest_plugins = ["tests.support.fakes.fixtures", "tests.support.prefect_harness"]  # fakes; prefect_harness
 
 
 def _activate(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
