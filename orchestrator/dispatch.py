@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -147,19 +147,7 @@ def claim_due(
     url: str | None = None,
 ) -> list[Message]:
     """Atomically moves up to ``limit`` due messages to ``sending`` (committed) and returns them."""
-    due = or_(
-        MESSAGE.c.status == MessageStatus.planned,
-        and_(MESSAGE.c.status == MessageStatus.deferred, MESSAGE.c.send_at <= now),
-    )
-    conditions = [due]
-    if channels is not None:
-        conditions.append(MESSAGE.c.channel.in_(list(channels)))
-    if campaign_id is not None:
-        conditions.append(MESSAGE.c.campaign_id == campaign_id)
-    if incident_id is not None:
-        conditions.append(MESSAGE.c.incident_id == incident_id)
-    if message_ids is not None:
-        conditions.append(MESSAGE.c.id.in_(list(message_ids)))
+    conditions = _due(now, channels, campaign_id, incident_id, message_ids)
     pick = (
         select(MESSAGE.c.id)
         .where(*conditions)
@@ -179,6 +167,45 @@ def claim_due(
         if not ids:
             return []
         return list(session.scalars(select(Message).where(Message.id.in_(ids)).order_by(Message.id)))
+
+
+def count_due(
+    *,
+    now: datetime | None = None,
+    channels: Iterable[str] | None = None,
+    campaign_id: int | None = None,
+    incident_id: int | None = None,
+    url: str | None = None,
+) -> int:
+    """How many messages are due now (for progress reporting; claiming decides what is sent)."""
+    query = select(func.count()).select_from(MESSAGE).where(
+        *_due(now or utcnow(), channels, campaign_id, incident_id, None)
+    )
+    with session_scope(url) as session:
+        return int(session.execute(query).scalar_one())
+
+
+def _due(
+    now: datetime,
+    channels: Iterable[str] | None,
+    campaign_id: int | None,
+    incident_id: int | None,
+    message_ids: Iterable[int] | None,
+) -> list[Any]:
+    """Planned, or deferred and due, plus the caller's filters."""
+    conditions: list[Any] = [or_(
+        MESSAGE.c.status == MessageStatus.planned,
+        and_(MESSAGE.c.status == MessageStatus.deferred, MESSAGE.c.send_at <= now),
+    )]
+    if channels is not None:
+        conditions.append(MESSAGE.c.channel.in_(list(channels)))
+    if campaign_id is not None:
+        conditions.append(MESSAGE.c.campaign_id == campaign_id)
+    if incident_id is not None:
+        conditions.append(MESSAGE.c.incident_id == incident_id)
+    if message_ids is not None:
+        conditions.append(MESSAGE.c.id.in_(list(message_ids)))
+    return conditions
 
 
 def reconcile_stuck(*, older_than: timedelta = DEFAULT_LEASE, now: datetime | None = None,

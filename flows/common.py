@@ -1,0 +1,213 @@
+"""What every flow stands on: masked logs, artifacts with valid keys, run names, the dispatch task.
+
+- ``install_prefect_redaction()`` puts the redacting filter on Prefect's loggers and handlers.
+  Prefect's API log handler formats each record itself (``APILogHandler.prepare`` ->
+  ``self.format(record)``), so a filter on that handler masks the text before it is queued for
+  the API; the console handler on the root logger gets the same filter.
+- Artifact helpers mask personal data in every cell and description, slugify keys to Prefect's
+  rule (lowercase letters, digits, dashes) and do nothing outside a flow or task run (so
+  ``flow.fn()`` unit tests need no server).
+- ``dispatch_task`` wraps ``orchestrator.dispatch.dispatch_due`` in a Prefect task with retries.
+  A retry can never send twice: every message is claimed (``sending``) in the ledger before its
+  provider call, so a retried task only finds what is still due.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.exceptions import MissingContextError
+from prefect.tasks import exponential_backoff
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from orchestrator.dispatch import dispatch_due
+from orchestrator.logging_setup import install_redaction
+from orchestrator.models import utcnow
+from orchestrator.outcomes import OUTCOMES, DispatchReport
+from orchestrator.privacy import redact_text
+
+# Loggers Prefect configures with handlers of their own (see prefect/logging/logging.yml).
+PREFECT_LOGGERS = ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.extra", "prefect.workers")
+
+
+def install_prefect_redaction() -> None:
+    """Masks emails and phone numbers in everything Prefect logs or ships to its API. Idempotent.
+
+    Called at import and again at the start of each flow, because Prefect may rebuild its
+    handlers when it sets up logging in a new process (workers, deployments).
+    """
+    install_redaction(logging.getLogger())
+    names = set(PREFECT_LOGGERS) | {n for n in logging.root.manager.loggerDict if n.startswith("prefect")}
+    for name in sorted(names):
+        install_redaction(logging.getLogger(name))
+
+
+install_prefect_redaction()
+
+
+# --- names ---------------------------------------------------------------------------------
+
+
+def slugify(*parts: object, max_length: int = 100) -> str:
+    """``slugify("Dispatch Due", 42)`` -> ``"dispatch-due-42"``: lowercase letters, digits and dashes."""
+    text = "-".join(str(p) for p in parts if p is not None and str(p) != "")
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "run"
+
+
+def artifact_key(*parts: object) -> str:
+    """A valid Prefect artifact key built from any parts (names, ids, channels)."""
+    return slugify(*parts)
+
+
+def run_name(*parts: object, at: datetime | None = None) -> str:
+    """A readable, sortable run name: ``run_name("campaign", "Spring Sale")`` ->
+    ``campaign-spring-sale-20260124-093000``."""
+    return slugify(*parts, f"{(at or utcnow()):%Y%m%d-%H%M%S}")
+
+
+def stamped(prefix: str) -> Callable[[], str]:
+    """For ``@flow(flow_run_name=stamped("dispatch-due"))``: the prefix plus the UTC start time."""
+    return lambda: run_name(prefix)
+
+
+# --- artifacts -----------------------------------------------------------------------------
+
+
+def in_prefect_run() -> bool:
+    try:
+        get_run_context()
+    except MissingContextError:
+        return False
+    return True
+
+
+def _masked(value: Any) -> Any:
+    return redact_text(value) if isinstance(value, str) else value
+
+
+def summary_table_artifact(key: str, rows: Sequence[Mapping[str, Any]], description: str | None = None
+                           ) -> UUID | None:
+    """A table artifact (one dict per row), personal data masked; None outside a run."""
+    if not in_prefect_run():
+        return None
+    table = [{str(k): _masked(v) for k, v in row.items()} for row in rows]
+    return create_table_artifact(table=table, key=artifact_key(key),
+                                 description=_masked(description) if description else None)
+
+
+def markdown_summary(key: str, markdown: str, description: str | None = None) -> UUID | None:
+    """A markdown artifact, personal data masked; None outside a run."""
+    if not in_prefect_run():
+        return None
+    return create_markdown_artifact(markdown=redact_text(markdown), key=artifact_key(key),
+                                    description=_masked(description) if description else None)
+
+
+class Progress:
+    """A progress artifact that follows ``done`` out of ``total`` (a no-op outside a run)."""
+
+    def __init__(self, key: str, total: int, description: str | None = None) -> None:
+        self.total, self.done = max(0, total), 0
+        self.artifact_id: UUID | None = None
+        if in_prefect_run():
+            self.artifact_id = create_progress_artifact(
+                progress=self.percent, key=artifact_key(key), description=_masked(description) if description
+                else None,
+            )
+
+    @property
+    def percent(self) -> float:
+        return 100.0 if self.total == 0 else round(min(100.0, 100.0 * self.done / self.total), 1)
+
+    def update(self, done: int) -> None:
+        self.done = done
+        if self.artifact_id is not None:
+            update_progress_artifact(artifact_id=self.artifact_id, progress=self.percent)
+
+    def advance(self, n: int) -> None:
+        self.update(self.done + n)
+
+    def finish(self) -> None:
+        self.update(max(self.done, self.total))
+
+
+def dispatch_markdown(report: DispatchReport, *, title: str, reconciled: Sequence[int] = ()) -> str:
+    """The human summary of a dispatch: outcomes per channel, why messages were not sent, what
+    needs a look. Ids only, never addresses."""
+    lines = [f"# {title}", "", "| channel | " + " | ".join(OUTCOMES) + " |",
+             "|---|" + "---|" * len(OUTCOMES)]
+    for row in report.rows():
+        lines.append(f"| {row['channel']} | " + " | ".join(str(row[o]) for o in OUTCOMES) + " |")
+    if not report.counts:
+        lines.append("| (nothing due) |" + " 0 |" * len(OUTCOMES))
+    reasons = report.reasons()
+    if reasons:
+        lines += ["", "## Not sent, by reason", ""]
+        lines += [f"- `{reason}`: {n}" for reason, n in reasons.most_common()]
+    flagged = [*reconciled, *report.reconcile]
+    if flagged:
+        shown = ", ".join(str(i) for i in flagged[:100]) + (" ..." if len(flagged) > 100 else "")
+        lines += ["", f"## Needs reconciling ({len(flagged)})", "",
+                  "Outcome unknown (a crash or an adapter error while sending): check the provider "
+                  "before sending again. Message ids: " + shown]
+    if report.configuration_errors:
+        lines += ["", "## Configuration errors", ""]
+        lines += [f"- {channel}: {error}" for channel, error in sorted(report.configuration_errors.items())]
+    return "\n".join(lines) + "\n"
+
+
+# --- the dispatch task ---------------------------------------------------------------------
+
+
+def retry_on_infrastructure_errors(_task: Any, _task_run: Any, state: Any) -> bool:
+    """Retry when the database or network hiccuped; a bug or bad input fails at once."""
+    try:
+        state.result()
+    except (OperationalError, InterfaceError, ConnectionError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="dispatch-messages",
+    task_run_name="dispatch-{label}",
+    cache_policy=NO_CACHE,  # it sends messages: never replay a cached result
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_infrastructure_errors,
+)
+def dispatch_task(
+    label: str = "due",
+    *,
+    limit: int = 1000,
+    channels: list[str] | None = None,
+    campaign_id: int | None = None,
+    incident_id: int | None = None,
+    message_ids: list[int] | None = None,
+) -> DispatchReport:
+    """Sends up to ``limit`` due messages (one chunk) and returns what became of them."""
+    report = dispatch_due(limit=limit, channels=channels, campaign_id=campaign_id, incident_id=incident_id,
+                          message_ids=message_ids, claim_size=max(1, limit))
+    get_run_logger().info(
+        "%s: %s", label,
+        ", ".join(f"{report.total(o)} {o}" for o in OUTCOMES if report.total(o)) or "nothing due",
+    )
+    return report

@@ -1,0 +1,136 @@
+"""The dispatch-due flow under a real (temporary) Prefect server: chunks, artifacts, masked logs."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.logging.handlers import APILogHandler
+from sqlmodel import select
+
+from flows.common import artifact_key, dispatch_markdown, run_name
+from flows.dispatch_due import DispatchConfigurationError, dispatch_due_flow
+from orchestrator.db import session_scope
+from orchestrator.models import MessageStatus, OutboxEntry, utcnow
+from orchestrator.outcomes import DispatchReport, Failure
+from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
+
+
+@pytest.fixture(autouse=True)
+def _templates(tmp_path, monkeypatch):
+    use_mini_templates(tmp_path / "templates", monkeypatch)
+
+
+def _artifacts(flow_run_id) -> dict:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in found}
+
+
+def test_dispatch_due_flow_sends_in_chunks_flags_stuck_sends_and_reports(prefect_harness, sqlite_url):
+    cids = add_customers(5)
+    ids = add_messages(cids)
+    sms = add_messages(cids[:2], channel="sms", dedupe="sms")
+    (stuck,) = add_messages(cids[:1], status=MessageStatus.sending, dedupe="stuck",
+                            updated_at=utcnow() - timedelta(minutes=30))
+
+    state = dispatch_due_flow(chunk_size=3, return_state=True)
+
+    assert state.is_completed()
+    assert state.result() == {"sent": 7, "deferred": 0, "failed": 0, "suppressed": 0, "reconcile": 1}
+    with session_scope() as s:
+        outbox = s.exec(select(OutboxEntry)).all()
+    assert sorted(e.message_id for e in outbox) == sorted(ids + sms)  # each exactly once, stuck one not
+    assert messages([stuck])[stuck].status == MessageStatus.reconcile
+
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    names = sorted(t.name for t in tasks)
+    assert [n for n in names if n.startswith("dispatch-")] == [f"dispatch-chunk-{i}-of-3" for i in (1, 2, 3)]
+    assert sum(n.startswith("reconcile-stuck") for n in names) == 1
+
+    artifacts = _artifacts(run_id)
+    assert {"dispatch-due-outcomes", "dispatch-due-summary", "dispatch-due-progress"} <= set(artifacts)
+    table = json.loads(artifacts["dispatch-due-outcomes"].data)
+    assert [(row["channel"], row["sent"]) for row in table] == [("email", 5), ("sms", 2)]
+    assert artifacts["dispatch-due-progress"].data == 100.0
+    summary = artifacts["dispatch-due-summary"].data
+    assert "Needs reconciling (1)" in summary and str(stuck) in summary
+
+
+def test_an_unconfigured_channel_fails_the_run_and_keeps_messages_deferred(prefect_harness, sqlite_url,
+                                                                           monkeypatch):
+    from orchestrator.settings import get_settings
+
+    monkeypatch.setenv("ORCH_CHANNEL_ADAPTERS", '{"email": "no-such-adapter"}')
+    get_settings.cache_clear()
+    ids = add_messages(add_customers(2))
+
+    state = dispatch_due_flow(return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(DispatchConfigurationError, match="no-such-adapter"):
+        state.result()
+    assert {m.status for m in messages(ids).values()} == {MessageStatus.deferred}
+    summary = _artifacts(state.state_details.flow_run_id)["dispatch-due-summary"].data
+    assert "Configuration errors" in summary
+
+
+@flow(name="chatty")
+def chatty_flow() -> None:
+    logger = get_run_logger()
+    logger.info("sending to ada@example.com at +1 415 555 0123")
+    try:
+        raise ValueError("provider rejected bob@example.org")
+    except ValueError:
+        logger.exception("send failed")
+
+
+def test_logs_reaching_the_prefect_api_are_masked(prefect_harness):
+    state = chatty_flow(return_state=True)
+    APILogHandler().flush()  # logs travel to the API in batches
+    with get_client(sync_client=True) as client:
+        run = LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+        logs = client.read_logs(LogFilter(flow_run_id=run))
+    text = "\n".join(log.message for log in logs)
+    assert "sending to a***@e*** at +***23" in text
+    assert "ValueError: provider rejected b***@e***" in text  # the traceback too
+    for secret in ("ada@example.com", "bob@example.org", "555 0123"):
+        assert secret not in text
+
+
+def test_names_and_keys_follow_prefect_rules():
+    key = artifact_key("Dispatch Due", "Campaign: Spring_Sale!", 42)
+    assert key == "dispatch-due-campaign-spring-sale-42"
+    assert artifact_key("***") == "run"
+    assert run_name("campaign", "Spring Sale", at=utcnow().replace(2026, 1, 24, 9, 30, 0)) == (
+        "campaign-spring-sale-20260124-093000"
+    )
+
+
+def test_the_summary_names_reasons_and_never_addresses():
+    report = DispatchReport()
+    report.add("sms", "sent", 3)
+    report.add("sms", "failed", 2)
+    report.failures += [
+        Failure(1, 1, "sms", "outage", "failed", "permanent:invalid_address", "+1 415 555 0199"),
+        Failure(2, 2, "sms", "outage", "failed", "permanent:invalid_address"),
+    ]
+    md = dispatch_markdown(report, title="Outage notice", reconciled=[7])
+    assert "| sms | 3 | 0 | 2 | 0 | 0 |" in md
+    assert "`permanent:invalid_address`: 2" in md
+    assert "Needs reconciling (1)" in md and "0199" not in md
