@@ -49,6 +49,10 @@ class BrandEnvironment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def join_path(self, template: str, parent: str) -> str:
+        if parent.endswith(".html") and not template.endswith(".html"):
+            # Text templates are not autoescaped, and Jinja marks a macro's output safe when it is
+            # called from an autoescaping template: text pulled into HTML would go out unescaped.
+            raise SecurityError(f"{parent} may only use HTML templates, not {template} (it is not escaped)")
         locale = _rendering_locale.get()
         if locale and locale != self.catalog.default_locale:
             stem, dot, ext = template.rpartition(".")
