@@ -536,6 +536,10 @@ class PreferenceChoices:
     quiet_end: str | None = None
     do_not_contact: bool = False
     preferred_channel: str | None = None
+    # (channel, topic) pairs switched off on their own (an unsubscribe link) although both
+    # boxes are ticked: shown on the page, they stay off unless listed in ``turn_back_on``.
+    switched_off: set[tuple[str, str]] = field(default_factory=set)
+    turn_back_on: set[tuple[str, str]] = field(default_factory=set)
 
 
 def reachable_channels(customer: Customer) -> list[str]:
@@ -554,9 +558,13 @@ def current_choices(session: Session, customer: Customer) -> PreferenceChoices:
     assert customer.id is not None
     consent = current_consent(session, [customer.id])
     pref = session.get(ContactPreference, customer.id) or ContactPreference(customer_id=customer.id)
+    channels = {ch for ch in CHANNEL_LABELS if consent_allows(consent, customer.id, ch, ANY)}
+    topics = {t for t in CHOOSABLE_TOPICS if consent_allows(consent, customer.id, ANY, t)}
     return PreferenceChoices(
-        channels={ch for ch in CHANNEL_LABELS if consent_allows(consent, customer.id, ch, ANY)},
-        topics={t for t in CHOOSABLE_TOPICS if consent_allows(consent, customer.id, ANY, t)},
+        channels=channels,
+        topics=topics,
+        switched_off={(ch, t) for ch in channels for t in topics
+                      if not consent_allows(consent, customer.id, ch, t)},
         frequency=pref.frequency,
         quiet_start=pref.quiet_start,
         quiet_end=pref.quiet_end,
@@ -600,7 +608,8 @@ def save_choices(session: Session, customer: Customer, choices: PreferenceChoice
     """Writes the preference centre's choices as consent and preferences (both audited).
 
     Afterwards, for every channel and choosable topic, a message may go out exactly when
-    both the channel and the topic are ticked. Unticking a channel stops the choosable topics
+    both the channel and the topic are ticked, unless that pair was switched off on its own
+    and not turned back on. Unticking a channel stops the choosable topics
     there; service messages (security, outage, transactional, support) keep their consent.
     """
     assert customer.id is not None
@@ -608,6 +617,7 @@ def save_choices(session: Session, customer: Customer, choices: PreferenceChoice
     unknown = (choices.channels - set(CHANNEL_LABELS)) | (choices.topics - set(CHOOSABLE_TOPICS))
     if unknown:
         raise ValueError(f"unknown choice(s): {', '.join(sorted(unknown))}")
+    switched_off = current_choices(session, customer).switched_off - choices.turn_back_on
     unticked = [ch for ch in CHANNEL_LABELS if ch not in choices.channels]
     restore = _keep_consent(session, cid, unticked, service_topics())
     for ch in CHANNEL_LABELS:
@@ -620,7 +630,7 @@ def save_choices(session: Session, customer: Customer, choices: PreferenceChoice
     consent = current_consent(session, [cid])
     for ch in CHANNEL_LABELS:
         for topic in CHOOSABLE_TOPICS:
-            wanted = ch in choices.channels and topic in choices.topics
+            wanted = ch in choices.channels and topic in choices.topics and (ch, topic) not in switched_off
             if consent_allows(consent, cid, ch, topic) != wanted:
                 state = ConsentState.opted_in if wanted else ConsentState.opted_out
                 record_consent(session, cid, ch, topic, state, source)

@@ -82,12 +82,20 @@ def test_saving_stores_preferences_and_consent_with_an_audit_trail(web, db_url):
     assert consent_allows(state, ada.id, "sms", "security") and consent_allows(state, ada.id, "sms", "outage")
 
 
-def test_ticking_a_box_undoes_an_earlier_narrower_unsubscribe(web, sqlite_url):
+def test_an_earlier_unsubscribe_stays_off_until_the_customer_turns_it_back_on(web, sqlite_url):
     ada = add_customer()
     with session_scope() as session:
         record_consent(session, ada.id, "email", "marketing", "opted_out", "unsubscribe_link")
-    web.client.post(path_of(preferences_url(ada.id)), data=form(), headers=SAME_SITE)
+    url = path_of(preferences_url(ada.id))
+    page = web.client.get(url).text
+    assert "Turn news and offers by Email back on" in page
+    web.client.post(url, data=form(), headers=SAME_SITE)  # saving the page as shown changes nothing
+    assert not consent_allows(consent(ada.id), ada.id, "email", "marketing")
+    assert consent_allows(consent(ada.id), ada.id, "sms", "marketing")
+
+    web.client.post(url, data={**form(), "turn_back_on": "email:marketing"}, headers=SAME_SITE)
     assert consent_allows(consent(ada.id), ada.id, "email", "marketing")
+    assert "back on" not in web.client.get(url).text
 
 
 def test_a_preference_change_alters_the_next_campaign_decisions(web, db_url):

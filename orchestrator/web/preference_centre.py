@@ -81,6 +81,12 @@ def parse_form(pairs: list[tuple[str, str]]) -> ParsedForm:
     preferred = one("preferred_channel") or None
     if preferred is not None and preferred not in CHANNEL_LABELS:
         errors.append("Please choose a preferred channel from the list.")
+    turn_back_on = set()
+    for value in values.get("turn_back_on", []):
+        channel, _, topic = value.partition(":")
+        if channel not in CHANNEL_LABELS or topic not in CHOOSABLE_TOPICS:
+            errors.append("Some of the choices sent are not ones we offer.")
+        turn_back_on.add((channel, topic))
     quiet_start = _clock(one("quiet_start"), "The start of your quiet hours", errors)
     quiet_end = _clock(one("quiet_end"), "The end of your quiet hours", errors)
     if (quiet_start is None) != (quiet_end is None):
@@ -95,6 +101,7 @@ def parse_form(pairs: list[tuple[str, str]]) -> ParsedForm:
         quiet_end=quiet_end,
         do_not_contact=one("do_not_contact") == "yes",
         preferred_channel=preferred if preferred in CHANNEL_LABELS else None,
+        turn_back_on=turn_back_on,
     )
     return ParsedForm(choices, errors)
 
@@ -108,6 +115,7 @@ def _page(request: Request, customer: Customer, choices: PreferenceChoices, *, s
             "choices": choices,
             "channels": {ch: CHANNEL_LABELS[ch] for ch in reachable_channels(customer)},
             "topics": CHOOSABLE_TOPICS,
+            "all_channels": CHANNEL_LABELS,
             "frequencies": FREQUENCY_LABELS,
             "required_topics": required_topics(),
             "saved": saved,
