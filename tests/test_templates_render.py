@@ -78,9 +78,9 @@ def test_every_shipped_template_renders_with_sample_data(message, variant, local
     rendered = render(message, tone=tone, channel=channel, kind=kind or None, context=sample_context(message),
                       locale=locale)
     info = message_info(message)
-    assert rendered.tone == (tone if tone in info.tones and rendered.tone == tone else info.default_tone) \
-        or rendered.tone in info.tones
-    assert rendered.locale in info.locales
+    # the requested tone and locale, or else the message's default tone and the default locale
+    assert rendered.tone in (tone, info.default_tone)
+    assert rendered.locale in (locale, "en")
     assert rendered.text and "{{" not in rendered.text and "{%" not in rendered.text
     assert not rendered.metrics.over_limit
     if channel == "email":

@@ -118,8 +118,8 @@ class TemplateSet:
                     parts = {role: self.compile(name) for role, name in resolved.items()}
                     return Variant(candidate_tone, loc, parts, resolved)
         wanted = " + ".join(files.values())
-        raise RenderError(f"{message}: no template for {vkey} ({wanted}) in tone {tone!r} "
-                          f"or default tone {info.default_tone!r}")
+        tones = repr(tone) if tone == info.default_tone else f"{tone!r} or default tone {info.default_tone!r}"
+        raise RenderError(f"{message}: no template for {vkey} ({wanted}) in tone {tones}")
 
     def render_part(self, variant: Variant, role: str, variables: Mapping[str, object]) -> str:
         token = _rendering_locale.set(variant.locale)
