@@ -1,0 +1,226 @@
+"""``orchestrator customers import|show|list``.
+
+Exit codes: 0 done (rejected rows, if any, are listed); 1 nothing could be imported, or no
+such customer, or the database is not ready; 2 the input as a whole is unusable (unreadable
+file, unknown format, no external_id column, unknown segment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from orchestrator.cli.output import console, err_console, fail, print_json
+from orchestrator.models import Customer
+from orchestrator.privacy import mask_email, mask_phone
+
+SHOWN_REJECTIONS = 50  # the terminal table; --json lists every rejected row
+
+
+def customer_row(customer: Customer, *, reveal: bool = False) -> dict[str, Any]:
+    """A customer for display: contact details masked unless ``reveal``."""
+    return {
+        "external_id": customer.external_id,
+        "name": customer.name,
+        "email": customer.email if reveal else mask_email(customer.email),
+        "phone": customer.phone if reveal else mask_phone(customer.phone),
+        "x_handle": customer.x_handle,
+        "timezone": customer.timezone,
+        "locale": customer.locale,
+        "tier": customer.tier,
+        "customer_since": customer.customer_since.isoformat() if customer.customer_since else None,
+    }
+
+
+LISTED_COLUMNS = ("external_id", "name", "email", "phone", "timezone", "locale", "tier", "customer_since")
+
+
+def customers_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title)
+    for column in LISTED_COLUMNS:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c] or "") for c in LISTED_COLUMNS))
+    return table
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Database failures as one clear line (SQLAlchemy's text may carry customer data)."""
+    try:
+        yield
+    except (OperationalError, ProgrammingError) as exc:
+        fail(f"database error ({type(exc.orig).__name__}); run 'orchestrator init' if the database is new")
+
+
+def _estimated_rows(path: Path, fmt: str) -> int | None:
+    try:
+        with open(path, "rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except OSError:
+        return None
+    return max(lines - (1 if fmt == "csv" else 0), 1)
+
+
+def _run_with_progress(path: Path, fmt: str, run: Callable[[Callable[[int], None] | None], Any]) -> Any:
+    columns = (TextColumn("Importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("import", total=_estimated_rows(path, fmt))
+        result = run(lambda n: bar.advance(task, n))
+        bar.update(task, completed=bar.tasks[0].total)
+    return result
+
+
+def _print_report(report: Any) -> None:
+    summary = Table(title="Customer import", show_header=False)
+    summary.add_column("what")
+    summary.add_column("count", justify="right")
+    summary.add_row("imported (new)", str(report.imported))
+    summary.add_row("updated", str(report.updated))
+    summary.add_row("rejected", str(len(report.rejected)), style="red" if report.rejected else None)
+    console.print(summary)
+    for warning in report.warnings:
+        err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+    if report.rejected:
+        table = Table(title="Rejected rows")
+        table.add_column("line", justify="right")
+        table.add_column("field")
+        table.add_column("reason")
+        for row in report.rejected[:SHOWN_REJECTIONS]:
+            table.add_row(str(row.line), row.field, row.reason)
+        console.print(table)
+        hidden = len(report.rejected) - SHOWN_REJECTIONS
+        if hidden > 0:
+            console.print(f"... and {hidden} more rejected rows (--json lists them all)")
+
+
+def register(app: typer.Typer) -> None:
+    customers = typer.Typer(help="Import, inspect and list customers.", no_args_is_help=True)
+    app.add_typer(customers, name="customers")
+
+    @customers.command("import")
+    def import_command(
+        file: Annotated[Path, typer.Argument(help="A CSV (header line first) or JSON Lines file.")],
+        fmt: str = typer.Option(None, "--format", help="csv or jsonl (default: from the file extension)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
+    ) -> None:
+        """Import customers: new external_ids are added, known ones updated; bad rows are reported."""
+        from orchestrator.customer_import import CustomerImportError, detect_format, import_customers
+
+        try:
+            fmt = detect_format(file, fmt)
+            with database_errors():
+                if as_json:
+                    report = import_customers(file, fmt=fmt)
+                else:
+                    report = _run_with_progress(
+                        file, fmt, lambda progress: import_customers(file, fmt=fmt, progress=progress)
+                    )
+        except CustomerImportError as exc:
+            fail(str(exc), 2)
+        if as_json:
+            print_json(report.to_dict())
+        else:
+            _print_report(report)
+        if report.imported + report.updated == 0:
+            fail("nothing was imported" + (": every row was rejected" if report.rejected else ""), 1)
+
+    @customers.command("show")
+    def show_command(
+        external_id: str = typer.Argument(..., help="The customer's external_id."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        reveal: bool = typer.Option(False, "--reveal", help="Show email and phone unmasked."),
+    ) -> None:
+        """A customer's profile, consent in force, preferences and last 10 ledger rows."""
+        from sqlmodel import select
+
+        from orchestrator.consent import current_consent
+        from orchestrator.customer_import import PREFERENCE_COLUMNS
+        from orchestrator.db import session_scope
+        from orchestrator.models import ContactPreference, Message
+
+        with database_errors(), session_scope() as session:
+            customer = session.exec(select(Customer).where(Customer.external_id == external_id)).first()
+            if customer is None:
+                fail(f"no customer with external_id {external_id!r}", 1)
+            consent = current_consent(session, [customer.id])
+            preference = session.get(ContactPreference, customer.id)
+            latest = select(Message).where(Message.customer_id == customer.id).order_by(Message.id.desc())
+            messages = session.exec(latest.limit(10)).all()
+        data = {
+            "profile": {**customer_row(customer, reveal=reveal), "x_user_id": customer.x_user_id},
+            "attributes": customer.attributes,
+            "consent": [
+                {"channel": channel, "topic": topic, "state": state}
+                for (_, channel, topic), state in sorted(consent.items())
+            ],
+            "preferences": preference.model_dump(include=set(PREFERENCE_COLUMNS)) if preference else None,
+            "messages": [
+                {"id": m.id, "created_at": m.created_at, "channel": m.channel, "topic": m.topic,
+                 "template": m.template, "status": m.status, "send_at": m.send_at,
+                 "reason_codes": m.reason_codes, "reason_text": m.reason_text}
+                for m in messages
+            ],
+        }  # fmt: skip
+        if as_json:
+            print_json(data)
+            return
+        profile = Table(title=f"Customer {customer.external_id}", show_header=False)
+        profile.add_column("field")
+        profile.add_column("value")
+        attributes = {f"attr.{k}": v for k, v in customer.attributes.items()}
+        for key, value in {**data["profile"], **attributes}.items():
+            profile.add_row(key, "" if value is None else str(value))
+        console.print(profile)
+        consent_table = Table(title="Consent in force")
+        for column in ("channel", "topic", "state"):
+            consent_table.add_column(column)
+        for entry in data["consent"]:
+            consent_table.add_row(entry["channel"], entry["topic"], entry["state"])
+        console.print(consent_table if data["consent"] else "No consent records (allowed by default).")
+        prefs = data["preferences"]
+        shown = ", ".join(f"{k}={v}" for k, v in prefs.items()) if prefs else "none recorded (defaults)"
+        console.print(f"Preferences: {shown}", highlight=False)
+        ledger = Table(title="Last 10 ledger rows")
+        for column in ("id", "created", "channel", "topic", "status", "send at", "reasons"):
+            ledger.add_column(column)
+        for m in data["messages"]:
+            reasons = ", ".join(m["reason_codes"]) + (f" ({m['reason_text']})" if m["reason_text"] else "")
+            ledger.add_row(
+                str(m["id"]), f"{m['created_at']:%Y-%m-%d %H:%M}", m["channel"], m["topic"], m["status"],
+                f"{m['send_at']:%Y-%m-%d %H:%M}", reasons,
+            )  # fmt: skip
+        console.print(ledger if data["messages"] else "No messages yet.")
+
+    @customers.command("list")
+    def list_command(
+        segment: str = typer.Option("all", "--segment", help="Only customers in this segment."),
+        limit: int = typer.Option(20, "--limit", min=1, help="How many customers to show."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Customers (contact details masked), optionally those of one segment."""
+        from sqlmodel import select
+
+        from orchestrator.db import session_scope
+        from orchestrator.segments import SegmentError, compile_filter, count_audience, get_segment
+
+        try:
+            chosen = get_segment(segment)
+            condition = compile_filter(chosen.filter, segment=chosen.name)
+        except SegmentError as exc:
+            fail(str(exc), 2)
+        with database_errors(), session_scope() as session:
+            total = count_audience(session, chosen)
+            found = session.exec(select(Customer).where(condition).order_by(Customer.id).limit(limit)).all()
+        rows = [customer_row(c) for c in found]
+        if as_json:
+            print_json({"segment": chosen.name, "count": total, "customers": rows})
+            return
+        console.print(customers_table(rows, title=f"Segment {chosen.name}: {len(rows)} of {total}"))
