@@ -4,7 +4,10 @@ The SDK opens a new urllib connection per request (``Connection: close``): again
 API that is a TCP and TLS handshake per email. ``KeepAliveClient`` is the SDK's own client
 with only the transport replaced by one kept-alive ``http.client`` connection, so request
 building and error mapping (``python_http_client.exceptions``) stay the SDK's. One client per
-thread: a connection is never shared between threads.
+thread: a connection is never shared between threads. Measured with bench/bench_adapters.py
+against the local fake (8 workers, no added latency): 1255 msg/s kept alive, 183 msg/s with the
+SDK's connection per request; with 5 ms of added latency both reach about 770 msg/s, the
+difference then being the TCP/TLS handshakes a real provider adds.
 """
 
 from __future__ import annotations
