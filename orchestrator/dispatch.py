@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -242,6 +242,53 @@ def reconcile_stuck(*, older_than: timedelta = DEFAULT_LEASE, now: datetime | No
     if ids:
         log.warning("reconcile: %d message(s) stuck in sending need a check: %s", len(ids), ids[:50])
     return ids
+
+
+class SentLookup(Protocol):
+    """What an adapter implements when its provider can be asked about a message by our id."""
+
+    def find_sent(self, message_ids: list[int]) -> dict[int, str | None]:
+        """For each message the provider can tell about: its provider message id when it has the
+        message, ``None`` when it certainly never received it. Unknown ids are left out."""
+        ...
+
+
+def resolve_reconcile(lookups: Mapping[str, SentLookup], *, now: datetime | None = None,
+                      url: str | None = None, limit: int = 5000) -> dict[str, int]:
+    """Settles ``reconcile`` messages on channels whose provider can be asked (``lookups`` by channel).
+
+    Found at the provider -> ``sent``; certainly not received -> ``deferred`` to now (safe to send
+    again); no answer -> left for an operator. Returns how many went each way.
+    """
+    now = now or utcnow()
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(MESSAGE.c.id, MESSAGE.c.channel, MESSAGE.c.send_at).where(
+                MESSAGE.c.status == MessageStatus.reconcile, MESSAGE.c.channel.in_(list(lookups))
+            ).order_by(MESSAGE.c.id).limit(limit)
+        ).all()
+    by_channel: dict[str, list[Any]] = {}
+    for row in rows:
+        by_channel.setdefault(row.channel, []).append(row)
+    counts = {"sent": 0, "requeued": 0, "unknown": 0}
+    updates: list[dict[str, Any]] = []
+    for channel, pending in by_channel.items():
+        answers = lookups[channel].find_sent([row.id for row in pending])
+        for row in pending:
+            if row.id not in answers:
+                counts["unknown"] += 1
+                continue
+            found = answers[row.id]
+            counts["sent" if found else "requeued"] += 1
+            verdict = "the provider has it" if found else "the provider never received it"
+            updates.append(_params(
+                row.id, MessageStatus.sent if found else MessageStatus.deferred, now,
+                send_at=row.send_at if found else now, provider_message_id=found,
+                sent_at=now if found else None, last_error=f"reconciled: {verdict}",
+            ))
+    with session_scope(url) as session:
+        _update_ledger(session, updates)
+    return counts
 
 
 # --- internals -------------------------------------------------------------------------------

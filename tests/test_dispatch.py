@@ -10,7 +10,7 @@ from sqlmodel import select
 from channels.base import ConfigurationError, Permanent, PermanentReason, Transient
 from orchestrator.consent import current_consent, record_consent, suppress_address
 from orchestrator.db import session_scope
-from orchestrator.dispatch import claim_due, dispatch_due, reconcile_stuck
+from orchestrator.dispatch import claim_due, dispatch_due, reconcile_stuck, resolve_reconcile
 from orchestrator.models import Customer, MessageStatus, Suppression, utcnow
 from orchestrator.outcomes import RetryPolicy
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
@@ -261,3 +261,32 @@ def test_messages_stuck_in_sending_are_flagged_for_reconciliation_not_resent(db_
     adapter = RecordingAdapter()
     assert dispatch_due(now=now + timedelta(hours=1), adapters={"email": adapter}).processed == 0
     assert adapter.sent == []
+
+
+class _ProviderLedger:
+    """A provider that can say, by our message id, whether it received a message."""
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def find_sent(self, message_ids):
+        return {mid: self.answers[mid] for mid in message_ids if mid in self.answers}
+
+
+def test_a_provider_lookup_settles_reconcile_messages_it_can_answer_for(db_url):
+    now = utcnow()
+    accepted, never_received, unknown = add_messages(add_customers(3), channel="sms")
+    claim_due(now=now, limit=10)
+    reconcile_stuck(older_than=timedelta(minutes=10), now=now + timedelta(minutes=11))
+    lookup = _ProviderLedger({accepted: "SM123", never_received: None})
+
+    counts = resolve_reconcile({"sms": lookup}, now=now + timedelta(minutes=12))
+
+    assert counts == {"sent": 1, "requeued": 1, "unknown": 1}
+    rows = messages()
+    assert (rows[accepted].status, rows[accepted].provider_message_id) == (MessageStatus.sent, "SM123")
+    assert rows[never_received].status == MessageStatus.deferred
+    assert rows[unknown].status == MessageStatus.reconcile
+    adapter = RecordingAdapter("sms")
+    dispatch_due(now=now + timedelta(minutes=13), adapters={"sms": adapter})
+    assert list(adapter.calls_per_message()) == [never_received]  # only what the provider never got
