@@ -428,7 +428,7 @@ def _insert_many(session: Session, stmt: Any, rows: list[dict[str, Any]], return
     RETURNING makes SQLAlchemy batch the rows into multi-row VALUES ("insertmanyvalues") on
     SQLite and psycopg alike; without it psycopg sends one statement per row.
     """
-    return list(session.execute(stmt.returning(*returning), rows).tuples())
+    return list(session.execute(stmt.returning(*returning), rows))
 
 
 def _upsert(
