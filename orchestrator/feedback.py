@@ -257,7 +257,8 @@ def _insert_new_events(session: Session, events: list[ProviderEvent], received_a
             "occurred_at": e.occurred_at,
             "received_at": received_at,
         }
-        for e in events
+        # One order for every writer: concurrent batches cannot deadlock on the unique index.
+        for e in sorted(events, key=lambda e: (e.provider, e.event_id))
     ]
     stmt = (
         insert(DeliveryEvent)
@@ -336,8 +337,11 @@ def apply_provider_events(
     fresh = [e for e in fresh if not (e.event_id in seen or seen.add(e.event_id))]
     report.duplicates = len(events) - len(fresh)
     messages = _find_messages(session, fresh)
-    for i, event in enumerate(fresh):
-        message = messages.get(i)
+    # Ranks make the outcome independent of the order; ordering by message locks rows in one
+    # order, so concurrent batches touching the same messages cannot deadlock.
+    order = sorted(range(len(fresh)), key=lambda i: (messages[i].id if i in messages else 0, i))
+    for i in order:
+        event, message = fresh[i], messages.get(i)
         if message is None:
             report.unmatched += 1
         else:

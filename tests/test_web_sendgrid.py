@@ -171,3 +171,24 @@ def test_oversized_bodies_are_refused_with_413_declared_or_streamed(web, sqlite_
     streamed = web.client.post(URL, content=chunks(), headers=headers)
     assert streamed.status_code == 413
     assert table(DeliveryEvent) == []
+
+
+def test_the_same_batch_delivered_concurrently_takes_effect_once(db_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.feedback import apply_provider_events
+    from orchestrator.feedback import sendgrid_event as map_event
+
+    message = add_message(add_customer())
+    batch = [sendgrid_event("bounce", message.id, type="bounce"), sendgrid_event("delivered", message.id)]
+
+    def deliver(_):
+        with session_scope() as session:
+            return apply_provider_events(session, [map_event(e) for e in batch])
+
+    with ThreadPoolExecutor(6) as pool:
+        reports = list(pool.map(deliver, range(6)))
+    assert sum(r.duplicates for r in reports) == 5 * len(batch)
+    assert sum(r.suppressed for r in reports) == 1
+    assert len(table(DeliveryEvent)) == 2 and len(table(Suppression)) == 1
+    assert reload(Message, message.id).status == "bounced"
