@@ -77,6 +77,11 @@ BAD_TEMPLATES = [
         "{{ data.gift }} " + "🎉 Thank you " * 30,
         "anniversary", "appreciative", "sms", "length", "sms: 7 segments (UCS-2", id="length"),
     pytest.param(
+        "messages/spring_sale/professional/social_post.txt",
+        "Hey {{ customer.first_name }}: {{ data.offer }} until {{ data.ends_on }}, code {{ data.code }}. "
+        "{{ data.shop_url }}",
+        "spring_sale", "professional", "social:post", "render", "customer", id="public_post_uses_customer"),
+    pytest.param(
         "messages/anniversary/appreciative/sms.txt",
         "Thank you {{ data.gift }} {{ data.coupon }}",
         "anniversary", "appreciative", "sms", "render", "coupon", id="missing_variable"),

@@ -204,11 +204,14 @@ def lint_templates(templates: TemplateSet | None = None) -> LintReport:
                                            "no facts for this message", "sample_data.yaml"))
             continue
         context = build_context(sample_customer, sample_facts[name], topic=info.topic)
+        # A public post is rendered once for everyone: no customer data may appear in it.
+        broadcast = build_context(None, sample_facts[name], topic=info.topic)
         seen: set[tuple[str, str, str]] = set()
         for tone in catalog.rules.tones:
             for vkey in variants:
                 for locale in info.locales:
-                    report.findings += _lint_one(templates, info, tone, vkey, locale, context, seen, report)
+                    audience = broadcast if vkey == "social:post" else context
+                    report.findings += _lint_one(templates, info, tone, vkey, locale, audience, seen, report)
     return report
 
 
