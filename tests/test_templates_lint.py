@@ -80,7 +80,8 @@ BAD_TEMPLATES = [
         "messages/spring_sale/professional/social_post.txt",
         "Hey {{ customer.first_name }}: {{ data.offer }} until {{ data.ends_on }}, code {{ data.code }}. "
         "{{ data.shop_url }}",
-        "spring_sale", "professional", "social:post", "render", "customer", id="public_post_uses_customer"),
+        "spring_sale", "professional", "social:post", "render", "without customer data",
+        id="public_post_uses_customer"),
     pytest.param(
         "messages/anniversary/appreciative/sms.txt",
         "Thank you {{ data.gift }} {{ data.coupon }}",

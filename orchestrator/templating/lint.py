@@ -232,7 +232,10 @@ def _lint_one(templates: TemplateSet, info: MessageInfo, tone: str, vkey: str, l
         if key in seen:
             return []
         seen.add(key)
-        return [Finding(info.name, key[0], vkey, key[2], rule, str(exc), template)]
+        detail = str(exc)
+        if vkey == "social:post" and "missing variable" in detail:
+            detail += " (a public post is rendered without customer data or links)"
+        return [Finding(info.name, key[0], vkey, key[2], rule, detail, template)]
     key = (rendered.tone, vkey, rendered.locale)
     if key in seen:  # fell back to a variant already checked
         return []
