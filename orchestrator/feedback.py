@@ -183,7 +183,8 @@ def sendgrid_event(raw: Mapping[str, Any]) -> ProviderEvent:
     elif kind == "unsubscribe":
         event.opt_out_topic = ANY
     elif kind == "group_unsubscribe":
-        event.opt_out_topic = "message"  # the kind of message they unsubscribed from
+        # The kind of message they unsubscribed from; without the message, everything on email.
+        event.opt_out_topic = "message"
     return event
 
 
@@ -331,10 +332,11 @@ def apply_provider_events(
     if not events:
         return report
     inserted = _insert_new_events(session, events, now)
-    fresh = [e for e in events if e.event_id in inserted]
-    # The same event twice in one request: the first one counts.
-    seen: set[str] = set()
-    fresh = [e for e in fresh if not (e.event_id in seen or seen.add(e.event_id))]
+    first_of_each: dict[str, ProviderEvent] = {}  # the same event twice in one request counts once
+    for event in events:
+        if event.event_id in inserted:
+            first_of_each.setdefault(event.event_id, event)
+    fresh = list(first_of_each.values())
     report.duplicates = len(events) - len(fresh)
     messages = _find_messages(session, fresh)
     # Ranks make the outcome independent of the order; ordering by message locks rows in one
@@ -352,21 +354,37 @@ def apply_provider_events(
                 .values(message_id=message.id)
             )
             report.status_changes += _advance(session, message, event, now)
-        if event.suppress_reason and event.address:
-            if suppress_address(session, event.channel, event.address, event.suppress_reason,
-                                webhook_source(event.provider)):
+        address = _address(session, event, message)
+        if event.suppress_reason and address:
+            source = webhook_source(event.provider)
+            if suppress_address(session, event.channel, address, event.suppress_reason, source):
                 report.suppressed += 1
-                log.info("suppressed %s on %s: %s", mask_address(event.channel, event.address),
+                log.info("suppressed %s on %s: %s", mask_address(event.channel, address),
                          event.channel, event.suppress_reason)
         if event.opt_out_topic:
-            topic = (message.topic if message is not None else ANY) if event.opt_out_topic == "message" \
-                else event.opt_out_topic
-            owners = [message.customer_id] if message is not None else (
-                customers_with_address(session, event.channel, event.address) if event.address else [])
+            if message is not None:
+                owners = [message.customer_id]
+                topic = message.topic if event.opt_out_topic == "message" else event.opt_out_topic
+            else:  # no message to go by: whoever has the address, from everything on the channel
+                owners = customers_with_address(session, event.channel, address) if address else []
+                topic = ANY
             for customer_id in owners:
                 report.opt_outs += opt_out(session, customer_id, event.channel, topic,
                                            webhook_source(event.provider))
     return report
+
+
+def _address(session: Session, event: ProviderEvent, message: Message | None) -> str | None:
+    """The address an event is about, spelled as the customer record has it (the policy
+    matches suppressions on that spelling); the provider's spelling when they differ."""
+    stored = None
+    if message is not None and (customer := session.get(Customer, message.customer_id)) is not None:
+        stored = customer.email if event.channel == Channel.email else customer.phone
+    if not event.address:
+        return stored
+    if stored and stored.strip().lower() == event.address.strip().lower():
+        return stored
+    return event.address.strip()
 
 
 # --- consent -----------------------------------------------------------------------------------

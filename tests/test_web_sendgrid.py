@@ -192,3 +192,18 @@ def test_the_same_batch_delivered_concurrently_takes_effect_once(db_url):
     assert sum(r.suppressed for r in reports) == 1
     assert len(table(DeliveryEvent)) == 2 and len(table(Suppression)) == 1
     assert reload(Message, message.id).status == "bounced"
+
+
+def test_a_bounce_takes_the_address_out_of_the_next_decision(web, sqlite_url):
+    from datetime import UTC, datetime
+
+    from orchestrator.policy import Intent, decide_chunk, load_policy
+
+    ada = add_customer(email="Ada@Example.com")  # providers report addresses in their own spelling
+    message = add_message(ada, topic="outage")
+    post(web, [sendgrid_event("bounce", message.id, email="ada@example.com", type="bounce")])
+    assert [s.address for s in table(Suppression)] == ["Ada@Example.com"]
+    with session_scope() as session:
+        [decision, *_] = decide_chunk(session, [Intent(ada.id, "outage", "outage_notice", "inc-1")],
+                                      datetime(2026, 3, 10, 15, tzinfo=UTC), load_policy())
+    assert decision.channel != "email"
