@@ -248,3 +248,19 @@ def test_rendering_reads_no_files_after_the_first_load(tmp_path, monkeypatch):
     shutil.rmtree(root)
     assert render("anniversary", tone=None, channel="sms", context=context).text == before
     assert render("anniversary", tone=None, channel="email", context=context).subject
+
+
+def test_a_regional_translation_uses_the_language_partials(tmp_path, monkeypatch):
+    root = copy_templates(tmp_path, monkeypatch)
+    folder = root / "messages/outage_notice/empathetic"
+    for name in ("email_subject", "email"):
+        for ext in ("txt", "html"):
+            if (folder / f"{name}.es.{ext}").exists():
+                shutil.copy(folder / f"{name}.es.{ext}", folder / f"{name}.es-MX.{ext}")
+    (folder / "email.es-MX.txt").write_text(
+        (folder / "email.es.txt").read_text().replace("Lo sentimos.", "Lo sentimos mucho."))
+    reload_templates()
+    email = render("outage_notice", tone=None, channel="email", context=sample_context("outage_notice"),
+                   locale="es-MX")
+    assert email.locale == "es-MX" and "Lo sentimos mucho." in email.text
+    assert email.text.startswith("Hola, Amara:") and "Elija cómo le contactamos" in email.text

@@ -54,11 +54,12 @@ class BrandEnvironment(ImmutableSandboxedEnvironment):
             # called from an autoescaping template: text pulled into HTML would go out unescaped.
             raise SecurityError(f"{parent} may only use HTML templates, not {template} (it is not escaped)")
         locale = _rendering_locale.get()
-        if locale and locale != self.catalog.default_locale:
-            stem, dot, ext = template.rpartition(".")
-            localised = f"{stem}.{locale}.{ext}" if dot else template
-            if localised in self.catalog.sources:
-                return localised
+        stem, dot, ext = template.rpartition(".")
+        if locale and dot and locale != self.catalog.default_locale:
+            for candidate in locale_chain(locale, self.catalog.default_locale)[:-1]:
+                localised = f"{stem}.{candidate}.{ext}"
+                if localised in self.catalog.sources:
+                    return localised
         return template
 
 
