@@ -120,7 +120,7 @@ def _parse_message_id(value: Any) -> int | None:
         number = int(str(value).strip())
     except (TypeError, ValueError):
         return None
-    return number if number > 0 else None
+    return number if 0 < number < 2**31 else None  # ledger ids are 32-bit integers
 
 
 def _epoch(value: Any) -> datetime | None:
@@ -432,9 +432,16 @@ def help_text(brand: str) -> str:
             "Msg & data rates may apply.")
 
 
-def sms_keyword(body: str) -> str | None:
+# Twilio's Advanced Opt-Out names the keyword class it recognised (including custom keywords
+# configured on the Messaging Service) in the OptOutType parameter.
+_OPT_OUT_TYPES = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
+
+
+def sms_keyword(body: str, opt_out_type: str | None = None) -> str | None:
     """The keyword a reply is, if it is one: a single word, any case, spaces and a final
     full stop or exclamation mark ignored ("stop", " Stop. ")."""
+    if opt_out_type and opt_out_type.strip().upper() in _OPT_OUT_TYPES:
+        return _OPT_OUT_TYPES[opt_out_type.strip().upper()]
     word = body.strip().rstrip(".!").strip().upper()
     if word in OPT_OUT_KEYWORDS:
         return "opt_out"
@@ -468,11 +475,12 @@ def _reply_owner(session: Session, customer_ids: list[int]) -> int | None:
 
 
 def handle_inbound_sms(
-    session: Session, sender: str, body: str, sms_sid: str, brand: str, now: datetime | None = None
+    session: Session, sender: str, body: str, sms_sid: str, brand: str, *,
+    opt_out_type: str | None = None, now: datetime | None = None,
 ) -> InboundOutcome:
     """Applies an inbound SMS once (keyed by its MessageSid)."""
     now = now or utcnow()
-    keyword = sms_keyword(body)
+    keyword = sms_keyword(body, opt_out_type)
     kind = keyword or "feedback"
     marker = ProviderEvent(provider=TWILIO, event_id=f"{sms_sid}:inbound", event_type=f"inbound_{kind}"[:32],
                            payload={"kind": kind}, occurred_at=now)

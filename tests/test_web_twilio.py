@@ -201,3 +201,12 @@ def test_without_an_auth_token_nothing_is_accepted(web, sqlite_url, monkeypatch)
     get_settings.cache_clear()
     assert inbound(web, "STOP").status_code == 503
     assert sms_consent(customer.id)
+
+
+def test_a_custom_opt_out_keyword_recognised_by_twilio_opts_out(web, sqlite_url):
+    customer = add_customer()
+    params = {"MessageSid": "SMc", "From": PHONE, "Body": "leave me alone", "OptOutType": "STOP"}
+    headers = twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio/inbound", params)
+    assert web.client.post("/webhooks/twilio/inbound", data=params, headers=headers).status_code == 200
+    assert not sms_consent(customer.id)
+    assert table(CustomerFeedback) == []

@@ -134,12 +134,12 @@ def _customer(session, customer_id: int) -> Customer:
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
-def show_preferences(request: Request, token: str, saved: int = 0):
+def show_preferences(request: Request, token: str, saved: str = ""):
     claims = claims_or_400(token, "preferences")
     with session_scope() as session:
         customer = _customer(session, claims.customer_id)
         choices = current_choices(session, customer)
-    return _page(request, customer, choices, saved=bool(saved))
+    return _page(request, customer, choices, saved=saved == "1")
 
 
 @router.post("/preferences/{token}", response_class=HTMLResponse)

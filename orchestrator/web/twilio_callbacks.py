@@ -64,7 +64,8 @@ async def twilio_inbound(request: Request) -> Response:
 
     def apply():
         with session_scope() as session:
-            return handle_inbound_sms(session, sender, params["Body"], sid, brand)
+            return handle_inbound_sms(session, sender, params["Body"], sid, brand,
+                                      opt_out_type=params.get("OptOutType"))
 
     outcome = await run_in_threadpool(apply)
     return Response(request.app.state.verifiers.twiml(outcome.reply), media_type="application/xml")
