@@ -1,0 +1,152 @@
+"""The campaign flow: one message to a segment, through the policy, a chunk of customers per task.
+
+Each customer gets at most one message per campaign name (dedupe key ``campaign:<name>``), so a
+re-run after a crash or a change of heart sends only what has not gone out yet. Messages the
+policy defers (quiet hours, a local send time such as "10:00", a full cap) wait in the ledger for
+the due-sweeper (``flows/dispatch_due.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from math import ceil
+from typing import Any
+
+from prefect import flow, get_run_logger, tags
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from flows.common import Progress, install_prefect_redaction, summary_table_artifact
+from flows.pipeline import audience_chunks, audience_size, id_range, ledger_summary, publish, run_pipeline
+from orchestrator.db import session_scope
+from orchestrator.models import Campaign, utcnow
+from orchestrator.policy import Intent, load_policy
+from orchestrator.policy.plan import plan_audience
+from orchestrator.policy.timing import parse_send_time
+
+
+class CampaignError(ValueError):
+    """The campaign's parameters cannot work; nothing was reserved or sent."""
+
+
+def dedupe_key(name: str) -> str:
+    return f"campaign:{name}"
+
+
+def check_campaign(template: str, topic: str | None, data: dict[str, Any], send_time: str,
+                   tone: str | None = None) -> str:
+    """Validates the parameters before anything is written; returns the topic to use."""
+    from orchestrator.templating import TemplateProblem, message_info
+    from orchestrator.templating.catalog import get_catalog
+
+    try:
+        info = message_info(template)
+    except TemplateProblem as exc:
+        raise CampaignError(str(exc)) from None
+    topic = topic or info.topic
+    load_policy().topic(topic)  # an unknown topic is a PolicyError naming the known ones
+    if info.marketing and topic != info.topic:
+        raise CampaignError(f"{template} is a {info.topic} message: sending it as {topic} would dodge "
+                            f"the {info.topic} caps and consent rules")
+    missing = [fact for fact in info.required_variables if fact not in data]
+    if missing:
+        raise CampaignError(f"{template} needs these facts in data: {', '.join(missing)}")
+    if tone is not None and get_catalog().rules.resolve_tone(tone) is None:
+        raise CampaignError(f"unknown tone {tone!r}")
+    parse_send_time(send_time)  # SendTimeError (a ValueError) names the accepted forms
+    return topic
+
+
+def upsert_campaign(name: str, segment: str, topic: str, template: str, tone: str | None,
+                    send_time: str) -> int:
+    """The campaign row for ``name``, created or updated; a re-run reuses it."""
+    for _ in range(2):  # a concurrent first run may create it between our read and write
+        try:
+            with session_scope() as session:
+                campaign = session.exec(select(Campaign).where(Campaign.name == name)).first()
+                if campaign is None:
+                    campaign = Campaign(name=name, segment=segment, topic=topic, template=template)
+                campaign.segment, campaign.topic, campaign.template = segment, topic, template
+                campaign.tone, campaign.send_time = tone, send_time
+                campaign.status, campaign.updated_at = "running", utcnow()
+                session.add(campaign)
+                session.flush()
+                return campaign.id  # type: ignore[return-value]
+        except IntegrityError:
+            continue
+    raise CampaignError(f"could not create campaign {name!r}")
+
+
+def _set_status(campaign_id: int, status: str) -> None:
+    with session_scope() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is not None:
+            campaign.status, campaign.updated_at = status, utcnow()
+            session.add(campaign)
+
+
+@flow(
+    name="campaign",
+    flow_run_name="campaign-{name}",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    description="Sends one message to a segment through the contact policy, a chunk of customers per task.",
+)
+def campaign(
+    name: str,
+    segment: str,
+    template: str,
+    topic: str | None = None,
+    tone: str | None = None,
+    send_time: str = "now",
+    data: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    chunk_size: int = 1000,
+) -> dict[str, Any]:
+    """Runs (or with ``dry_run`` only plans) the campaign; returns its summary.
+
+    ``send_time``: "now", a local time of day "HH:MM" (each customer's own zone) or an ISO
+    date-time. ``data``: the template's facts. ``tone`` overrides the topic's tone.
+    """
+    install_prefect_redaction()
+    logger = get_run_logger()
+    if chunk_size < 1:
+        raise CampaignError("chunk_size must be at least 1")
+    data = dict(data or {})
+    topic = check_campaign(template, topic, data, send_time, tone)
+    total = audience_size(segment)
+    facts = {"campaign": name, "segment": segment, "topic": topic, "template": template,
+             "tone": tone or "(topic default)", "send time": send_time, "audience": total}
+
+    if dry_run:
+        plan = plan_audience(segment, topic, template, send_time=send_time, chunk_size=chunk_size,
+                             dedupe_key=dedupe_key(name))
+        rows = [{"outcome": o, "customers": n} for o, n in sorted(plan.outcomes.items())]
+        rows += [{"outcome": f"channel {ch}", "customers": n} for ch, n in plan.channels.most_common()]
+        rows += [{"outcome": f"reason {r}", "customers": n} for r, n in plan.reasons.most_common()]
+        summary_table_artifact(f"campaign-{name}-plan", rows, description=f"Dry run of campaign {name}")
+        logger.info("dry run of %s for %d customers: %s", name, plan.customers, dict(plan.outcomes))
+        return {"flow": "campaign", "name": name, "dry_run": True, **plan.as_dict()}
+
+    campaign_id = upsert_campaign(name, segment, topic, template, tone, send_time)
+    logger.info("campaign %s (id %d): %d customers in %s, %d chunk(s)", name, campaign_id, total, segment,
+                ceil(total / chunk_size))
+
+    def chunks() -> Iterator[tuple[str, list[Intent]]]:
+        for ids in audience_chunks(segment, chunk_size):
+            yield id_range(ids), [
+                Intent(customer_id=cid, topic=topic, template=template, dedupe_key=dedupe_key(name),
+                       data=data, tone=tone, send_time=send_time, campaign_id=campaign_id)
+                for cid in ids
+            ]
+
+    with tags(topic, f"campaign:{name}"):
+        progress = Progress(f"campaign-{name}-progress", total,
+                            description=f"Campaign {name}: customers done")
+        run = run_pipeline(chunks(), progress=progress)
+    _set_status(campaign_id, "dispatched")
+    ledger = ledger_summary(campaign_id=campaign_id)
+    publish(f"campaign-{name}", f"Campaign {name}", facts, ledger, run)
+    return {"flow": "campaign", "name": name, "campaign_id": campaign_id, "dry_run": False,
+            "audience": total, **run.as_dict(), "ledger": ledger.as_dict()}
+

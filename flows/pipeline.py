@@ -1,0 +1,318 @@
+"""What the campaign, outage and lifecycle flows share: reserve chunks, dispatch them, fall back, sum up.
+
+``run_pipeline`` takes chunks of intents (one Prefect task per chunk, never per message). As soon
+as a chunk is reserved, its due messages are dispatched by a task of their own while later chunks
+are still being reserved, so the first message reaches a provider after one chunk, not after the
+whole audience. Messages deferred by the policy (quiet hours, local send times, cap slots) or by a
+provider (``retry_after``) are left to the due-sweeper. Failures go through the policy's fallback.
+
+Every guarantee lives in the ledger, so a retried task or a re-run flow is harmless: a chunk that
+is reserved again finds its rows (``duplicate``), and dispatch only claims rows that are due.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
+from sqlalchemy import select
+
+from flows.common import (
+    Progress,
+    dispatch_markdown,
+    dispatch_task,
+    markdown_summary,
+    retry_on_infrastructure_errors,
+    summary_table_artifact,
+)
+from orchestrator.db import session_scope
+from orchestrator.models import Message, MessageStatus
+from orchestrator.outcomes import OUTCOMES, DispatchReport, Failure
+from orchestrator.policy import Intent, ReserveResult, reserve_chunk
+from orchestrator.policy.fallback import reserve_fallbacks
+from orchestrator.segments import count_audience, iter_audience_chunks
+
+# Reason codes that say how a message went, not why it did not (yet) go.
+INFORMATIONAL = ("route:", "preference:", "bypass:", "high_touch:", "fallback:", "send_time:")
+# ... and the ones that say why a message waits.
+DELAYS = ("quiet_hours:", "defer:", "send_time:")
+NOT_YET_SENT = {MessageStatus.planned.value, MessageStatus.sending.value}
+REACHED = {MessageStatus.sent.value, MessageStatus.delivered.value}
+_message = Message.__table__  # type: ignore[attr-defined]
+
+
+# --- audiences -------------------------------------------------------------------------------
+
+
+class _ShortReads:
+    """Runs each query in a transaction of its own.
+
+    SQLite transactions begin IMMEDIATE (one writer), so a session held open while an audience
+    is streamed would block every reservation; this stands in for that session instead.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url
+
+    def execute(self, statement: Any) -> Any:
+        with session_scope(self.url) as session:
+            return session.execute(statement).freeze()()
+
+
+def audience_chunks(segment: str, chunk_size: int, extra: dict[str, Any] | None = None
+                    ) -> Iterator[list[int]]:
+    """Customer ids of the segment, ascending, a chunk at a time, without holding a transaction."""
+    return iter_audience_chunks(_ShortReads(), segment, chunk_size=chunk_size, extra=extra)
+
+
+def audience_size(segment: str, extra: dict[str, Any] | None = None) -> int:
+    return count_audience(_ShortReads(), segment, extra=extra)
+
+
+def id_range(ids: list[int]) -> str:
+    """``"101-200"``: the chunk's first and last customer id, for task run names."""
+    return f"{ids[0]}-{ids[-1]}" if ids else "empty"
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkReservation:
+    """What reserving one chunk did: rows per status and the ids dispatch should look at."""
+
+    label: str
+    customers: int
+    counts: dict[str, int]
+    message_ids: list[int]  # every row that may go out (planned, deferred, and earlier rows found again)
+
+
+def _reservation(label: str, customers: int, result: ReserveResult) -> ChunkReservation:
+    ids = [r.message_id for r in result.rows if r.message_id is not None and r.status != "suppressed"]
+    return ChunkReservation(label, customers, dict(result.counts), ids)
+
+
+@task(
+    name="reserve-chunk",
+    task_run_name="reserve-{label}",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_infrastructure_errors,
+)
+def reserve_task(label: str, intents: list[Intent]) -> ChunkReservation:
+    """Decides and reserves one chunk (idempotent: a retry finds the rows as duplicates)."""
+    return _reservation(label, len({i.customer_id for i in intents}), reserve_chunk(intents))
+
+
+@task(
+    name="fall-back",
+    task_run_name="fallback-{label}",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=retry_on_infrastructure_errors,
+)
+def fallback_task(label: str, failures: list[Failure]) -> ChunkReservation:
+    """Reserves the next channel for failed messages where the policy says so."""
+    result = reserve_fallbacks(failures)
+    return _reservation(label, len({f.customer_id for f in failures}), result)
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+
+@dataclass
+class PipelineResult:
+    reserved: Counter[str] = field(default_factory=Counter)  # planned/deferred/suppressed/duplicate
+    report: DispatchReport = field(default_factory=DispatchReport)
+    fallbacks: Counter[str] = field(default_factory=Counter)
+    chunks: int = 0
+    customers: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chunks": self.chunks,
+            "customers": self.customers,
+            "reserved": dict(self.reserved),
+            "dispatched": {o: self.report.total(o) for o in OUTCOMES},
+            "fallbacks": dict(self.fallbacks),
+        }
+
+
+def run_pipeline(
+    chunks: Iterable[tuple[str, list[Intent]]],
+    *,
+    progress: Progress | None = None,
+    dispatch: bool = True,
+    window: int = 4,
+    fallback_rounds: int = 3,
+    dispatch_size: int = 1000,
+) -> PipelineResult:
+    """Reserves each chunk (at most ``window`` in flight) and dispatches it as soon as it is reserved.
+
+    Must run inside a flow. ``progress`` counts customers whose chunk is done.
+    """
+    logger = get_run_logger()
+    result = PipelineResult()
+    reserving: deque[PrefectFuture[ChunkReservation]] = deque()
+    sending: list[tuple[PrefectFuture[DispatchReport], int]] = []
+
+    def harvest(block: bool) -> None:
+        for item in list(sending):
+            future, customers = item
+            if block or future.state.is_final():
+                result.report.merge(future.result())
+                sending.remove(item)
+                if progress is not None:
+                    progress.advance(customers)
+
+    def reserved(chunk: ChunkReservation) -> None:
+        result.reserved.update(chunk.counts)
+        ids = chunk.message_ids
+        if dispatch and ids:
+            for start in range(0, len(ids), dispatch_size):
+                part = ids[start : start + dispatch_size]
+                future = dispatch_task.submit(chunk.label, limit=len(part), message_ids=quote(part))
+                sending.append((future, chunk.customers if start == 0 else 0))
+        elif progress is not None:
+            progress.advance(chunk.customers)
+        harvest(block=False)
+
+    for label, intents in chunks:
+        result.chunks += 1
+        result.customers += len({i.customer_id for i in intents})
+        reserving.append(reserve_task.submit(label, quote(intents)))
+        while len(reserving) >= window:
+            reserved(reserving.popleft().result())
+    while reserving:
+        reserved(reserving.popleft().result())
+    harvest(block=True)
+
+    failures = list(result.report.failures)
+    for round_ in range(1, fallback_rounds + 1 if dispatch else 1):
+        if not failures:
+            break
+        chunk = fallback_task(f"round-{round_}", quote(failures))
+        result.fallbacks.update(chunk.counts)
+        if not chunk.message_ids:
+            break
+        report = dispatch_task(f"fallback-round-{round_}", limit=len(chunk.message_ids),
+                               message_ids=quote(chunk.message_ids))
+        result.report.merge(report)
+        failures = list(report.failures)
+    if progress is not None:
+        progress.finish()
+    logger.info("reserved %s; dispatched %s", dict(result.reserved) or "nothing",
+                {o: result.report.total(o) for o in OUTCOMES if result.report.total(o)} or "nothing")
+    return result
+
+
+# --- what the ledger says --------------------------------------------------------------------
+
+
+def headline(status: str, codes: list[str], last_error: str | None, attempts: int) -> str:
+    """Why a row is where it is, in reason codes ("" for messages on their way or delivered)."""
+    if status in NOT_YET_SENT or status in REACHED:
+        return ""
+    if status == MessageStatus.deferred:
+        reasons = [c for c in codes if c.startswith(DELAYS)]
+        if attempts > 0 and last_error:
+            reasons.append(f"retry:{last_error.split(':', 1)[0]}")  # a provider said "later"
+    else:
+        reasons = sorted({c for c in codes if not c.startswith(INFORMATIONAL)})
+    return " + ".join(reasons)
+
+
+@dataclass
+class LedgerSummary:
+    """Where every message of one campaign, incident update or lifecycle run stands, and why."""
+
+    rows: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (channel, status, reason)
+    customers: set[int] = field(default_factory=set)
+
+    def by_channel(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (channel, status, _), n in sorted(self.rows.items()):
+            out.setdefault(channel, {}).setdefault(status, 0)
+            out[channel][status] += n
+        return out
+
+    def reasons(self) -> dict[str, dict[str, int]]:
+        """status -> reason -> count, for everything not sent."""
+        out: dict[str, dict[str, int]] = {}
+        for (_, status, reason), n in self.rows.most_common():
+            if reason:
+                out.setdefault(status, {}).setdefault(reason, 0)
+                out[status][reason] += n
+        return out
+
+    def table(self) -> list[dict[str, Any]]:
+        return [{"channel": ch, "status": st, "reason": reason or "-", "messages": n}
+                for (ch, st, reason), n in sorted(self.rows.items())]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"customers": len(self.customers), "channels": self.by_channel(), "reasons": self.reasons()}
+
+
+def ledger_summary(
+    *,
+    campaign_id: int | None = None,
+    incident_id: int | None = None,
+    dedupe_prefix: str | None = None,
+    created_since: datetime | None = None,
+    url: str | None = None,
+) -> LedgerSummary:
+    """Counts the ledger rows matching every given filter, per channel, status and reason."""
+    m = _message.c
+    query = select(m.customer_id, m.channel, m.status, m.reason_codes, m.last_error, m.attempts)
+    if campaign_id is not None:
+        query = query.where(m.campaign_id == campaign_id)
+    if incident_id is not None:
+        query = query.where(m.incident_id == incident_id)
+    if dedupe_prefix is not None:
+        query = query.where(m.dedupe_key.startswith(dedupe_prefix, autoescape=True))
+    if created_since is not None:
+        query = query.where(m.created_at >= created_since)
+    summary = LedgerSummary()
+    with session_scope(url) as session:
+        for row in session.connection().execute(query):
+            reason = headline(row.status, list(row.reason_codes or []), row.last_error, row.attempts)
+            summary.rows[(row.channel, row.status, reason)] += 1
+            summary.customers.add(row.customer_id)
+    return summary
+
+
+def summary_markdown(title: str, facts: dict[str, Any], ledger: LedgerSummary, run: PipelineResult) -> str:
+    """The run's human summary: what it did this time, and where its messages stand overall."""
+    lines = [f"# {title}", ""]
+    lines += [f"- **{k}**: {v}" for k, v in facts.items() if v not in (None, "")]
+    new = ", ".join(f"{n} {s}" for s, n in sorted(run.reserved.items())) or "nothing"
+    lines += [f"- **this run reserved**: {new}", ""]
+    if run.reserved and not run.reserved.keys() - {"duplicate"}:
+        lines += ["Every customer already had this message in the ledger: nothing was sent twice.", ""]
+    lines += ["## Messages per channel", "", "| channel | status | reason | messages |", "|---|---|---|---|"]
+    lines += [f"| {r['channel']} | {r['status']} | {r['reason']} | {r['messages']} |" for r in ledger.table()]
+    if not ledger.rows:
+        lines.append("| - | - | - | 0 |")
+    if run.fallbacks:
+        fallbacks = ", ".join(f"{n} {s}" for s, n in sorted(run.fallbacks.items()))
+        lines += ["", f"Fallbacks reserved: {fallbacks}"]
+    body = dispatch_markdown(run.report, title="Dispatched by this run").replace("# ", "## ", 1)
+    return "\n".join(lines) + "\n\n" + body
+
+
+def publish(key: str, title: str, facts: dict[str, Any], ledger: LedgerSummary, run: PipelineResult) -> None:
+    """The run's table and markdown artifacts (personal data masked by the helpers)."""
+    summary_table_artifact(f"{key}-outcomes", ledger.table(), description=f"{title}: messages per channel, "
+                           "status and reason")
+    markdown_summary(f"{key}-summary", summary_markdown(title, facts, ledger, run), description=title)

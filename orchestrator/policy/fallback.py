@@ -1,0 +1,134 @@
+"""Fallback: a message that can never go out on its channel tries the topic's next channel.
+
+Dispatch reports every message that ended ``failed`` or ``suppressed`` (``Failure``); this module
+decides which of them deserve another channel and reserves that attempt as a new ledger row:
+
+- only topics whose policy says ``when_capped: fallback`` (urgent news: outage, security,
+  transactional); a marketing message that bounced is simply not sent;
+- only reasons that concern the address or the channel (invalid or blocked address, opted out
+  on that channel, no address, suppressed address); a render error or a missed deadline would
+  fail on the next channel just the same;
+- the new row's dedupe key is the original's plus ``>fallback:<failed channel>``, so a re-run or
+  a retried task finds it and never creates (or sends) a second one, and the chain of keys says
+  which channels were already tried;
+- the decision is the policy's as usual (consent, quiet hours, caps as the topic allows),
+  restricted to the channels not tried yet; its reasons start with ``fallback:sms->email``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import bindparam, select, update
+
+from orchestrator.db import session_scope
+from orchestrator.models import Message, MessageStatus
+from orchestrator.outcomes import Failure
+from orchestrator.policy.config import Policy, WhenCapped, load_policy
+from orchestrator.policy.intents import Intent
+from orchestrator.policy.reserve import ReserveResult, reserve_chunk
+
+SEPARATOR = ">fallback:"
+MAX_KEY_LENGTH = 200  # Message.dedupe_key
+# Failure reasons that say "not this channel", not "not this message".
+FALLBACK_REASONS = (
+    "permanent:invalid_address",
+    "permanent:blocked",
+    "permanent:unsubscribed",
+    "no_address:",
+    "suppressed:",
+    "consent:opted_out",
+)
+
+_message = Message.__table__  # type: ignore[attr-defined]
+
+
+def warrants_fallback(failure: Failure, policy: Policy) -> bool:
+    """Whether the policy sends this failed message through another channel."""
+    topic = policy.topics.get(failure.topic)
+    return (
+        topic is not None
+        and topic.when_capped is WhenCapped.fallback
+        and failure.channel != "phone"  # a call is an extra contact, never the only one
+        and failure.reason.startswith(FALLBACK_REASONS)
+    )
+
+
+def tried_channels(dedupe_key: str, channel: str) -> list[str]:
+    """Channels already used for this message: those named in the key's fallback chain, then this one."""
+    return [*dedupe_key.split(SEPARATOR)[1:], channel]
+
+
+def fallback_intents(failures: Iterable[Failure], policy: Policy, url: str | None = None
+                     ) -> list[tuple[Intent, Failure]]:
+    """The new intents (with the failure each answers) for the failures that warrant one."""
+    wanted = {f.message_id: f for f in failures if warrants_fallback(f, policy)}
+    if not wanted:
+        return []
+    m = _message.c
+    with session_scope(url) as session:
+        rows = session.connection().execute(
+            select(m.id, m.dedupe_key, m.customer_id, m.topic, m.channel, m.template, m.tone, m.data,
+                   m.deadline, m.campaign_id, m.incident_id).where(m.id.in_(sorted(wanted)))
+        ).all()
+    out: list[tuple[Intent, Failure]] = []
+    for row in rows:
+        tried = tried_channels(row.dedupe_key, row.channel)
+        remaining = [ch for ch in policy.topic(row.topic).channels if ch not in tried]
+        key = f"{row.dedupe_key}{SEPARATOR}{row.channel}"
+        if not remaining or len(key) > MAX_KEY_LENGTH:
+            continue
+        intent = Intent(
+            customer_id=row.customer_id, topic=row.topic, template=row.template, dedupe_key=key,
+            data=dict(row.data or {}), tone=row.tone, deadline=row.deadline, campaign_id=row.campaign_id,
+            incident_id=row.incident_id, channels=remaining,
+        )
+        out.append((intent, wanted[row.id]))
+    return out
+
+
+def reserve_fallbacks(failures: Iterable[Failure], *, now: datetime | None = None,
+                      policy: Policy | None = None, url: str | None = None) -> ReserveResult:
+    """Reserves the next-channel attempt for every failure that warrants one (idempotent)."""
+    policy = policy or load_policy()
+    pairs = fallback_intents(failures, policy, url)
+    if not pairs:
+        return ReserveResult()
+    result = reserve_chunk([intent for intent, _ in pairs], now=now, policy=policy, url=url)
+    _label(result, {intent.dedupe_key: failure for intent, failure in pairs}, url)
+    return result
+
+
+def _label(result: ReserveResult, failure_by_key: dict[str, Failure], url: str | None) -> None:
+    """Puts ``fallback:<from>-><to>`` and the failure first in each new row's reasons."""
+    new = [r for r in result.rows if r.status != "duplicate" and r.message_id is not None]
+    if not new:
+        return
+    m = _message.c
+    with session_scope(url) as session:
+        conn = session.connection()
+        current = {
+            row.id: row for row in conn.execute(
+                select(m.id, m.reason_codes, m.reason_text).where(m.id.in_([r.message_id for r in new]))
+            )
+        }
+        params = []
+        for r in new:
+            failure = failure_by_key[r.dedupe_key]
+            row = current[r.message_id]
+            code = f"fallback:{failure.channel}->{r.channel}"
+            text = f"Fell back from {failure.channel} ({failure.reason}) to {r.channel}."
+            params.append({
+                "b_id": r.message_id,
+                "b_codes": [code, *[c for c in row.reason_codes or [] if c != code]],
+                "b_text": f"{text} {row.reason_text}".strip(),
+            })
+        # Only rows still waiting: a dispatcher that already claimed one keeps its own copy.
+        conn.execute(
+            update(_message)
+            .where(m.id == bindparam("b_id"), m.status.in_([MessageStatus.planned, MessageStatus.deferred,
+                                                            MessageStatus.suppressed]))
+            .values(reason_codes=bindparam("b_codes"), reason_text=bindparam("b_text")),
+            params,
+        )
