@@ -210,6 +210,8 @@ def test_build_context_exposes_chosen_fields_and_signed_links_only(monkeypatch):
     assert (unsubscribe.customer_id, unsubscribe.topic) == (7, "marketing")
     assert verify_token(context["links"]["preferences_url"].rsplit("/", 1)[1], "preferences").customer_id == 7
     assert context["data"] == {"offer": "x"} and context["message_id"] == 99
+    with pytest.raises(RenderError, match="customer_since 'last spring' is not a date"):
+        build_context({"id": 1, "customer_since": "last spring"}, {}, topic="loyalty")
 
 
 def test_the_sandbox_refuses_attribute_tricks_and_mutation(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from orchestrator.links import preferences_url, unsubscribe_url
 from orchestrator.models import Customer, utcnow
 from orchestrator.settings import get_settings
 from orchestrator.templating.catalog import get_catalog
+from orchestrator.templating.errors import RenderError
 
 DEFAULT_BRAND_NAME = "Example Co"
 CUSTOMER_FIELDS = ("id", "name", "tier", "customer_since", "locale", "timezone", "x_handle")
@@ -22,7 +23,10 @@ def _as_date(value: Any) -> date | None:
         return None
     if isinstance(value, date):
         return value
-    return date.fromisoformat(str(value)[:10])
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise RenderError(f"customer_since {str(value)[:40]!r} is not a date (YYYY-MM-DD)") from None
 
 
 def full_years(since: date | None, today: date) -> int | None:
