@@ -52,7 +52,7 @@ _message = Message.__table__  # type: ignore[attr-defined]
 # --- audiences -------------------------------------------------------------------------------
 
 
-class _ShortReads:
+class ShortReads:
     """Runs each query in a transaction of its own.
 
     SQLite transactions begin IMMEDIATE (one writer), so a session held open while an audience
@@ -70,11 +70,11 @@ class _ShortReads:
 def audience_chunks(segment: str, chunk_size: int, extra: dict[str, Any] | None = None
                     ) -> Iterator[list[int]]:
     """Customer ids of the segment, ascending, a chunk at a time, without holding a transaction."""
-    return iter_audience_chunks(_ShortReads(), segment, chunk_size=chunk_size, extra=extra)
+    return iter_audience_chunks(ShortReads(), segment, chunk_size=chunk_size, extra=extra)
 
 
 def audience_size(segment: str, extra: dict[str, Any] | None = None) -> int:
-    return count_audience(_ShortReads(), segment, extra=extra)
+    return count_audience(ShortReads(), segment, extra=extra)
 
 
 def id_range(ids: list[int]) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from orchestrator.db import session_scope
 from orchestrator.models import Message, MessageStatus
@@ -40,6 +40,8 @@ FALLBACK_REASONS = (
     "suppressed:",
     "consent:opted_out",
 )
+
+WAITING = (MessageStatus.planned, MessageStatus.deferred, MessageStatus.suppressed)
 
 _message = Message.__table__  # type: ignore[attr-defined]
 
@@ -127,8 +129,7 @@ def _label(result: ReserveResult, failure_by_key: dict[str, Failure], url: str |
         # Only rows still waiting: a dispatcher that already claimed one keeps its own copy.
         conn.execute(
             update(_message)
-            .where(m.id == bindparam("b_id"), m.status.in_([MessageStatus.planned, MessageStatus.deferred,
-                                                            MessageStatus.suppressed]))
+            .where(m.id == bindparam("b_id"), or_(*(m.status == s.value for s in WAITING)))
             .values(reason_codes=bindparam("b_codes"), reason_text=bindparam("b_text")),
             params,
         )
