@@ -360,19 +360,20 @@ class _Run:
             found = session.scalars(select(Customer).where(Customer.id.in_(customer_ids)))
             customers = {c.id: c for c in found}
             consent = current_consent(session, customer_ids)
-            addresses: dict[str, set[str]] = {}
-            for m in self.messages.values():
+            address_of: dict[int, str | None] = {}
+            by_channel: dict[str, set[str]] = {}
+            for mid, m in self.messages.items():
                 customer = customers.get(m.customer_id)
-                address = address_for(m.channel, customer) if customer else None
+                address = address_of[mid] = address_for(m.channel, customer) if customer else None
                 if address:
-                    addresses.setdefault(m.channel, set()).add(address)
-            blocked = {ch: suppressed_addresses(session, ch, addrs) for ch, addrs in addresses.items()}
+                    by_channel.setdefault(m.channel, set()).add(address)
+            blocked = {ch: suppressed_addresses(session, ch, addrs) for ch, addrs in by_channel.items()}
         ready: list[_Ready] = []
         settled: list[LedgerChange] = []
         now = self.clock()
-        for m in self.messages.values():
+        for mid, m in self.messages.items():
             customer = customers.get(m.customer_id)
-            address = address_for(m.channel, customer) if customer else None
+            address = address_of[mid]
             outcome: LedgerChange | _Ready
             if m.deadline is not None and m.deadline < now:
                 outcome = _settle(m, MessageStatus.failed, "expired:deadline",
