@@ -159,6 +159,8 @@ def _quiet_windows(index: _Index, channel: str, facts: CustomerFacts) -> list[tu
 
 
 def _caps_with_history(index: _Index, topic: str, channel: str, facts: CustomerFacts):
+    if not facts.history:  # every cap allows at least one message: nothing to check
+        return []
     caps = list(index.caps.get((topic, channel), ()))
     personal = index.personal.get(facts.frequency)
     if personal is not None and topic in index.counting:

@@ -53,7 +53,7 @@ class Decision:
         return {"send": "planned", "defer": "deferred", "suppress": "suppressed"}[self.outcome]
 
 
-@dataclass
+@dataclass(slots=True)
 class HistoryEntry:
     """A ledger row that holds a cap slot."""
 
@@ -62,7 +62,7 @@ class HistoryEntry:
     send_at: datetime
 
 
-@dataclass
+@dataclass(slots=True)
 class CustomerFacts:
     """Everything the decision needs to know about one customer, loaded in bulk per chunk."""
 
