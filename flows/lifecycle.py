@@ -1,0 +1,194 @@
+"""Lifecycle messages: loyalty recognition every day, complaint acknowledgements, surveys after resolution.
+
+All through the same policy as everything else, so caps, quiet hours and consent hold:
+
+- ``lifecycle_daily``: customers whose customer-since anniversary is today (Feb 29 customers on
+  Feb 28 in other years) hear from us at 10:00 their time; milestone years get the
+  ``loyalty_milestone`` message, the others ``anniversary``. One per customer per year
+  (dedupe key ``anniversary:<year>``), so running the day twice sends nothing new.
+- ``complaint_acknowledgement``: fast and empathetic; premium customers also get a call
+  (a phone task with the topic's SLA).
+- ``complaint_resolved``: a short feedback survey, once per complaint.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, tags
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy import and_, extract, or_, select
+
+from flows.common import Progress, install_prefect_redaction
+from flows.pipeline import ShortReads, id_range, ledger_summary, publish, run_pipeline
+from orchestrator.db import session_scope
+from orchestrator.models import Customer, utcnow
+from orchestrator.policy import Intent
+from orchestrator.policy.explain import UnknownCustomer, find_customer_id
+
+MILESTONE_YEARS = (1, 5, 10, 15, 20, 25, 30)
+LOYALTY_SEND_TIME = "10:00"  # the customer's local time
+PREMIUM_TIERS = ("premium",)
+
+_customer = Customer.__table__  # type: ignore[attr-defined]
+
+
+# --- loyalty ---------------------------------------------------------------------------------
+
+
+def anniversary_condition(day: date) -> Any:
+    """Customers who joined on this month and day at least a year before ``day``.
+
+    On Feb 28 of a non-leap year, those who joined on Feb 29 celebrate too.
+    """
+    since = _customer.c.customer_since
+    same_day = and_(extract("month", since) == day.month, extract("day", since) == day.day)
+    if day.month == 2 and day.day == 28 and not calendar.isleap(day.year):
+        same_day = or_(same_day, and_(extract("month", since) == 2, extract("day", since) == 29))
+    return and_(since.is_not(None), since <= date(day.year - 1, 12, 31), same_day)
+
+
+def anniversary_chunks(day: date, chunk_size: int) -> Iterator[list[tuple[int, date]]]:
+    """(customer id, customer since) of today's anniversaries, a chunk at a time."""
+    c = _customer.c
+    reads, last = ShortReads(), 0
+    while True:
+        rows = [(r.id, r.customer_since) for r in reads.execute(
+            select(c.id, c.customer_since).where(anniversary_condition(day), c.id > last)
+            .order_by(c.id).limit(chunk_size)
+        )]
+        if rows:
+            yield rows
+        if len(rows) < chunk_size:
+            return
+        last = rows[-1][0]
+
+
+def recognition(customer_id: int, since: date, day: date, gift: str, reward: str) -> Intent:
+    """The anniversary message, or the milestone message in milestone years."""
+    years = day.year - since.year
+    if years in MILESTONE_YEARS:
+        unit = "year" if years == 1 else "years"
+        template, data = "loyalty_milestone", {"milestone": f"{years} {unit} with us", "reward": reward,
+                                               "years": years}
+    else:
+        template, data = "anniversary", {"gift": gift, "years": years}
+    return Intent(customer_id=customer_id, topic="loyalty", template=template,
+                  dedupe_key=f"anniversary:{day.year}", data=data, send_time=LOYALTY_SEND_TIME)
+
+
+@flow(
+    name="lifecycle-daily",
+    flow_run_name="lifecycle-daily-{day}",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    description="Recognises customer-since anniversaries and milestone years, once a year per customer.",
+)
+def lifecycle_daily(
+    day: date | None = None,
+    gift: str = "a month of Pro, on us",
+    reward: str = "a free upgrade to the next plan for three months",
+    chunk_size: int = 1000,
+) -> dict[str, Any]:
+    """Reserves and sends today's recognitions (deferred to 10:00 local where that is later)."""
+    install_prefect_redaction()
+    day = day or utcnow().date()
+    started = utcnow()
+
+    def chunks() -> Iterator[tuple[str, list[Intent]]]:
+        for rows in anniversary_chunks(day, chunk_size):
+            yield id_range([cid for cid, _ in rows]), [recognition(cid, since, day, gift, reward)
+                                                       for cid, since in rows]
+
+    with tags("loyalty", "lifecycle"):
+        run = run_pipeline(chunks(), progress=None)
+    ledger = ledger_summary(dedupe_prefix=f"anniversary:{day.year}", created_since=started)
+    facts = {"day": day.isoformat(), "customers": run.customers}
+    publish(f"lifecycle-daily-{day.isoformat()}", f"Loyalty recognition for {day.isoformat()}", facts, ledger,
+            run)
+    get_run_logger().info("%d anniversaries on %s", run.customers, day)
+    return {"flow": "lifecycle-daily", "day": day.isoformat(), **run.as_dict(), "ledger": ledger.as_dict()}
+
+
+# --- complaints ------------------------------------------------------------------------------
+
+
+def _customer_id(customer: str) -> tuple[int, str]:
+    """(id, tier) of a customer given by external id (or numeric id); ValueError if unknown."""
+    with session_scope() as session:
+        try:
+            cid = find_customer_id(session, customer)
+        except UnknownCustomer as exc:
+            raise ValueError(str(exc)) from None
+        query = select(_customer.c.tier).where(_customer.c.id == cid)
+        tier = session.connection().execute(query).scalar_one()
+    return cid, tier
+
+
+def _single(label: str, intents: list[Intent], title: str, key: str, facts: dict[str, Any]) -> dict[str, Any]:
+    progress = Progress(f"{key}-progress", 1, description=title)
+    run = run_pipeline([(label, intents)], progress=progress, window=1)
+    ledger = ledger_summary(dedupe_prefix=intents[0].dedupe_key)
+    publish(key, title, facts, ledger, run)
+    return {**run.as_dict(), "ledger": ledger.as_dict()}
+
+
+def response_due(hours: int, now: datetime | None = None) -> str:
+    return f"{(now or utcnow()) + timedelta(hours=hours):%a %d %b, %H:%M} UTC"
+
+
+@flow(
+    name="complaint-acknowledgement",
+    flow_run_name="complaint-{complaint_id}",
+    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    description="Acknowledges a complaint at once, empathetically; premium customers also get a call.",
+)
+def complaint_acknowledgement(
+    customer: str,
+    complaint_id: str,
+    summary: str,
+    response_hours: int = 48,
+) -> dict[str, Any]:
+    install_prefect_redaction()
+    if not complaint_id.strip() or not summary.strip():
+        raise ValueError("complaint_id and summary must not be empty")
+    cid, tier = _customer_id(customer)
+    key = f"complaint:{complaint_id}"
+    data = {"case_reference": complaint_id, "summary": summary, "response_by": response_due(response_hours)}
+    intents = [Intent(customer_id=cid, topic="support", template="complaint_acknowledgement", dedupe_key=key,
+                      data=data, tone="empathetic")]
+    if tier in PREMIUM_TIERS:  # a person calls as well: its own row, so caps and quiet hours apply
+        intents.append(Intent(customer_id=cid, topic="support", template="complaint_acknowledgement",
+                              dedupe_key=f"{key}:call", data=data, tone="empathetic", channels=["phone"]))
+    with tags("support", "complaint"):
+        out = _single(complaint_id, intents, f"Complaint {complaint_id} acknowledged",
+                      f"complaint-{complaint_id}",
+                      {"complaint": complaint_id, "tier": tier, "call": tier in PREMIUM_TIERS})
+    return {"flow": "complaint-acknowledgement", "complaint_id": complaint_id, "call": tier in PREMIUM_TIERS,
+            **out}
+
+
+@flow(
+    name="complaint-resolved",
+    flow_run_name="complaint-{complaint_id}-resolved",
+    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    description="After a complaint is resolved, asks once for feedback with a short survey.",
+)
+def complaint_resolved(
+    customer: str,
+    complaint_id: str,
+    survey_url: str,
+    survey_subject: str = "how we handled your complaint",
+    minutes: int = 2,
+) -> dict[str, Any]:
+    install_prefect_redaction()
+    cid, _tier = _customer_id(customer)
+    key = f"survey:complaint:{complaint_id}"
+    intent = Intent(customer_id=cid, topic="feedback", template="feedback_survey", dedupe_key=key,
+                    data={"survey_subject": survey_subject, "survey_url": survey_url, "minutes": minutes})
+    with tags("feedback", "complaint"):
+        out = _single(complaint_id, [intent], f"Survey for complaint {complaint_id}",
+                      f"survey-{complaint_id}", {"complaint": complaint_id})
+    return {"flow": "complaint-resolved", "complaint_id": complaint_id, **out}
