@@ -112,7 +112,7 @@ def record_update(incident_id: str, status: str, severity: str, summary: str, *,
                 incident = session.scalars(query).first()
                 if incident is None:
                     incident = Incident(incident_key=incident_id)
-                incident.severity, incident.status = severity, status
+                incident.severity = severity
                 incident.title = (title or incident.title or summary)[:200]
                 incident.summary = summary or incident.summary
                 incident.status_page_url = status_page_url or incident.status_page_url
@@ -125,7 +125,8 @@ def record_update(incident_id: str, status: str, severity: str, summary: str, *,
                     .order_by(IncidentUpdate.id)
                 ))
                 recorded = not any(u.status == status for u in updates)
-                if recorded:
+                if recorded:  # a re-trigger of an older update does not move the incident back
+                    incident.status = status
                     session.add(IncidentUpdate(incident_id=incident.id, status=status, summary=summary))
                 first = updates[0].status if updates else status
                 return incident.id, recorded, first  # type: ignore[return-value]

@@ -1,0 +1,73 @@
+"""``orchestrator campaign run``: one message to a segment through the contact policy (a Prefect flow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.cli.flow_runs import parse_pairs, print_flow_summary, run_flow
+from orchestrator.cli.output import fail, print_json
+
+campaign_app = typer.Typer(help="Campaigns: one message to a segment, within caps, quiet hours and consent.",
+                           no_args_is_help=True)
+
+
+def _facts(template: str, pairs: list[str] | None, data_file: Path | None, sample: bool) -> dict[str, Any]:
+    """The template's facts: the sample facts (``--sample-data``), then the file, then ``--data``."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    if sample:
+        from orchestrator.templating.catalog import get_catalog
+
+        data.update((get_catalog().sample_data.get("messages") or {}).get(template) or {})
+    if data_file is not None:
+        try:
+            loaded = yaml.safe_load(data_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            fail(f"cannot read {data_file}: {exc}", 2)
+        if not isinstance(loaded, dict):
+            fail(f"{data_file} must hold a mapping of facts", 2)
+        data.update(loaded)
+    data.update(parse_pairs(pairs, "--data"))
+    return data
+
+
+@campaign_app.command("run")
+def run(
+    name: str = typer.Argument(..., help="Campaign name; a re-run with the same name sends nothing twice."),
+    segment: str = typer.Option(..., "--segment", help="Audience segment (segments.yaml, or 'all')."),
+    template: str = typer.Option(..., "--template", help="Message template, e.g. spring_sale."),
+    topic: str = typer.Option(None, "--topic", help="Policy topic (default: the template's)."),
+    tone: str = typer.Option(None, "--tone", help="Tone override (default: the topic's)."),
+    send_time: str = typer.Option("now", "--send-time",
+                                  help="'now', a local time of day 'HH:MM' (each customer's zone) or ISO."),
+    data: Annotated[list[str] | None, typer.Option("--data", help="A template fact KEY=VALUE (repeatable).")
+                    ] = None,
+    data_file: Annotated[Path | None, typer.Option("--data-file", help="YAML or JSON file with the facts.")
+                         ] = None,
+    sample_data: bool = typer.Option(False, "--sample-data", help="Start from templates/sample_data.yaml."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan only: who would get what; writes nothing."),
+    chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Customers per task."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Run a campaign: decide, reserve and send, a chunk of customers at a time."""
+    from flows.campaign import campaign, check_campaign
+
+    facts = _facts(template, data, data_file, sample_data)
+    try:  # bad input fails here, before a Prefect run starts
+        check_campaign(template, topic, facts, send_time, tone)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    result = run_flow(campaign, name=name, segment=segment, template=template, topic=topic, tone=tone,
+                      send_time=send_time, data=facts, dry_run=dry_run, chunk_size=chunk_size)
+    if as_json:
+        print_json(result)
+    else:
+        print_flow_summary(result, f"Campaign {name}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(campaign_app, name="campaign")

@@ -1,0 +1,141 @@
+"""What the commands that run flows share: ``key=value`` options, and the run's summary for people.
+
+The summary is the dict the campaign, outage and lifecycle flows return.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.table import Table
+
+from orchestrator.cli.output import console, fail
+
+STATUS_COLUMNS = ("sent", "delivered", "planned", "sending", "deferred", "suppressed", "failed", "cancelled",
+                  "reconcile")
+_CHANNEL_WORDS = {"sms": "SMS", "email": "email", "social": "social", "phone": "phone"}
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, Any]:
+    """``["code=SPRING20", "minutes=2"]`` -> ``{"code": "SPRING20", "minutes": 2}`` (JSON values parsed)."""
+    out: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"{option} takes KEY=VALUE, got {item!r}", 2)
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
+    """Runs a flow in this process; bad input (any ValueError) becomes a clean error, exit code 2."""
+    try:
+        return flow(**parameters)
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
+def describe_reason(code: str) -> str:
+    """A reason code in words: ``quiet_hours:sms`` -> "quiet hours for SMS (waits until they end)"."""
+    kind, _, arg = code.partition(":")
+    channel = _CHANNEL_WORDS.get(arg, arg)
+    words = {
+        "quiet_hours": ("personal quiet hours (waits until they end, local time)" if arg == "personal"
+                        else f"quiet hours for {channel} (waits until they end, local time)"),
+        "send_time": f"scheduled for {arg} in the customer's own time zone",
+        "defer": f"frequency cap {arg} is full: waits for the next free slot",
+        "cap": f"frequency cap {arg} reached",
+        "consent": "opted out of this topic or channel",
+        "do_not_contact": "asked not to be contacted",
+        "no_address": f"no {channel} address on file",
+        "suppressed": f"address suppressed ({arg})",
+        "superseded": f"cancelled: the incident was {arg} first",
+        "permanent": f"the provider refused it for good ({arg.replace('_', ' ')})",
+        "retry": "the provider asked us to try again later",
+        "gave_up": f"gave up ({arg})",
+        "expired": "its deadline passed",
+        "render_error": "the template could not be rendered",
+        "deadline": f"could not go out on {channel} before its deadline",
+        "reconcile": "outcome unknown: check the provider before sending again",
+    }
+    return words.get(kind, code)
+
+
+def explain_reasons(reason: str) -> str:
+    """``"a + b"`` (a headline of several codes) in words."""
+    return "; ".join(describe_reason(code.strip()) for code in reason.split(" + ") if code.strip())
+
+
+def print_flow_summary(result: dict[str, Any], title: str) -> None:
+    """What the run did this time, where its messages stand per channel, and why some did not go."""
+    console.rule(f"[bold]{title}")
+    if result.get("dry_run"):
+        _print_plan(result)
+        return
+    reserved = result.get("reserved", {})
+    new = {k: v for k, v in reserved.items() if k != "duplicate"}
+    dispatched = {k: v for k, v in result.get("dispatched", {}).items() if v}
+    console.print(f"Audience: {result.get('audience', result.get('customers', 0))} customer(s).")
+    if reserved and not new:
+        console.print("[yellow]Nothing new: every customer already had this message in the ledger "
+                      "(dedupe), so nothing was sent twice.[/]")
+    else:
+        decided = ", ".join(f"{n} {s}" for s, n in sorted(new.items())) or "nothing"
+        known = f" ({reserved['duplicate']} already in the ledger)" if reserved.get("duplicate") else ""
+        console.print(f"This run decided: {decided}{known}")
+    console.print("Dispatched now: " + (", ".join(f"{n} {s}" for s, n in dispatched.items()) or "nothing"))
+    if result.get("fallbacks"):
+        console.print("Fell back to another channel: "
+                      + ", ".join(f"{n} {s}" for s, n in sorted(result["fallbacks"].items())))
+    if "cancelled" in result and result.get("status") == "resolved":
+        console.print(f"Earlier notices cancelled before they went out: {result['cancelled']}")
+    post = result.get("post")
+    if post:
+        outcome = (f"posted ({post.get('provider')}, id {post.get('post_id')})" if post.get("posted")
+                   else f"not posted ({post.get('reason')})")
+        console.print(f"Public social post: {outcome}")
+    ledger = result.get("ledger", {})
+    channels: dict[str, dict[str, int]] = ledger.get("channels", {})
+    if channels:
+        used = [s for s in STATUS_COLUMNS if any(s in counts for counts in channels.values())]
+        table = Table(title="Messages per channel (the ledger)", title_justify="left")
+        table.add_column("channel")
+        for status in used:
+            table.add_column(status, justify="right")
+        for channel, counts in sorted(channels.items()):
+            table.add_row(channel, *(str(counts.get(s, 0)) for s in used))
+        console.print(table)
+    reasons: dict[str, dict[str, int]] = ledger.get("reasons", {})
+    if reasons:
+        table = Table(title="Not sent (yet), and why", title_justify="left")
+        table.add_column("status")
+        table.add_column("messages", justify="right")
+        table.add_column("why", overflow="fold")
+        for status, by_reason in reasons.items():
+            for reason, n in sorted(by_reason.items(), key=lambda item: -item[1]):
+                table.add_row(status, str(n), explain_reasons(reason))
+        console.print(table)
+
+
+def _print_plan(result: dict[str, Any]) -> None:
+    console.print(f"Dry run (nothing written) for {result.get('customers', 0)} customer(s).")
+    table = Table(title="Would be", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("customers", justify="right")
+    for outcome, n in result.get("outcomes", {}).items():
+        table.add_row(outcome, str(n))
+    for channel, n in result.get("channels", {}).items():
+        table.add_row(f"via {channel}", str(n))
+    console.print(table)
+    reasons = result.get("reasons", {})
+    if reasons:
+        table = Table(title="Reasons", title_justify="left")
+        table.add_column("reason")
+        table.add_column("customers", justify="right")
+        for reason, n in reasons.items():
+            table.add_row(f"{reason} ({describe_reason(reason)})", str(n))
+        console.print(table)
