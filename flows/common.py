@@ -173,6 +173,8 @@ def dispatch_markdown(report: DispatchReport, *, title: str, reconciled: Sequenc
 
 # --- the dispatch task ---------------------------------------------------------------------
 
+CHUNK_SIZE = 1000  # messages per claim: big enough for bulk SQL, small enough to keep leases short
+
 
 def retry_on_infrastructure_errors(_task: Any, _task_run: Any, state: Any) -> bool:
     """Retry when the database or network hiccuped; a bug or bad input fails at once."""
@@ -197,15 +199,21 @@ def retry_on_infrastructure_errors(_task: Any, _task_run: Any, state: Any) -> bo
 def dispatch_task(
     label: str = "due",
     *,
-    limit: int = 1000,
+    limit: int | None = None,
     channels: list[str] | None = None,
     campaign_id: int | None = None,
     incident_id: int | None = None,
     message_ids: list[int] | None = None,
 ) -> DispatchReport:
-    """Sends up to ``limit`` due messages (one chunk) and returns what became of them."""
+    """Sends one chunk of due messages and returns what became of them.
+
+    ``limit`` defaults to all of ``message_ids`` when given (a flow dispatching the rows it just
+    reserved), else to ``CHUNK_SIZE``.
+    """
+    if limit is None:
+        limit = len(message_ids) if message_ids is not None else CHUNK_SIZE
     report = dispatch_due(limit=limit, channels=channels, campaign_id=campaign_id, incident_id=incident_id,
-                          message_ids=message_ids, claim_size=max(1, limit))
+                          message_ids=message_ids, claim_size=max(1, min(limit, CHUNK_SIZE)))
     get_run_logger().info(
         "%s: %s", label,
         ", ".join(f"{report.total(o)} {o}" for o in OUTCOMES if report.total(o)) or "nothing due",

@@ -16,6 +16,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.common import (
+    CHUNK_SIZE,
     Progress,
     dispatch_markdown,
     dispatch_task,
@@ -45,7 +46,7 @@ def reconcile_task(stuck_after_minutes: float) -> list[int]:
 )
 def dispatch_due_flow(
     max_messages: int = 50_000,
-    chunk_size: int = 1000,
+    chunk_size: int = CHUNK_SIZE,
     stuck_after_minutes: float = 10.0,
     channels: list[str] | None = None,
 ) -> dict[str, int]:
