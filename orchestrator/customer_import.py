@@ -22,9 +22,11 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -136,25 +138,13 @@ def import_customers(
     first_line_of: dict[str, int] = {}
     chunk: list[_ValidRow] = []
     handled = 0
-
-    def flush() -> None:
-        nonlocal handled
-        if chunk:
-            imported, updated = _write_chunk(session_factory, chunk)
-            report.imported += imported
-            report.updated += updated
-            chunk.clear()
-        if progress is not None and handled:
-            progress(handled)
-        handled = 0
-
     try:
         # surrogateescape: invalid bytes survive decoding, so the row holding them can be
         # rejected with its line number while the rest of the file is imported.
         handle = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise CustomerImportError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
+    with handle, _ChunkWriter(session_factory, report, progress) as writer:
         rows = _read_csv(handle, report) if fmt == "csv" else _read_jsonl(handle, report)
         for item in rows:
             handled += 1
@@ -174,9 +164,56 @@ def import_customers(
                 continue
             chunk.append(row)
             if len(chunk) >= CHUNK_SIZE:
-                flush()
-        flush()
+                writer.submit(chunk, handled)
+                chunk, handled = [], 0
+        writer.submit(chunk, handled)
     return report
+
+
+class _ChunkWriter:
+    """Writes each chunk on a background thread while the next one is being validated.
+
+    Database work (SQLite's C code, PostgreSQL's server) overlaps Python validation. One
+    chunk at most is in flight; its counts, or its error, are collected before the next is
+    sent, so an error stops the import at the chunk that failed.
+    """
+
+    def __init__(
+        self, session_factory: SessionFactory, report: ImportReport, progress: Callable[[int], None] | None
+    ) -> None:
+        self.session_factory = session_factory
+        self.report = report
+        self.progress = progress
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="customer-import")
+        self.pending: tuple[Future[tuple[int, int]], int] | None = None
+
+    def submit(self, rows: list[_ValidRow], handled: int) -> None:
+        self.collect()
+        if rows:
+            self.pending = (self.pool.submit(_write_chunk, self.session_factory, rows), handled)
+        elif handled and self.progress is not None:
+            self.progress(handled)
+
+    def collect(self) -> None:
+        if self.pending is None:
+            return
+        future, handled = self.pending
+        self.pending = None
+        imported, updated = future.result()
+        self.report.imported += imported
+        self.report.updated += updated
+        if self.progress is not None:
+            self.progress(handled)
+
+    def __enter__(self) -> _ChunkWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            if exc_type is None:
+                self.collect()
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:
@@ -212,6 +249,7 @@ def _column_name(raw: str) -> str:
     return name if name.lower().startswith(ATTR_PREFIX) and len(name) > len(ATTR_PREFIX) else name.lower()
 
 
+@lru_cache(maxsize=4096)
 def _unknown_column(name: str) -> str | None:
     """Why a column is not imported, or None when it is one we know."""
     if name in KNOWN_COLUMNS:
@@ -297,16 +335,18 @@ def _warn_unknown(report: ImportReport, columns: list[str]) -> None:
 # Validating ------------------------------------------------------------------------------
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+# Longest accepted text per column: the model's column length, or a raw-input limit.
+_TEXT_LIMITS: dict[str, int] = {
+    **{c.name: c.type.length for c in _CUSTOMER.c if getattr(c.type, "length", None)},
+    **RAW_LIMITS,
+}
 
 
 def _text(name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _RowError(name, f"expected text, got {type(value).__name__}")
-    text = str(value).strip()
-    column = _CUSTOMER.c.get(name)
-    limit = RAW_LIMITS.get(name) or getattr(getattr(column, "type", None), "length", None) or MAX_FIELD_CHARS
+    text = value if isinstance(value, str) else str(value)
+    limit = _TEXT_LIMITS.get(name, MAX_FIELD_CHARS)
     if len(text) > limit:
         raise _RowError(name, f"too long: {len(text)} characters, at most {limit}")
     return text
@@ -329,10 +369,19 @@ class _RowValidator:
         }
 
     def validate(self, line: int, raw: dict[str, Any]) -> _ValidRow:
+        # Only the values given: blank ones change nothing. Text is stripped once, here.
+        given: dict[str, Any] = {}
         for name, value in raw.items():
-            if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
-                raise _RowError(name, f"too long: {len(value)} characters, at most {MAX_FIELD_CHARS}")
-        if _blank(raw.get("external_id")):
+            if isinstance(value, str):
+                if len(value) > MAX_FIELD_CHARS:
+                    raise _RowError(name, f"too long: {len(value)} characters, at most {MAX_FIELD_CHARS}")
+                value = value.strip()
+                if value:
+                    given[name] = value
+            elif value is not None:
+                given[name] = value
+        raw = given
+        if "external_id" not in raw:
             raise _RowError("external_id", "required: every customer needs an external_id")
         external_id = _text("external_id", raw["external_id"])
         return _ValidRow(
@@ -347,11 +396,11 @@ class _RowValidator:
     def _profile(self, raw: dict[str, Any]) -> dict[str, Any]:
         profile: dict[str, Any] = {}
         for name, parse in self.profile_parsers.items():
-            if not _blank(raw.get(name)):
+            if name in raw:
                 profile[name] = _checked(name, parse, _text(name, raw[name]))
-        if not _blank(raw.get("phone")):
+        if "phone" in raw:
             region = self.default_region
-            if not _blank(raw.get("country")):
+            if "country" in raw:
                 region = _checked("country", validation.check_country, _text("country", raw["country"]))
             phone = _text("phone", raw["phone"]) if not isinstance(raw["phone"], int) else f"+{raw['phone']}"
             profile["phone"] = _checked("phone", lambda v: validation.normalise_phone(v, region), phone)
@@ -360,7 +409,7 @@ class _RowValidator:
     def _attributes(self, raw: dict[str, Any]) -> dict[str, Any]:
         attributes: dict[str, Any] = {}
         given = raw.get("attributes")
-        if not _blank(given):
+        if given is not None:
             if isinstance(given, str):
                 try:
                     given = json.loads(given)
@@ -372,44 +421,50 @@ class _RowValidator:
                 _checked("attributes", validation.check_attribute_key, key)
                 attributes[key] = value
         for name, value in raw.items():
-            if name.startswith(ATTR_PREFIX) and not _blank(value) and _unknown_column(name) is None:
+            if name.startswith(ATTR_PREFIX) and _unknown_column(name) is None:
                 key = name[len(ATTR_PREFIX) :]
-                attributes[key] = (
-                    validation.typed_attribute(value.strip()) if isinstance(value, str) else value
-                )
-        if attributes and len(json.dumps(attributes, ensure_ascii=False)) > MAX_ATTRIBUTES_CHARS:
+                # CSV text is typed (7 -> int); JSON Lines values already carry their type
+                attributes[key] = validation.typed_attribute(value) if isinstance(value, str) else value
+        if _json_size_may_exceed(attributes) and len(json.dumps(attributes)) > MAX_ATTRIBUTES_CHARS:
             raise _RowError("attributes", f"too large: more than {MAX_ATTRIBUTES_CHARS} characters as JSON")
         return attributes
 
     def _consent(self, raw: dict[str, Any]) -> dict[tuple[str, str], str]:
         consent: dict[tuple[str, str], str] = {}
         for name, key in CONSENT_COLUMNS.items():
-            if not _blank(raw.get(name)):
+            if name in raw:
                 opted_in = _checked(name, validation.parse_bool, raw[name])
                 consent[key] = (ConsentState.opted_in if opted_in else ConsentState.opted_out).value
         return consent
 
     def _preferences(self, raw: dict[str, Any]) -> dict[str, Any]:
         prefs: dict[str, Any] = {}
-        if not _blank(raw.get("preferred_channels")):
+        if "preferred_channels" in raw:
             prefs["preferred_channels"] = _checked(
                 "preferred_channels", validation.parse_channels, raw["preferred_channels"]
             )
-        if not _blank(raw.get("frequency")):
+        if "frequency" in raw:
             prefs["frequency"] = _checked(
                 "frequency", validation.parse_frequency, _text("frequency", raw["frequency"])
             )
         for name in ("quiet_start", "quiet_end"):
-            if not _blank(raw.get(name)):
+            if name in raw:
                 prefs[name] = _checked(name, validation.parse_hhmm, _text(name, raw[name]))
         if ("quiet_start" in prefs) != ("quiet_end" in prefs):
             missing = "quiet_end" if "quiet_start" in prefs else "quiet_start"
             raise _RowError(missing, "quiet_start and quiet_end go together: give both or neither")
         if "quiet_start" in prefs and prefs["quiet_start"] == prefs["quiet_end"]:
             raise _RowError("quiet_end", "quiet hours must not start and end at the same time")
-        if not _blank(raw.get("do_not_contact")):
+        if "do_not_contact" in raw:
             prefs["do_not_contact"] = _checked("do_not_contact", validation.parse_bool, raw["do_not_contact"])
         return prefs
+
+
+def _json_size_may_exceed(attributes: dict[str, Any]) -> bool:
+    """A cheap bound: JSON text of scalars is never more than ~6x their text (escapes)."""
+    if any(isinstance(v, dict | list) for v in attributes.values()):
+        return True
+    return sum(len(str(k)) + len(str(v)) + 6 for k, v in attributes.items()) * 6 > MAX_ATTRIBUTES_CHARS
 
 
 def _checked(name: str, parse: Callable[[Any], Any], value: Any) -> Any:
@@ -422,23 +477,14 @@ def _checked(name: str, parse: Callable[[Any], Any], value: Any) -> Any:
 # Writing ---------------------------------------------------------------------------------
 
 
-def _insert_many(session: Session, stmt: Any, rows: list[dict[str, Any]], returning: Any) -> list[Any]:
-    """Executes an INSERT for many rows as batched multi-row statements.
-
-    RETURNING makes SQLAlchemy batch the rows into multi-row VALUES ("insertmanyvalues") on
-    SQLite and psycopg alike; without it psycopg sends one statement per row.
-    """
-    return list(session.execute(stmt.returning(*returning), rows))
-
-
-def _upsert(
-    session: Session, table: Table, key: str, rows: list[dict[str, Any]], update: list[str], returning: Any
-) -> list[Any]:
+def _upsert(session: Session, table: Table, key: str, rows: list[dict[str, Any]], update: list[str]) -> None:
+    # A list of rows is an executemany: sqlite3 loops in C, psycopg pipelines the rows over
+    # one prepared statement (measured: twice as fast as multi-row VALUES with RETURNING).
     dialect = session.get_bind().dialect.name
     insert_into = sqlite.insert if dialect == "sqlite" else postgresql.insert
     stmt = insert_into(table)
     stmt = stmt.on_conflict_do_update(index_elements=[key], set_={c: stmt.excluded[c] for c in update})
-    return _insert_many(session, stmt, rows, returning)
+    session.execute(stmt, rows)
 
 
 def _write_chunk(session_factory: SessionFactory, rows: list[_ValidRow]) -> tuple[int, int]:
@@ -471,12 +517,14 @@ def _write_chunk(session_factory: SessionFactory, rows: list[_ValidRow]) -> tupl
                 {"external_id": row.external_id, **values, "attributes": attributes,
                  "created_at": created, "updated_at": now}
             )  # fmt: skip
-        ids = {k: m["id"] for k, m in existing.items()}
         if writes:
-            update = [*PROFILE_COLUMNS, "attributes", "updated_at"]
-            returning = (_CUSTOMER.c.external_id, _CUSTOMER.c.id)
-            ids.update(_upsert(session, _CUSTOMER, "external_id", writes, update, returning))
-        inserted = sum(1 for r in rows if r.external_id not in existing)
+            _upsert(session, _CUSTOMER, "external_id", writes, [*PROFILE_COLUMNS, "attributes", "updated_at"])
+        ids = {k: m["id"] for k, m in existing.items()}
+        new = [r.external_id for r in rows if r.external_id not in existing]
+        if new:
+            query = select(_CUSTOMER.c.external_id, _CUSTOMER.c.id).where(_CUSTOMER.c.external_id.in_(new))
+            ids.update({k: v for k, v in session.execute(query)})
+        inserted = len(new)
         _write_consent(session, rows, ids, now)
         _write_preferences(session, rows, ids, now)
     return inserted, len(rows) - inserted
@@ -494,7 +542,7 @@ def _write_consent(session: Session, rows: list[_ValidRow], ids: dict[str, int],
         if in_force.get((cid, channel, topic)) != state
     ]  # fmt: skip
     if events:
-        _insert_many(session, insert(_CONSENT), events, [_CONSENT.c.id])
+        session.execute(insert(_CONSENT), events)
 
 
 def _write_preferences(session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime) -> None:
@@ -515,6 +563,5 @@ def _write_preferences(session: Session, rows: list[_ValidRow], ids: dict[str, i
         writes.append({"customer_id": customer_id, **base, **diff, "updated_at": now})
         events.append({"customer_id": customer_id, "changes": diff, "source": SOURCE, "created_at": now})
     if writes:
-        update = [*PREFERENCE_COLUMNS, "updated_at"]
-        _upsert(session, _PREFERENCE, "customer_id", writes, update, [_PREFERENCE.c.customer_id])
-        _insert_many(session, insert(_PREFERENCE_EVENT), events, [_PREFERENCE_EVENT.c.id])
+        _upsert(session, _PREFERENCE, "customer_id", writes, [*PREFERENCE_COLUMNS, "updated_at"])
+        session.execute(insert(_PREFERENCE_EVENT), events)
