@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -244,13 +244,16 @@ def twilio_status_event(params: Mapping[str, str], message_id: str | None) -> Pr
 # --- applying events ---------------------------------------------------------------------------
 
 
-def _insert_new_events(session: Session, events: list[ProviderEvent], received_at: datetime) -> set[str]:
-    """Inserts events not seen before; returns the ids of those actually inserted."""
+def _insert_new_events(
+    session: Session, events: list[ProviderEvent], messages: list[Message | None], received_at: datetime
+) -> set[str]:
+    """Inserts events not seen before (with the message each belongs to); returns the ids of
+    those actually inserted."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     rows = [
         {
-            "message_id": None,
+            "message_id": message.id if message is not None else None,
             "provider": e.provider,
             "provider_event_id": e.event_id,
             "event_type": e.event_type,
@@ -259,7 +262,7 @@ def _insert_new_events(session: Session, events: list[ProviderEvent], received_a
             "received_at": received_at,
         }
         # One order for every writer: concurrent batches cannot deadlock on the unique index.
-        for e in sorted(events, key=lambda e: (e.provider, e.event_id))
+        for e, message in sorted(zip(events, messages, strict=True), key=lambda p: p[0].event_id)
     ]
     stmt = (
         insert(DeliveryEvent)
@@ -270,11 +273,12 @@ def _insert_new_events(session: Session, events: list[ProviderEvent], received_a
     return set(session.connection().execute(stmt).scalars())
 
 
-def _find_messages(session: Session, events: list[ProviderEvent]) -> dict[int, Message]:
-    """Event index -> ledger row, by our id first, then by the provider's message id."""
+def _find_messages(session: Session, events: list[ProviderEvent]) -> list[Message | None]:
+    """Each event's ledger row: by our id first, then by the provider's message id."""
     ids = {e.message_id for e in events if e.message_id}
     by_id = {m.id: m for m in session.exec(select(Message).where(Message.id.in_(ids)))} if ids else {}
-    provider_ids = {e.provider_message_id for e in events if e.provider_message_id}
+    provider_ids = {e.provider_message_id for e in events
+                    if e.provider_message_id and e.message_id not in by_id}
     by_provider_id = (
         {
             m.provider_message_id: m
@@ -283,35 +287,53 @@ def _find_messages(session: Session, events: list[ProviderEvent]) -> dict[int, M
         if provider_ids
         else {}
     )
-    found: dict[int, Message] = {}
-    for i, event in enumerate(events):
-        message = by_id.get(event.message_id) if event.message_id else None
-        if message is None and event.provider_message_id:
-            message = by_provider_id.get(event.provider_message_id)
-        if message is not None:
-            found[i] = message
-    return found
+    return [by_id.get(e.message_id) or by_provider_id.get(e.provider_message_id) for e in events]
 
 
-def _advance(session: Session, message: Message, event: ProviderEvent, now: datetime) -> bool:
-    """Moves the row forward to the event's status; a single conditional UPDATE, so two
-    concurrent events for one message cannot move it backwards either."""
-    new = event.status
-    if new is None:
-        return False
-    lower = [status for status, rank in _RANK.items() if rank < _RANK[new]]
-    when = event.occurred_at or now
-    values: dict[str, Any] = {"status": new.value, "updated_at": now}
-    if new in (MessageStatus.sent, MessageStatus.delivered):
-        values["sent_at"] = func.coalesce(Message.sent_at, when)
-    if new is MessageStatus.delivered:
-        values["delivered_at"] = func.coalesce(Message.delivered_at, when)
-    if event.error:
-        values["last_error"] = redact_text(event.error)[:1000]
-    result = session.connection().execute(
-        update(Message).where(Message.id == message.id, Message.status.in_(lower)).values(**values)
-    )
-    return result.rowcount > 0
+_message = Message.__table__  # type: ignore[attr-defined]
+
+
+def _advance(session: Session, moves: list[tuple[ProviderEvent, Message]], now: datetime) -> int:
+    """Moves each message forward to its event's status; returns how many moves took.
+
+    One conditional UPDATE per target status (executed for many rows): a row moves only
+    from a lower rank, so events for one message, applied in any order or by concurrent
+    requests, cannot move it backwards. On PostgreSQL the rows are locked first, in id
+    order, so concurrent batches cannot deadlock.
+    """
+    ids = sorted({message.id for _, message in moves if message.id is not None})
+    if not ids:
+        return 0
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(_message.c.id).where(_message.c.id.in_(ids)).order_by(_message.c.id).with_for_update())
+    # What the report counts: the rank each message reaches, walking its events in order.
+    reached = {message.id: _RANK.get(message.status, 0) for _, message in moves}
+    taken = 0
+    by_status: dict[MessageStatus, list[dict[str, Any]]] = {}
+    for event, message in moves:
+        if event.status is None:
+            continue
+        if _RANK[event.status] > reached[message.id]:
+            reached[message.id], taken = _RANK[event.status], taken + 1
+        by_status.setdefault(event.status, []).append({
+            "mid": message.id,
+            "when": event.occurred_at or now,
+            "error": redact_text(event.error)[:1000] if event.error else None,
+        })
+    c = _message.c
+    for status, params in by_status.items():
+        values: dict[str, Any] = {"status": status.value, "updated_at": now,
+                                  "last_error": func.coalesce(bindparam("error"), c.last_error)}
+        if status in (MessageStatus.sent, MessageStatus.delivered):
+            values["sent_at"] = func.coalesce(c.sent_at, bindparam("when"))
+        if status is MessageStatus.delivered:
+            values["delivered_at"] = func.coalesce(c.delivered_at, bindparam("when"))
+        # literal() values, not a list: an expanding IN cannot be executed for many rows
+        lower = [literal(s.value) for s, rank in _RANK.items() if rank < _RANK[status]]
+        conn.execute(update(_message).where(c.id == bindparam("mid"), c.status.in_(lower)).values(**values),
+                     params)
+    return taken
 
 
 def customers_with_address(session: Session, channel: str, address: str) -> list[int]:
@@ -331,29 +353,20 @@ def apply_provider_events(
     report = FeedbackReport(received=len(events))
     if not events:
         return report
-    inserted = _insert_new_events(session, events, now)
-    first_of_each: dict[str, ProviderEvent] = {}  # the same event twice in one request counts once
-    for event in events:
+    messages = _find_messages(session, events)
+    inserted = _insert_new_events(session, events, messages, now)
+    # An event repeated within one request counts once.
+    first_of_each: dict[str, tuple[ProviderEvent, Message | None]] = {}
+    for event, message in zip(events, messages, strict=True):
         if event.event_id in inserted:
-            first_of_each.setdefault(event.event_id, event)
+            first_of_each.setdefault(event.event_id, (event, message))
+    report.duplicates = len(events) - len(first_of_each)
     fresh = list(first_of_each.values())
-    report.duplicates = len(events) - len(fresh)
-    messages = _find_messages(session, fresh)
-    # Ranks make the outcome independent of the order; ordering by message locks rows in one
-    # order, so concurrent batches touching the same messages cannot deadlock.
-    order = sorted(range(len(fresh)), key=lambda i: (messages[i].id if i in messages else 0, i))
-    for i in order:
-        event, message = fresh[i], messages.get(i)
-        if message is None:
-            report.unmatched += 1
-        else:
-            session.connection().execute(
-                update(DeliveryEvent)
-                .where(DeliveryEvent.provider == event.provider)
-                .where(DeliveryEvent.provider_event_id == event.event_id)
-                .values(message_id=message.id)
-            )
-            report.status_changes += _advance(session, message, event, now)
+    report.unmatched = sum(message is None for _, message in fresh)
+    report.status_changes = _advance(session, [(e, m) for e, m in fresh if m is not None], now)
+    for event, message in fresh:
+        if not (event.suppress_reason or event.opt_out_topic):
+            continue
         address = _address(session, event, message)
         if event.suppress_reason and address:
             source = webhook_source(event.provider)
@@ -484,7 +497,7 @@ def handle_inbound_sms(
     kind = keyword or "feedback"
     marker = ProviderEvent(provider=TWILIO, event_id=f"{sms_sid}:inbound", event_type=f"inbound_{kind}"[:32],
                            payload={"kind": kind}, occurred_at=now)
-    if not _insert_new_events(session, [marker], now):
+    if not _insert_new_events(session, [marker], [None], now):
         return InboundOutcome("duplicate")
     customer_ids = customers_with_address(session, Channel.sms.value, sender)
     outcome = InboundOutcome(kind, customer_ids)
