@@ -1,0 +1,190 @@
+"""The campaign flow end to end: real SDKs against the fake providers, under one Prefect test server."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from prefect import task
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+import flows.pipeline as pipeline
+from flows.campaign import campaign
+from flows.dispatch_due import dispatch_due_flow
+from orchestrator.cli import app
+from orchestrator.db import session_scope
+from orchestrator.models import Message, MessageStatus, utcnow
+from tests.support.flow_world import (
+    MARKETING_FACTS,
+    NIGHT,
+    add_customer,
+    artifacts,
+    by_customer,
+    flow_run,
+    ledger,
+    task_runs,
+    use_fake_providers,
+)
+
+
+@pytest.fixture
+def providers(monkeypatch, fake_sendgrid, fake_twilio):
+    use_fake_providers(monkeypatch, sendgrid=fake_sendgrid, twilio=fake_twilio)
+    return fake_sendgrid, fake_twilio
+
+
+def run_campaign(name: str = "spring", **overrides):
+    parameters = dict(name=name, segment="all", template="spring_sale", data=MARKETING_FACTS, chunk_size=2)
+    return campaign(**{**parameters, **overrides}, return_state=True)
+
+
+def sends(fake, rows) -> dict[int, int]:
+    """Requests the fake provider received per ledger message."""
+    return {m.id: len(fake.requests_for(m.id)) for m in rows}
+
+
+def test_a_campaign_sends_each_customer_once_respecting_quiet_hours_and_wishes(prefect_harness, sqlite_url,
+                                                                              providers):
+    sendgrid, twilio = providers
+    ada = add_customer("ada", email="ada@example.com")
+    bo = add_customer("bo", email="bo@example.com")
+    night_owl = add_customer("owl", phone="+14155550101", hour=NIGHT)  # SMS only, and it is night there
+    hermit = add_customer("hermit", email="hermit@example.com", do_not_contact=True)
+
+    state = run_campaign()
+
+    assert state.is_completed()
+    rows = by_customer(ledger("campaign:spring"))
+    assert {cid: rows[cid].status for cid in rows} == {
+        ada: "sent", bo: "sent", night_owl: "deferred", hermit: "suppressed"}
+    assert sends(sendgrid, [rows[ada], rows[bo]]) == {rows[ada].id: 1, rows[bo].id: 1}
+    assert twilio.requests == [] and sendgrid.requests_to("hermit@example.com") == []
+    assert "quiet_hours:sms" in rows[night_owl].reason_codes and rows[night_owl].send_at > utcnow()
+    assert rows[hermit].reason_codes == ["do_not_contact"]
+
+    result = state.result()
+    assert result["reserved"] == {"planned": 2, "deferred": 1, "suppressed": 1}
+    assert result["dispatched"]["sent"] == 2
+
+    # Prefect: named runs, one reserve task per chunk of two customers (never one per message).
+    run_id = state.state_details.flow_run_id
+    assert flow_run(run_id).name == "campaign-spring"
+    names = sorted(t.name for t in task_runs(run_id))
+    reserve_tasks = [n for n in names if n.startswith("reserve-")]
+    assert reserve_tasks == [f"reserve-{ada}-{bo}", f"reserve-{night_owl}-{hermit}"]
+    assert {"marketing", "campaign:spring"} <= set(next(t for t in task_runs(run_id)).tags)
+    found = artifacts(run_id)
+    assert {"campaign-spring-progress", "campaign-spring-outcomes", "campaign-spring-summary"} <= set(found)
+    assert found["campaign-spring-progress"].data == 100.0
+    table = json.loads(found["campaign-spring-outcomes"].data)
+    assert {"channel": "sms", "status": "deferred", "reason": "quiet_hours:sms", "messages": 1} in table
+    assert "ada@example.com" not in found["campaign-spring-summary"].data
+
+    # A re-run of the same campaign finds every customer in the ledger and sends nothing.
+    again = run_campaign()
+    assert again.result()["reserved"] == {"duplicate": 4}
+    assert sends(sendgrid, [rows[ada], rows[bo]]) == {rows[ada].id: 1, rows[bo].id: 1}
+    assert len(sendgrid.requests) == 2
+
+
+def test_caps_hold_across_two_campaigns(prefect_harness, sqlite_url, providers):
+    sendgrid, _ = providers
+    ada = add_customer("ada", email="ada@example.com")
+
+    run_campaign("first")
+    second = run_campaign("second", template="product_launch",
+                          data={"feature_name": "Shared workspaces", "feature_summary": "work together",
+                                "learn_more_url": "https://example.com/new"})
+
+    assert second.is_completed()
+    (row,) = ledger("campaign:second").values()
+    assert row.customer_id == ada and row.status == MessageStatus.suppressed
+    assert "cap:marketing-2d" in row.reason_codes  # marketing: at most one per two days
+    assert len(sendgrid.requests) == 1
+
+
+def test_provider_errors_defer_messages_and_the_sweeper_sends_them_after_retry_after(
+        prefect_harness, sqlite_url, providers):
+    sendgrid, _ = providers
+    sendgrid.reset_in = 900  # the 429 says: come back in 15 minutes
+    sendgrid.fail_next(1, "rate_limit")
+    sendgrid.fail_next(1, "server_error")
+    add_customer("ada", email="ada@example.com")
+    add_customer("bo", email="bo@example.com")
+    started = utcnow()
+
+    result = run_campaign().result()
+
+    assert result["dispatched"]["deferred"] == 2
+    rows = ledger("campaign:spring")
+    assert {m.status for m in rows.values()} == {MessageStatus.deferred}
+    waits = sorted((m.send_at - started).total_seconds() for m in rows.values())
+    assert 55 <= waits[0] <= 125  # 500: exponential backoff starts at a minute
+    assert waits[1] >= 880  # 429: the provider's reset time wins over the backoff
+    assert dispatch_due_flow(return_state=True).result()["sent"] == 0  # not due yet: nothing is sent early
+
+    with session_scope() as s:  # the clock moves on
+        s.execute(update(Message).values(send_at=utcnow() - timedelta(seconds=1)))
+    assert dispatch_due_flow(return_state=True).result()["sent"] == 2
+    assert sends(sendgrid, rows.values()) == {m: 2 for m in rows}  # one failed attempt, one success each
+    assert {m.status for m in ledger("campaign:spring").values()} == {MessageStatus.sent}
+
+
+@task(name="dispatch-messages")
+def crashing_dispatch(label: str = "due", **_kwargs):
+    raise SystemError("the worker died before sending")
+
+
+def test_a_crash_between_reservation_and_send_never_sends_twice(prefect_harness, sqlite_url, providers,
+                                                                  monkeypatch):
+    sendgrid, _ = providers
+    for name in ("ada", "bo", "cy", "di"):
+        add_customer(name, email=f"{name}@example.com")
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "dispatch_task", crashing_dispatch)
+        assert run_campaign().is_failed()
+    rows = ledger("campaign:spring")
+    assert {m.status for m in rows.values()} == {MessageStatus.planned} and sendgrid.requests == []
+
+    # Two of them were claimed (``sending``) by a dispatcher that died before recording the outcome:
+    # the provider may or may not have them, so they must never be sent blind.
+    claimed = sorted(rows)[:2]
+    with session_scope() as s:
+        s.execute(update(Message).where(Message.id.in_(claimed))
+                  .values(status=MessageStatus.sending, updated_at=utcnow() - timedelta(hours=1)))
+
+    assert run_campaign().result()["reserved"] == {"duplicate": 4}
+    assert sends(sendgrid, rows.values()) == {m: 0 if m in claimed else 1 for m in rows}
+    assert dispatch_due_flow(return_state=True).result()["reconcile"] == 2
+    after = ledger("campaign:spring")
+    assert [after[m].status for m in claimed] == [MessageStatus.reconcile] * 2
+    assert sends(sendgrid, rows.values()) == {m: 0 if m in claimed else 1 for m in rows}
+
+
+def test_a_dry_run_plans_and_writes_nothing(prefect_harness, sqlite_url, providers):
+    sendgrid, _ = providers
+    add_customer("ada", email="ada@example.com")
+    add_customer("owl", phone="+14155550101", hour=NIGHT)
+
+    state = run_campaign(dry_run=True)
+
+    result = state.result()
+    assert result["dry_run"] and result["outcomes"] == {"send": 1, "defer": 1}
+    assert ledger() == {} and sendgrid.requests == []
+    plan = json.loads(artifacts(state.state_details.flow_run_id)["campaign-spring-plan"].data)
+    assert {"outcome": "reason quiet_hours:sms", "customers": 1} in plan
+
+
+def test_bad_parameters_are_refused_before_anything_runs(sqlite_url):
+    add_customer("ada", email="ada@example.com")
+    runner = CliRunner()
+    command = ["campaign", "run", "x", "--segment", "all", "--template", "spring_sale"]
+    missing = runner.invoke(app, [*command, "--data", "code=SPRING20"])
+    assert missing.exit_code == 2 and "offer, ends_on, shop_url" in missing.output
+    as_other_topic = runner.invoke(app, [*command, "--sample-data", "--topic", "transactional"])
+    assert as_other_topic.exit_code == 2 and "marketing" in as_other_topic.output
+    bad_time = runner.invoke(app, [*command, "--sample-data", "--send-time", "teatime"])
+    assert bad_time.exit_code == 2 and "send_time" in bad_time.output
+    assert ledger() == {}
