@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from orchestrator.consent import consent_allows
 from orchestrator.policy.config import ALL, CapRule, Policy, Topic, WhenCapped
@@ -168,6 +169,16 @@ def _caps_with_history(index: _Index, topic: str, channel: str, facts: CustomerF
     return [(cap, sorted(h.send_at for h in facts.history if cap.counts(h, index.counting))) for cap in caps]
 
 
+@lru_cache(maxsize=256)
+def _send_time_reason(send_time: str) -> tuple[str, str] | None:
+    spec = parse_send_time(send_time)
+    if spec is None:
+        return None
+    if isinstance(spec, datetime):
+        return f"send_time:{spec.isoformat()}", f"Scheduled for {spec.isoformat()} (fixed time)."
+    return f"send_time:{spec:%H:%M}", f"Scheduled for {spec:%H:%M} (customer's local time)."
+
+
 def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) -> list[Decision]:
     """The decision for one intent: one ledger row, plus one per matching high-touch rule.
 
@@ -182,11 +193,9 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
         reasons.add(f"preference:{channels[0]}", f"The customer prefers {channels[0]}.")
     not_before = max(now, intent.earliest) if intent.earliest else now
     base = base_send_time(intent.send_time, facts.zone, not_before)
-    spec = parse_send_time(intent.send_time)
-    if spec is not None:
-        label = f"{spec:%H:%M}" if not isinstance(spec, datetime) else spec.isoformat()
-        kind = "fixed time" if isinstance(spec, datetime) else "customer's local time"
-        reasons.add(f"send_time:{label}", f"Scheduled for {label} ({kind}).")
+    scheduled = _send_time_reason(intent.send_time)
+    if scheduled is not None:
+        reasons.add(*scheduled)
 
     def suppress(channel: str | None = None) -> list[Decision]:
         return [

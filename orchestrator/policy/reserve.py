@@ -34,7 +34,7 @@ _customer = Customer.__table__  # type: ignore[attr-defined]
 _pref = ContactPreference.__table__  # type: ignore[attr-defined]
 _message = Message.__table__  # type: ignore[attr-defined]
 _suppression = Suppression.__table__  # type: ignore[attr-defined]
-_HOLDING = [s.value for s in CAP_HOLDING_STATUSES]
+_HOLDING = frozenset(s.value for s in CAP_HOLDING_STATUSES)
 
 
 @dataclass
@@ -142,11 +142,14 @@ def load_facts(
                 facts[cid].suppressed[channel] = reason
     since = now - policy.longest_window
     m = _message.c
-    query = select(m.customer_id, m.topic, m.channel, m.send_at).where(
-        _member(session, m.customer_id, found), m.status.in_(_HOLDING), m.send_at > since
+    # Status is filtered here, not in SQL: a status condition tempts planners onto the
+    # (status, send_at) index, which reads every recent message instead of the chunk's customers'.
+    query = select(m.customer_id, m.topic, m.channel, m.send_at, m.status).where(
+        _member(session, m.customer_id, found), m.send_at > since
     )
-    for cid, topic, channel, send_at in conn.execute(query).all():
-        facts[cid].history.append(HistoryEntry(topic, channel, _aware(send_at)))
+    for cid, topic, channel, send_at, status in conn.execute(query).all():
+        if status in _HOLDING:
+            facts[cid].history.append(HistoryEntry(topic, channel, _aware(send_at)))
     return facts
 
 
@@ -225,40 +228,44 @@ _SQLITE_ROW = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
 _SQLITE_BATCH = 32766 // len(_COLUMNS)  # SQLite's limit on bound variables per statement
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
-    # The text form SQLAlchemy stores for a UTC DateTime on SQLite (compared as strings there).
-    return None if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+class _Encoder:
+    """Driver-ready values; repeated ones (a campaign's data, common reason lists, send times) once."""
 
-
-class _Json:
-    """JSON text for repeated values (one campaign's data dict, common reason lists), made once."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[Any, str]] = {}
-        self._by_codes: dict[tuple[str, ...], str] = {}
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+        self._data: dict[int, tuple[Any, str]] = {}
+        self._codes: dict[tuple[str, ...], str] = {}
+        self._times: dict[datetime, str] = {}
 
     def data(self, value: dict[str, Any] | None) -> str:
-        hit = self._by_id.get(id(value))
+        hit = self._data.get(id(value))
         if hit is None or hit[0] is not value:
-            hit = (value, json.dumps(value or {}))
-            self._by_id[id(value)] = hit
+            hit = self._data[id(value)] = (value, json.dumps(value or {}))
         return hit[1]
 
     def codes(self, codes: list[str]) -> str:
         key = tuple(codes)
-        text = self._by_codes.get(key)
+        text = self._codes.get(key)
         if text is None:
-            text = self._by_codes[key] = json.dumps(codes)
+            text = self._codes[key] = json.dumps(codes)
         return text
 
+    def time(self, value: datetime | None) -> datetime | str | None:
+        if value is None or not self.sqlite:
+            return value
+        text = self._times.get(value)
+        if text is None:
+            # The text SQLAlchemy stores for a UTC DateTime on SQLite (compared as text there).
+            text = self._times[value] = f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+        return text
 
-def _row_values(intent: Intent, d: Decision, now: datetime, js: _Json, sqlite: bool) -> tuple[Any, ...]:
-    when = _sqlite_time if sqlite else (lambda v: v)
-    return (
-        intent.dedupe_key, d.customer_id, d.topic, d.channel, d.tone, intent.template, d.priority, d.status,
-        when(d.send_at), when(intent.deadline), js.codes(d.reason_codes), d.reason_text, js.data(intent.data),
-        intent.campaign_id, intent.incident_id, 0, when(now), when(now),
-    )
+    def row(self, intent: Intent, d: Decision, now: datetime) -> tuple[Any, ...]:
+        t = self.time
+        return (
+            intent.dedupe_key, d.customer_id, d.topic, d.channel, d.tone, intent.template, d.priority,
+            d.status, t(d.send_at), t(intent.deadline), self.codes(d.reason_codes), d.reason_text,
+            self.data(intent.data), intent.campaign_id, intent.incident_id, 0, t(now), t(now),
+        )
 
 
 def _insert(session: Session, rows: list[tuple[Any, ...]], sqlite: bool) -> list[tuple[int, str, int, str]]:
@@ -313,8 +320,8 @@ def reserve_chunk(
         facts = load_facts(session, [i.customer_id for i in unique], now, policy)
         decisions = _decide_loaded(unique, facts, now, policy)
         by_key = {(i.dedupe_key, i.customer_id): i for i in unique}
-        js = _Json()
-        rows = [_row_values(by_key[(d.dedupe_key, d.customer_id)], d, now, js, sqlite) for d in decisions]
+        encode = _Encoder(sqlite)
+        rows = [encode.row(by_key[(d.dedupe_key, d.customer_id)], d, now) for d in decisions]
         inserted = {(key, cid, channel): mid for mid, key, cid, channel in _insert(session, rows, sqlite)}
     for d in decisions:
         message_id = inserted.get((d.dedupe_key, d.customer_id, d.channel))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,7 +51,7 @@ def _window_end(t: datetime, window: Window, zone: ZoneInfo) -> datetime:
     return t + timedelta(minutes=1)  # odd zone data: still make progress
 
 
-def quiet_window_at(t: datetime, windows: list[Window], zone: ZoneInfo) -> Window | None:
+def quiet_window_at(t: datetime, windows: Sequence[Window], zone: ZoneInfo) -> Window | None:
     clock = t.astimezone(zone).time()
     for window in windows:
         if in_window(clock, window):
@@ -58,8 +59,14 @@ def quiet_window_at(t: datetime, windows: list[Window], zone: ZoneInfo) -> Windo
     return None
 
 
-def after_quiet_hours(t: datetime, windows: list[Window], zone: ZoneInfo) -> datetime | None:
+def after_quiet_hours(t: datetime, windows: Sequence[Window], zone: ZoneInfo) -> datetime | None:
     """The first instant at or after ``t`` outside every window; None if the windows cover the day."""
+    return _after_quiet_hours(t, tuple(windows), zone)
+
+
+# Customers of one chunk share the clock and mostly a handful of zones: the answers repeat.
+@lru_cache(maxsize=8192)
+def _after_quiet_hours(t: datetime, windows: tuple[Window, ...], zone: ZoneInfo) -> datetime | None:
     for _ in range(_MAX_HOPS):
         window = quiet_window_at(t, windows, zone)
         if window is None:
@@ -92,6 +99,7 @@ def parse_send_time(value: str) -> time | datetime | None:
     raise SendTimeError(f"send_time must be 'now', a local time 'HH:MM' or an ISO datetime, got {value!r}")
 
 
+@lru_cache(maxsize=8192)
 def base_send_time(send_time: str, zone: ZoneInfo, not_before: datetime) -> datetime:
     """When the message is wanted, before quiet hours and caps: never before ``not_before``."""
     spec = parse_send_time(send_time)
