@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from orchestrator.web import incidents, preference_centre, sendgrid_events, twilio_callbacks, unsubscribe
 from orchestrator.web.common import PAGE_HEADERS, templates
 from orchestrator.web.incidents import IncidentLauncher
-from orchestrator.web.limits import MAX_BODY_BYTES, BodySizeLimit
+from orchestrator.web.limits import BodySizeLimit
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,13 @@ def create_app(
     launch_incident: IncidentLauncher | None = None,
     *,
     verifiers: Verifiers | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The app. ``launch_incident`` starts an outage notice and returns its run id (without
     one, ``POST /incidents`` answers 503). Settings are read per request (ORCH_*)."""
     app = FastAPI(title="Orchestrator feedback loop", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.launch_incident = launch_incident
     app.state.verifiers = verifiers or provider_verifiers()
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit)
     for module in (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents):
         app.include_router(module.router)
 

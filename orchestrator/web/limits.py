@@ -1,10 +1,16 @@
-"""Request body size limit: refuses large bodies with 413 before the app reads them whole."""
+"""Request body size limit: refuses large bodies with 413 before the app reads them whole.
+
+256 KiB for everything, except where a provider is known to send more in one request: the
+SendGrid Event Webhook flushes a batch at about 768 KB, so refusing that would lose events
+(SendGrid would retry the same too-large batch until it gives up).
+"""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 256 * 1024
+LARGER_LIMITS = {"/webhooks/sendgrid/events": 1024 * 1024}
 
 
 class _TooLarge(Exception):
@@ -22,18 +28,21 @@ async def _refuse(send: Send) -> None:
 class BodySizeLimit:
     """Checks Content-Length up front and counts streamed (chunked) bodies as they arrive."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES,
+                 per_path: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = max_bytes
+        self.per_path = LARGER_LIMITS if per_path is None else per_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), self.default)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_large = int(value) > self.max_bytes
+                    too_large = int(value) > limit
                 except ValueError:
                     too_large = True  # a Content-Length that is not a number: refuse
                 if too_large:
@@ -47,7 +56,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _TooLarge
             return message
 
