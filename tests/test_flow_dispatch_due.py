@@ -159,3 +159,41 @@ def test_prefect_yaml_deploys_every_flow_to_the_process_pool():
         assert isinstance(loaded, Flow)
         if name in flow_names:
             assert loaded.name == flow_names[name]
+
+
+@pytest.mark.slow
+def test_prefect_yaml_deploys_and_a_process_worker_runs_the_sweep(prefect_harness, sqlite_url):
+    """The README's path: create the pool, `prefect deploy`, a worker runs the dispatch-due deployment."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.settings import PREFECT_API_URL
+
+    from orchestrator.settings import REPO_ROOT
+
+    (mid,) = add_messages(add_customers(1))
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name="orchestrator-pool", type="process"))
+        except ObjectAlreadyExists:
+            pass
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    prefect_cli = [sys.executable, "-m", "prefect"]
+    deployed = subprocess.run([*prefect_cli, "--no-prompt", "deploy", "--name", "dispatch-due"], env=env,
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+
+    run = run_deployment("dispatch-due/dispatch-due", timeout=0)
+    worker = subprocess.run([*prefect_cli, "worker", "start", "--pool", "orchestrator-pool", "--run-once"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+    assert state.is_completed(), state.message
+    assert messages([mid])[mid].status == MessageStatus.sent
+    assert "ada0@example.com" not in worker.stdout + worker.stderr
