@@ -1,0 +1,151 @@
+"""The outage notice end to end: affected customers once per update, one post, calls, fallback, resolution."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from sqlmodel import select
+
+from flows.outage import affected_filter, outage_notice
+from orchestrator.db import session_scope
+from orchestrator.models import IncidentUpdate, MessageStatus, PhoneTask, Suppression
+from tests.support.fakes.twilio import INVALID_NUMBER
+from tests.support.flow_world import (
+    NIGHT,
+    add_customer,
+    artifacts,
+    by_customer,
+    flow_run,
+    ledger,
+    task_runs,
+    use_fake_providers,
+)
+
+INCIDENT = {"incident_id": "inc-42", "severity": "major", "title": "Card payments are failing",
+            "summary": "We are rolling out a fix", "affected": {"region": "eu"},
+            "status_page_url": "https://status.example.com/inc-42"}
+
+
+@pytest.fixture
+def providers(monkeypatch, fake_sendgrid, fake_twilio, fake_x):
+    use_fake_providers(monkeypatch, sendgrid=fake_sendgrid, twilio=fake_twilio, x=fake_x)
+    return fake_sendgrid, fake_twilio, fake_x
+
+
+def notify(status: str, **overrides):
+    return outage_notice(**{**INCIDENT, "status": status, "chunk_size": 2, **overrides}, return_state=True)
+
+
+def test_an_update_reaches_the_affected_customers_once_with_one_post_and_calls_for_premium(
+        prefect_harness, sqlite_url, providers):
+    sendgrid, twilio, x = providers
+    ada = add_customer("ada", email="ada@example.com", region="eu")
+    vip = add_customer("vip", email="vip@example.com", phone="+14155550111", tier="premium", region="eu")
+    sms = add_customer("sms", phone="+14155550122", region="eu")
+    add_customer("far", email="far@example.com", region="us")
+
+    state = notify("investigating")
+
+    assert state.is_completed()
+    rows = ledger("incident:inc-42:investigating")
+    email, text, calls = (by_customer(rows, ch) for ch in ("email", "sms", "phone"))
+    assert set(email) == {ada, vip} and set(text) == {sms} and set(calls) == {vip}
+    assert {m.status for m in rows.values()} == {MessageStatus.sent}
+    assert sorted(r.address for r in sendgrid.requests) == ["ada@example.com", "vip@example.com"]
+    assert [r.data["To"] for r in twilio.requests] == ["+14155550122"]
+    assert "high_touch:premium-major-outage" in calls[vip].reason_codes
+    with session_scope() as s:
+        (call,) = s.exec(select(PhoneTask)).all()
+    assert call.customer_id == vip and call.message_id == calls[vip].id
+    (post,) = x.posts()
+    assert "card payments are failing" in post and "https://status.example.com/inc-42" in post
+
+    run_id = state.state_details.flow_run_id
+    assert flow_run(run_id).name == "outage-inc-42-investigating"
+    names = {t.name for t in task_runs(run_id)}
+    assert {"post-inc-42-investigating", f"reserve-{ada}-{vip}", f"dispatch-{ada}-{vip}",
+            f"reserve-{sms}-{sms}", f"dispatch-{sms}-{sms}"} <= names  # each chunk dispatched on its own
+    table = json.loads(artifacts(run_id)["outage-inc-42-investigating-outcomes"].data)
+    assert {"channel": "phone", "status": "sent", "reason": "-", "messages": 1} in table
+
+    # The same update triggered again (a retried webhook, an impatient operator) notifies nobody twice.
+    again = notify("investigating")
+    assert again.result()["reserved"] == {"duplicate": 4}
+    assert again.result()["post"] == {"posted": False, "reason": "already posted for this update"}
+    assert len(sendgrid.requests) == 2 and len(twilio.requests) == 1 and len(x.posts()) == 1
+    with session_scope() as s:
+        assert len(s.exec(select(PhoneTask)).all()) == 1
+        assert [u.status for u in s.exec(select(IncidentUpdate)).all()] == ["investigating"]
+
+
+def test_resolved_cancels_notices_still_waiting_and_tells_everyone_who_heard(prefect_harness, sqlite_url,
+                                                                            providers):
+    sendgrid, twilio, x = providers
+    ada = add_customer("ada", email="ada@example.com", region="eu")
+    owl = add_customer("owl", phone="+14155550133", hour=NIGHT, region="eu")  # SMS waits for the morning
+    notify("investigating")
+    assert by_customer(ledger("incident:inc-42:investigating"))[owl].status == MessageStatus.deferred
+
+    state = notify("resolved", summary="a faulty configuration change, now rolled back")
+
+    result = state.result()
+    assert result["cancelled"] == 1 and result["audience"] == 1
+    earlier = by_customer(ledger("incident:inc-42:investigating"))
+    assert earlier[owl].status == MessageStatus.cancelled
+    assert earlier[owl].reason_codes[-1] == "superseded:resolved"
+    resolved = by_customer(ledger("incident:inc-42:resolved"))
+    assert set(resolved) == {ada} and resolved[ada].status == MessageStatus.sent
+    assert resolved[ada].template == "outage_resolved"
+    assert [r.address for r in sendgrid.requests] == ["ada@example.com", "ada@example.com"]
+    assert twilio.requests == []  # the night owl hears nothing at all: neither the notice nor the all-clear
+    assert len(x.posts()) == 2 and "faulty configuration change" in x.posts()[1]
+
+
+def test_an_invalid_number_falls_back_to_email(prefect_harness, sqlite_url, providers):
+    sendgrid, twilio, _ = providers
+    cid = add_customer("ada", email="ada@example.com", phone=INVALID_NUMBER, prefer=["sms"], region="eu")
+
+    result = notify("investigating").result()
+
+    rows = ledger("incident:inc-42:investigating")
+    first = by_customer(rows, "sms")[cid]
+    fallback = by_customer(rows, "email")[cid]
+    assert first.status == MessageStatus.failed and first.reason_codes[-1] == "permanent:invalid_address"
+    assert fallback.status == MessageStatus.sent
+    assert fallback.dedupe_key == "incident:inc-42:investigating>fallback:sms"
+    assert fallback.reason_codes[0] == "fallback:sms->email"
+    assert len(twilio.requests_for(first.id)) == 1 and len(sendgrid.requests_for(fallback.id)) == 1
+    assert result["fallbacks"] == {"planned": 1}
+    with session_scope() as s:
+        assert s.exec(select(Suppression.address)).all() == [INVALID_NUMBER]
+
+    notify("investigating")  # a re-run neither retries the bad number nor sends the email again
+    assert len(twilio.requests) == 1 and len(sendgrid.requests) == 1
+
+
+def test_simultaneous_triggers_of_one_update_notify_once(prefect_harness, pg_url, providers):
+    sendgrid, _, x = providers
+    ids = [add_customer(f"c{i}", email=f"c{i}@example.com", region="eu") for i in range(6)]
+    results: list = []
+
+    def trigger() -> None:
+        results.append(notify("identified"))
+
+    threads = [threading.Thread(target=trigger) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(state.is_completed() for state in results)
+    assert sorted(m.customer_id for m in ledger("incident:inc-42:identified").values()) == ids
+    assert sorted(r.address for r in sendgrid.requests) == sorted(f"c{i}@example.com" for i in range(6))
+    assert len(x.posts()) == 1
+
+
+def test_affected_attributes_become_a_segment_filter():
+    assert affected_filter({"region": "eu", "tier": "premium", "attr.plan": "scale"}) == {
+        "attributes.region": "eu", "tier": "premium", "attr.plan": "scale"}
+    assert affected_filter(None) is None
