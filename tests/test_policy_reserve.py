@@ -205,3 +205,28 @@ def test_ledger_never_holds_a_dedupe_key_twice_per_customer(db_url):
             select(Message.customer_id, func.count()).group_by(Message.customer_id, Message.dedupe_key)
         ).all()
     assert sorted(n for _, n in counts) == [1] * 5
+
+
+def test_plan_command_for_a_segment_writes_nothing(db_url):
+    premium = add_customers(3, tier="premium", timezone="Asia/Kathmandu")
+    add_customers(2)
+    with session_scope() as s:
+        record_consent(s, premium[0], "*", "marketing", "opted_out", "test")
+    runner = CliRunner()
+    args = ["plan", "--segment", "premium", "--topic", "marketing", "--template", "promo",
+            "--at", "2026-05-06T01:00:00+00:00", "--send-time", "10:00"]
+    out = runner.invoke(app, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["customers"] == 3
+    assert summary["outcomes"] == {"suppress": 1, "defer": 2} and summary["channels"] == {"email": 2}
+    assert summary["reasons"]["send_time:10:00"] == 3 and summary["reasons"]["consent:opted_out"] == 1
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0 and "defer" in table.stdout
+    assert ledger() == []
+    unknown = runner.invoke(app, ["plan", "--segment", "nope", "--topic", "marketing", "--template", "p"])
+    assert unknown.exit_code == 2 and "unknown segment 'nope'" in unknown.output
+    bad_topic = runner.invoke(app, ["plan", "--segment", "premium", "--topic", "spam", "--template", "p"])
+    assert bad_topic.exit_code == 2 and "unknown topic 'spam'" in bad_topic.output
+    bad_at = runner.invoke(app, [*args[:7], "--at", "yesterday"])
+    assert bad_at.exit_code == 2 and "--at" in bad_at.output

@@ -91,6 +91,7 @@ def plan_audience(
                     if d.outcome != "suppress":
                         summary.channels[d.channel] += 1
                     summary.reasons.update(d.reason_codes)
+                session.rollback()  # end each chunk's read: SQLite readers here hold the writer lock
         finally:
             session.rollback()
     return summary
