@@ -121,7 +121,12 @@ def dispatch_due(
             if not claimed:
                 break
             remaining -= len(claimed)
-            _Run(claimed, pool, report, clock, retry, on_progress, url).execute()
+            run = _Run(claimed, pool, report, clock, retry, on_progress, url)
+            try:
+                run.execute()
+            except BaseException:
+                run.release_unsent()
+                raise
             if len(claimed) < wanted:
                 break
     finally:
@@ -341,6 +346,19 @@ class _Run:
         self.messages = {m.id: m for m in claimed if m.id is not None}
         self.pool, self.report, self.clock, self.retry = pool, report, clock, retry
         self.on_progress, self.url = on_progress, url
+        self.handed: set[int] = set()  # given to an adapter: only a provider answer may settle them
+        self.recorded: set[int] = set()
+
+    def release_unsent(self) -> None:
+        """After an error: messages that never reached an adapter go back to the queue at once
+        (the rest stay ``sending`` until reconciled). Best effort: the database may be the problem."""
+        done = self.handed | self.recorded
+        unsent = [m for mid, m in self.messages.items() if mid not in done]
+        try:
+            self._release("", unsent, "dispatch interrupted before the provider call", configuration=False)
+        except Exception:
+            log.warning("could not release %d unsent message(s); they will be reconciled", len(unsent),
+                        exc_info=True)
 
     def execute(self) -> None:
         ready, settled = self._compose()
@@ -398,14 +416,15 @@ class _Run:
             adapter = self.pool.get(channel)
             size = max(1, adapter.limits.max_batch)
         except ConfigurationError as exc:
-            self._release(channel, items, f"configuration: {exc}")
+            self._release(channel, [i.message for i in items], f"configuration: {exc}")
             return
         for start in range(0, len(items), size):
             batch = items[start : start + size]
+            self.handed.update(i.message.id for i in batch)  # type: ignore[misc]
             try:
                 results = adapter.send([item.outbound for item in batch])
             except ConfigurationError as exc:  # raised before anything is sent
-                self._release(channel, items[start:], f"configuration: {exc}")
+                self._release(channel, [i.message for i in items[start:]], f"configuration: {exc}")
                 return
             except Exception as exc:  # the adapter broke mid-call: the provider may have the messages
                 log.error("the %s adapter raised %s; %d message(s) need reconciling", channel,
@@ -413,7 +432,7 @@ class _Run:
                 why = redact_text(f"adapter raised {type(exc).__name__}: {exc}")
                 self._record([_settle(i.message, MessageStatus.reconcile, "reconcile:adapter_error", why,
                                       attempted=True) for i in batch], {})
-                self._release(channel, items[start + size :], why, configuration=False)
+                self._release(channel, [i.message for i in items[start + size :]], why, configuration=False)
                 return
             self._record(self._changes_for(batch, results), {i.message.id: i for i in batch})  # type: ignore[misc]
 
@@ -432,19 +451,18 @@ class _Run:
                                              retry=self.retry))
         return changes
 
-    def _release(self, channel: str, items: list[_Ready], why: str, *, configuration: bool = True) -> None:
+    def _release(self, channel: str, unsent: list[Message], why: str, *, configuration: bool = True) -> None:
         """Messages that never reached the provider: back to ``deferred``, the attempt given back."""
-        if not items:
+        if not unsent:
             return
         if configuration:
             self.report.configuration_errors[channel] = redact_text(why)
         now = self.clock()
         changes = []
-        for item in items:
-            change = retry_later(item.message.id, why, attempts=item.message.attempts - 1,  # type: ignore[arg-type]
-                                 deadline=item.message.deadline, now=now, retry=self.retry, reason="not_sent")
-            if change.status is MessageStatus.deferred:
-                change.attempts_delta = -1
+        for m in unsent:
+            change = retry_later(m.id, why, attempts=m.attempts - 1, deadline=m.deadline,  # type: ignore[arg-type]
+                                 now=now, retry=self.retry, reason="not_sent")
+            change.attempts_delta = -1
             changes.append(change)
         self._record(changes, {})
 
@@ -473,6 +491,7 @@ class _Run:
                 item = sent.get(change.message_id)
                 if item is not None and change.reason in _CUSTOMER_VERDICTS:
                     _apply_verdict(session, item, change)
+        self.recorded.update(change.message_id for change in changes)
         for change in changes:
             m = self.messages[change.message_id]
             self.report.add(m.channel, change.status.value)

@@ -290,3 +290,20 @@ def test_a_provider_lookup_settles_reconcile_messages_it_can_answer_for(db_url):
     adapter = RecordingAdapter("sms")
     dispatch_due(now=now + timedelta(minutes=13), adapters={"sms": adapter})
     assert list(adapter.calls_per_message()) == [never_received]  # only what the provider never got
+
+
+def test_an_error_mid_run_puts_what_never_reached_the_provider_back_in_the_queue(db_url):
+    ids = add_messages(add_customers(25))
+    adapter = RecordingAdapter(max_batch=10)
+
+    def crash(_report):
+        raise RuntimeError("progress sink is down")
+
+    with pytest.raises(RuntimeError, match="progress sink"):
+        dispatch_due(adapters={"email": adapter}, on_progress=crash)
+
+    rows = messages()
+    assert sorted(rows[i].status for i in ids) == ["deferred"] * 15 + ["sent"] * 10
+    assert {rows[i].attempts for i in ids if rows[i].status == "deferred"} == {0}
+    dispatch_due(now=utcnow() + timedelta(hours=1), adapters={"email": adapter})
+    assert adapter.calls_per_message() == {i: 1 for i in ids}
