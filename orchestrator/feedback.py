@@ -320,11 +320,19 @@ def _advance(session: Session, moves: list[tuple[ProviderEvent, Message]], now: 
             "mid": message.id,
             "when": event.occurred_at or now,
             "error": redact_text(event.error)[:1000] if event.error else None,
+            "provider": event.provider,
+            "pmid": event.provider_message_id,
         })
     c = _message.c
     for status, params in by_status.items():
-        values: dict[str, Any] = {"status": status.value, "updated_at": now,
-                                  "last_error": func.coalesce(bindparam("error"), c.last_error)}
+        values: dict[str, Any] = {
+            "status": status.value,
+            "updated_at": now,
+            "last_error": func.coalesce(bindparam("error"), c.last_error),
+            # The report can overtake dispatch recording the provider's answer: fill the gap.
+            "provider": func.coalesce(c.provider, bindparam("provider")),
+            "provider_message_id": func.coalesce(c.provider_message_id, bindparam("pmid")),
+        }
         if status in (MessageStatus.sent, MessageStatus.delivered):
             values["sent_at"] = func.coalesce(c.sent_at, bindparam("when"))
         if status is MessageStatus.delivered:

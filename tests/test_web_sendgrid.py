@@ -46,10 +46,12 @@ def test_delivery_events_move_the_message_forward_and_a_repeat_changes_nothing(w
 
 
 def test_a_late_processed_event_never_moves_a_delivered_message_back(web, sqlite_url):
-    message = add_message(add_customer(), status="sending")
+    message = add_message(add_customer(), status="sending")  # the report overtook dispatch
     assert post(web, [sendgrid_event("delivered", message.id)]).status_code == 200
     assert post(web, [sendgrid_event("processed", message.id)]).status_code == 200
-    assert reload(Message, message.id).status == "delivered"
+    row = reload(Message, message.id)
+    assert row.status == "delivered"
+    assert (row.provider, row.provider_message_id) == ("sendgrid", "sgmsg")
 
 
 def test_events_find_the_message_by_the_provider_id_when_custom_args_are_missing(web, sqlite_url):
