@@ -12,7 +12,13 @@ from functools import lru_cache
 from orchestrator.consent import consent_allows
 from orchestrator.policy.config import ALL, CapRule, Policy, Topic, WhenCapped
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent
-from orchestrator.policy.timing import Window, after_quiet_hours, base_send_time, parse_send_time
+from orchestrator.policy.timing import (
+    Window,
+    after_quiet_hours,
+    base_send_time,
+    in_window,
+    parse_send_time,
+)
 
 _FREQUENCY_LABEL = {"daily": "day", "weekly": "week", "monthly": "month"}
 
@@ -232,7 +238,10 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
                 reasons.add("quiet_hours:always", f"Quiet hours cover the whole day on {channel}.")
                 continue
             if at != base:
+                local = base.astimezone(facts.zone).time()
                 for name, window in quiet:
+                    if not in_window(local, window):
+                        continue
                     reasons.add(
                         f"quiet_hours:{name}",
                         f"Quiet hours {'for ' + name if name != 'personal' else '(personal)'} "
