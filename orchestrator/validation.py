@@ -71,7 +71,12 @@ def normalise_phone(value: str, region: str) -> str:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
         raise ValueError("not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
+    # Valid in the calling code's main region (US for +1) is valid; that check is cheap,
+    # the general one tries each region sharing the code (some 25 for +1).
+    main_region = phonenumbers.region_code_for_country_code(number.country_code)
+    if not (
+        phonenumbers.is_valid_number_for_region(number, main_region) or phonenumbers.is_valid_number(number)
+    ):
         raise ValueError(f"not a valid phone number (read with default region {region})")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
