@@ -18,6 +18,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.logging.handlers import APILogHandler
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from flows.common import artifact_key, dispatch_markdown, run_name
@@ -197,3 +198,37 @@ def test_prefect_yaml_deploys_and_a_process_worker_runs_the_sweep(prefect_harnes
     assert state.is_completed(), state.message
     assert messages([mid])[mid].status == MessageStatus.sent
     assert "ada0@example.com" not in worker.stdout + worker.stderr
+
+
+@flow(name="one-chunk")
+def one_chunk(limit: int | None = None, message_ids: list[int] | None = None) -> DispatchReport:
+    from flows.common import dispatch_task
+
+    quick = dispatch_task.with_options(retry_delay_seconds=0, retry_jitter_factor=None)
+    return quick("chunk-1", limit=limit, message_ids=message_ids)
+
+
+def test_the_dispatch_task_retries_database_hiccups_but_not_bugs(prefect_harness, monkeypatch):
+    import flows.common
+
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE message ...", {}, Exception("server closed the connection"))
+        return DispatchReport()
+
+    monkeypatch.setattr(flows.common, "dispatch_due", flaky)
+    assert one_chunk(message_ids=[1, 2, 3]).processed == 0
+    assert len(calls) == 2 and calls[0]["limit"] == 3  # all the given ids, not a default chunk
+
+    def buggy(**kwargs):
+        calls.append(kwargs)
+        raise ValueError("limit must be >= 0")
+
+    calls.clear()
+    monkeypatch.setattr(flows.common, "dispatch_due", buggy)
+    with pytest.raises(ValueError, match="limit"):
+        one_chunk(limit=-1)
+    assert len(calls) == 1
