@@ -12,7 +12,11 @@ Outcome = Literal["send", "defer", "suppress"]
 
 @dataclass
 class Intent:
-    """We want to tell ``customer_id`` something about ``topic``."""
+    """We want to tell ``customer_id`` something about ``topic``.
+
+    ``dedupe_key`` identifies the message for this customer: reserving it again is a no-op.
+    ``data`` feeds the template; ``data["severity"]`` also selects high-touch rules.
+    """
 
     customer_id: int
     topic: str
