@@ -444,8 +444,9 @@ HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 SMS_REPLY_TASK_TOPIC = "support"
 SMS_REPLY_TASK_REASON = "customer replied by SMS"
 SMS_REPLY_TASK_PRIORITY = 60  # as the support topic's priority in the shipped policy; due per its SLA
-# Opt-outs the provider reported for a number; START lifts them (address problems stay).
-_LIFTED_BY_OPT_IN = ("unsubscribed",)
+# Opt-outs recorded for a number (STOP, Twilio's 21610); START lifts them, dead numbers stay.
+OPTED_OUT_BY_KEYWORD = "unsubscribed"  # the same reason Twilio's error 21610 gives
+_LIFTED_BY_OPT_IN = (OPTED_OUT_BY_KEYWORD,)
 
 
 def help_text(brand: str) -> str:
@@ -512,6 +513,9 @@ def handle_inbound_sms(
     if keyword == "opt_out":
         for customer_id in customer_ids:
             opt_out(session, customer_id, Channel.sms.value, ANY, SOURCE_SMS_KEYWORD)
+        # Twilio now refuses every message from our sender to this number; the suppression
+        # says so, and holds for a number we do not know yet (a customer imported later).
+        suppress_address(session, Channel.sms.value, sender.strip(), OPTED_OUT_BY_KEYWORD, SOURCE_SMS_KEYWORD)
     elif keyword == "opt_in":
         for customer_id in customer_ids:
             opt_in(session, customer_id, Channel.sms.value, ANY, SOURCE_SMS_KEYWORD)

@@ -26,9 +26,9 @@ def table(model):
         return list(session.exec(select(model)))
 
 
-def status_callback(web, message_id, status, sid="SM0001", error_code=None, sign_url=None):
+def status_callback(web, message_id, status, sid="SM0001", error_code=None, sign_url=None, to=PHONE):
     path = f"/webhooks/twilio/status?message_id={message_id}"
-    params = {"MessageSid": sid, "MessageStatus": status, "To": PHONE, "From": "+15005550006",
+    params = {"MessageSid": sid, "MessageStatus": status, "To": to, "From": "+15005550006",
               "AccountSid": "ACtest"}
     if error_code:
         params["ErrorCode"] = error_code
@@ -132,6 +132,7 @@ def test_opt_out_keywords_in_any_case_and_spacing(web, sqlite_url, body):
     assert sms_consent(customer.id, "security") is False
     [event] = table(ConsentEvent)
     assert (event.channel, event.topic, event.state, event.source) == ("sms", "*", "opted_out", "sms_keyword")
+    assert [(s.address, s.reason) for s in table(Suppression)] == [(PHONE, "unsubscribed")]
 
 
 def test_stop_beats_an_earlier_narrower_opt_in_and_start_opts_back_in(web, sqlite_url):
@@ -144,14 +145,24 @@ def test_stop_beats_an_earlier_narrower_opt_in_and_start_opts_back_in(web, sqlit
         inbound(web, "STOP", sid=sid + "x")
         inbound(web, word, sid=sid)
         assert sms_consent(customer.id, "outage"), word
+        assert table(Suppression) == []
+
+
+def test_stop_from_an_unknown_number_holds_for_a_customer_imported_later(web, sqlite_url):
+    inbound(web, "STOP", sender="+14155550177")
+    assert [(s.address, s.reason) for s in table(Suppression)] == [("+14155550177", "unsubscribed")]
 
 
 def test_start_lifts_a_provider_opt_out_but_not_a_dead_number(web, sqlite_url):
     customer = add_customer()
+    other = add_customer(external_id="c-other", phone="+14155550123")
     message = add_message(customer, channel="sms")
     status_callback(web, message.id, "failed", error_code="21610")
+    dead = add_message(other, channel="sms")
+    status_callback(web, dead.id, "failed", sid="SM9", error_code="30005", to="+14155550123")
     inbound(web, "START")
-    assert table(Suppression) == []
+    inbound(web, "START", sid="SMother", sender="+14155550123")
+    assert [(s.address, s.reason) for s in table(Suppression)] == [("+14155550123", "unknown_number")]
     assert sms_consent(customer.id)
 
 
