@@ -597,6 +597,15 @@ class PreferenceChoices:
     turn_back_on: set[tuple[str, str]] = field(default_factory=set)
 
 
+def texts_stopped(session: Session, customer: Customer) -> bool:
+    """The customer replied STOP to our texts: only START from their phone undoes that."""
+    if not customer.phone:
+        return False
+    return session.exec(select(Suppression.id).where(
+        Suppression.channel == Channel.sms.value, Suppression.address == customer.phone,
+        Suppression.reason == OPTED_OUT_BY_KEYWORD)).first() is not None
+
+
 def reachable_channels(customer: Customer) -> list[str]:
     """The channels we hold an address for, in display order."""
     present = {

@@ -221,3 +221,13 @@ def test_a_custom_opt_out_keyword_recognised_by_twilio_opts_out(web, sqlite_url)
     assert web.client.post("/webhooks/twilio/inbound", data=params, headers=headers).status_code == 200
     assert not sms_consent(customer.id)
     assert table(CustomerFeedback) == []
+
+
+def test_the_preference_centre_says_how_to_undo_a_stop(web, sqlite_url):
+    from orchestrator.links import preferences_url
+
+    customer = add_customer()
+    page_path = "/" + preferences_url(customer.id).split("/", 3)[3]
+    assert "reply START" not in web.client.get(page_path).text
+    inbound(web, "STOP")
+    assert "reply START from your phone" in web.client.get(page_path).text

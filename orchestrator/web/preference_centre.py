@@ -29,6 +29,7 @@ from orchestrator.feedback import (
     reachable_channels,
     required_topics,
     save_choices,
+    texts_stopped,
 )
 from orchestrator.models import Customer
 from orchestrator.web.common import PAGE_HEADERS, form_pairs, require_same_origin, templates
@@ -106,8 +107,8 @@ def parse_form(pairs: list[tuple[str, str]]) -> ParsedForm:
     return ParsedForm(choices, errors)
 
 
-def _page(request: Request, customer: Customer, choices: PreferenceChoices, *, saved: bool = False,
-          errors: list[str] | None = None, status_code: int = 200):
+def _page(request: Request, customer: Customer, choices: PreferenceChoices, *, stopped: bool,
+          saved: bool = False, errors: list[str] | None = None, status_code: int = 200):
     return templates.TemplateResponse(
         request, "preferences.html",
         {
@@ -119,6 +120,7 @@ def _page(request: Request, customer: Customer, choices: PreferenceChoices, *, s
             "frequencies": FREQUENCY_LABELS,
             "required_topics": required_topics(),
             "saved": saved,
+            "texts_stopped": stopped,
             "errors": errors or [],
         },
         status_code=status_code,
@@ -139,7 +141,8 @@ def show_preferences(request: Request, token: str, saved: str = ""):
     with session_scope() as session:
         customer = _customer(session, claims.customer_id)
         choices = current_choices(session, customer)
-    return _page(request, customer, choices, saved=saved == "1")
+        stopped = texts_stopped(session, customer)
+    return _page(request, customer, choices, stopped=stopped, saved=saved == "1")
 
 
 @router.post("/preferences/{token}", response_class=HTMLResponse)
@@ -156,9 +159,10 @@ async def save_preferences(request: Request, token: str):
             parsed.choices.channels |= current_choices(session, customer).channels & hidden
             if not parsed.errors:
                 save_choices(session, customer, parsed.choices)
-            return customer
+            return customer, texts_stopped(session, customer)
 
-    customer = await run_in_threadpool(apply)
+    customer, stopped = await run_in_threadpool(apply)
     if parsed.errors:
-        return _page(request, customer, parsed.choices, errors=parsed.errors, status_code=400)
+        return _page(request, customer, parsed.choices, stopped=stopped, errors=parsed.errors,
+                     status_code=400)
     return RedirectResponse(f"{request.url.path}?saved=1", status_code=303, headers=PAGE_HEADERS)
