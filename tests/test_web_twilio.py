@@ -231,3 +231,20 @@ def test_the_preference_centre_says_how_to_undo_a_stop(web, sqlite_url):
     assert "reply START" not in web.client.get(page_path).text
     inbound(web, "STOP")
     assert "reply START from your phone" in web.client.get(page_path).text
+
+
+def test_a_reply_to_a_shared_number_goes_to_the_customer_we_texted_last(web, db_url):
+    from datetime import timedelta
+
+    from orchestrator.models import utcnow
+
+    parent = add_customer()
+    child = add_customer(external_id="c-child", name="Kid")
+    add_message(child, channel="sms", dedupe_key="a")  # sent just now
+    earlier = add_message(parent, channel="sms", dedupe_key="b")  # a newer row, sent a day ago
+    with session_scope() as session:
+        session.get(Message, earlier.id).sent_at = utcnow() - timedelta(days=1)
+    inbound(web, "Wrong person, please call my mum")
+    [feedback] = table(CustomerFeedback)
+    assert feedback.customer_id == child.id
+    assert [t.customer_id for t in table(PhoneTask)] == [child.id]
