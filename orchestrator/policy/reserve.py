@@ -49,6 +49,8 @@ class ReservedRow:
 
 @dataclass
 class ReserveResult:
+    """One row per ledger row decided (or found already there), and how many of each status."""
+
     rows: list[ReservedRow] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # status -> number of rows
 
