@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from orchestrator.cli.output import console, err_console, fail, print_json
 from orchestrator.models import Customer
@@ -56,8 +56,11 @@ def database_errors() -> Iterator[None]:
     """Database failures as one clear line (SQLAlchemy's text may carry customer data)."""
     try:
         yield
-    except (OperationalError, ProgrammingError) as exc:
-        fail(f"database error ({type(exc.orig).__name__}); run 'orchestrator init' if the database is new")
+    except DBAPIError as exc:
+        hint = ""
+        if isinstance(exc, OperationalError | ProgrammingError):
+            hint = "; run 'orchestrator init' if the database is new"
+        fail(f"database error ({type(exc.orig).__name__}){hint}")
 
 
 def _estimated_rows(path: Path, fmt: str) -> int | None:
