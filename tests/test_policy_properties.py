@@ -151,3 +151,68 @@ def test_local_send_times_land_on_the_local_clock_when_it_exists(f, now, send_ti
     wanted = local.replace(hour=hours, minute=minutes)
     skipped = wanted.astimezone(UTC).astimezone(f.zone) != wanted
     assert (local.hour, local.minute) == (hours, minutes) or skipped
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(customer_facts(), clocks, steps)
+def test_the_ledger_written_by_reserve_keeps_the_same_promises(sqlite_url, f, start, plan):
+    """The same properties, read back from the ledger after reservations at advancing clocks."""
+    from sqlalchemy import delete, select
+
+    from orchestrator.consent import record_consent, suppress_address, update_preferences
+    from orchestrator.db import session_scope
+    from orchestrator.models import (
+        ConsentEvent,
+        ContactPreference,
+        Customer,
+        Message,
+        PreferenceEvent,
+        Suppression,
+    )
+    from orchestrator.policy import reserve_chunk
+
+    with session_scope() as s:
+        for table in (Message, ConsentEvent, ContactPreference, PreferenceEvent, Suppression, Customer):
+            s.execute(delete(table))
+        phone = f.addresses.get("sms") or f.addresses.get("phone")
+        customer = Customer(external_id="c", email=f.addresses.get("email") and "c@example.com",
+                            phone=phone and "+15550001111", x_user_id=f.addresses.get("social") and "42",
+                            timezone=f.zone.key, tier=f.tier)
+        s.add(customer)
+        s.flush()
+        cid = customer.id
+        for (_, channel, topic), state in f.consent.items():
+            record_consent(s, cid, channel, topic, state, "test")
+        quiet = {"quiet_start": f"{f.quiet[0]:%H:%M}", "quiet_end": f"{f.quiet[1]:%H:%M}"} if f.quiet else {}
+        update_preferences(s, cid, "test", preferred_channels=f.preferred_channels, frequency=f.frequency,
+                           do_not_contact=f.do_not_contact, **quiet)
+        if "email" in f.suppressed and customer.email:
+            suppress_address(s, "email", customer.email, "bounce", "test")
+    now = start
+    for i, (advance, topic, send_time, channels, _deadline, data) in enumerate(plan):
+        now += timedelta(minutes=advance)
+        intent = Intent(customer_id=cid, topic=topic, template="t", dedupe_key=f"k{i}", send_time=send_time,
+                        channels=channels, data=data)
+        reserve_chunk([intent], now=now, policy=POLICY)
+    with session_scope() as s:
+        rows = list(s.exec(select(Message)).scalars())
+    assert sorted({m.dedupe_key for m in rows}) == sorted(f"k{i}" for i in range(len(plan)))
+    assert len({(m.dedupe_key, m.channel) for m in rows}) == len(rows)
+    consent = {(cid, ch, tp): st for (_, ch, tp), st in f.consent.items()}
+    capped = []
+    for m in rows:
+        assert m.reason_codes and m.reason_text
+        if m.status == "suppressed":
+            continue
+        assert consent_allows(consent, cid, m.channel, m.topic)
+        assert not (f.do_not_contact and not POLICY.topics[m.topic].required)
+        if m.channel == "email":
+            assert "email" not in f.suppressed
+        if not POLICY.topics[m.topic].bypass_quiet_hours and f.quiet:
+            assert not in_window(m.send_at.astimezone(f.zone).time(), f.quiet)
+        if not POLICY.topics[m.topic].bypass_caps:
+            capped.append((m.topic, m.channel, m.send_at))
+    for name, limit, window, channel, topics in _caps(f.frequency):
+        times = sorted(t for tp, ch, t in capped if tp in topics and channel in ("all", ch))
+        for end in times:
+            assert sum(1 for t in times if end - window < t <= end) <= limit, name
