@@ -107,7 +107,7 @@ def summary_table_artifact(key: str, rows: Sequence[Mapping[str, Any]], descript
         return None
     table = [{str(k): _masked(v) for k, v in row.items()} for row in rows]
     return create_table_artifact(table=table, key=artifact_key(key),
-                                 description=_masked(description) if description else None)
+                                 description=_masked(description))
 
 
 def markdown_summary(key: str, markdown: str, description: str | None = None) -> UUID | None:
@@ -115,7 +115,7 @@ def markdown_summary(key: str, markdown: str, description: str | None = None) ->
     if not in_prefect_run():
         return None
     return create_markdown_artifact(markdown=redact_text(markdown), key=artifact_key(key),
-                                    description=_masked(description) if description else None)
+                                    description=_masked(description))
 
 
 class Progress:
@@ -125,10 +125,8 @@ class Progress:
         self.total, self.done = max(0, total), 0
         self.artifact_id: UUID | None = None
         if in_prefect_run():
-            self.artifact_id = create_progress_artifact(
-                progress=self.percent, key=artifact_key(key), description=_masked(description) if description
-                else None,
-            )
+            self.artifact_id = create_progress_artifact(progress=self.percent, key=artifact_key(key),
+                                                        description=_masked(description))
 
     @property
     def percent(self) -> float:
