@@ -1,0 +1,120 @@
+"""The fake providers (SendGrid, Twilio, X) in a process of their own, so their CPU is not the bench's.
+
+Every measurement (orchestrated runs and baselines alike) talks to the same servers, configured
+the same way (``latency`` seconds added to each answer to stand in for the network). The parent
+asks for what the fakes accepted through a pipe: totals and the most requests any one address got,
+which is how the caps are checked at the provider's end.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tests.support.fakes import FakeSendGrid, FakeTwilio, FakeX
+
+
+@dataclass(frozen=True)
+class FakeEndpoints:
+    sendgrid_url: str
+    sendgrid_api_key: str
+    twilio_url: str
+    twilio_account_sid: str
+    twilio_auth_token: str
+    x_url: str
+
+    def env(self, timeout: float = 10.0) -> dict[str, str]:
+        """The settings that point the registry's adapters at these fakes (real SDKs, local HTTP)."""
+        return {
+            "ORCH_SENDGRID_API_KEY": self.sendgrid_api_key, "ORCH_SENDGRID_HOST": self.sendgrid_url,
+            "ORCH_TWILIO_ACCOUNT_SID": self.twilio_account_sid,
+            "ORCH_TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+            "ORCH_TWILIO_FROM_NUMBER": "+15557654321", "ORCH_TWILIO_BASE_URL": self.twilio_url,
+            "ORCH_X_CONSUMER_KEY": "ck", "ORCH_X_CONSUMER_SECRET": "cs", "ORCH_X_ACCESS_TOKEN": "at",
+            "ORCH_X_ACCESS_TOKEN_SECRET": "ats", "ORCH_X_API_BASE_URL": self.x_url,
+            "ORCH_PROVIDER_TIMEOUT_SECONDS": str(timeout),
+            "ORCH_PUBLIC_BASE_URL": "https://hooks.example.com",
+        }
+
+
+def _tally(fakes: dict[str, Any], watched: frozenset[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, fake in fakes.items():
+        accepted = fake.accepted()
+        per_address = Counter(r.address for r in accepted if r.address)
+        per_message = Counter(r.message_id for r in accepted if r.message_id)
+        out[name] = {
+            "requests": len(fake.requests),
+            "accepted": len(accepted),
+            "addresses": len(per_address),
+            "max_per_address": max(per_address.values(), default=0),
+            "max_per_message": max(per_message.values(), default=0),
+            "watched_accepted": sum(per_address[a] for a in watched),
+        }
+    return out
+
+
+def _serve(conn: Connection, latency: float) -> None:
+    fakes = {"sendgrid": FakeSendGrid(latency=latency), "twilio": FakeTwilio(latency=latency),
+             "x": FakeX(latency=latency)}
+    for fake in fakes.values():
+        fake.start()
+    sg, tw = fakes["sendgrid"], fakes["twilio"]
+    conn.send(FakeEndpoints(sg.url, sg.api_key, tw.url, tw.account_sid, tw.auth_token, fakes["x"].url))
+    try:
+        while True:
+            command, argument = conn.recv()
+            if command == "tally":
+                conn.send(_tally(fakes, frozenset(argument or ())))
+            elif command == "reset":
+                for fake in fakes.values():
+                    fake.reset()
+                conn.send("ok")
+            else:
+                break
+    finally:
+        for fake in fakes.values():
+            fake.stop()
+
+
+class FakesProcess:
+    """``with FakesProcess(latency=0.005) as fakes: fakes.endpoints.env(); fakes.tally()``."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self._conn: Connection | None = None
+        self._process: mp.Process | None = None
+        self.endpoints: FakeEndpoints | None = None
+
+    def __enter__(self) -> FakesProcess:
+        parent, child = mp.get_context("spawn").Pipe()
+        self._process = mp.get_context("spawn").Process(target=_serve, args=(child, self.latency),
+                                                        name="fake-providers", daemon=True)
+        self._process.start()
+        self._conn = parent
+        self.endpoints = parent.recv()
+        return self
+
+    def _ask(self, command: str, argument: Any = None) -> Any:
+        assert self._conn is not None, "the fakes are not running"
+        self._conn.send((command, argument))
+        return self._conn.recv()
+
+    def tally(self, watched: list[str] | None = None) -> dict[str, Any]:
+        """Per provider: requests, accepted, distinct addresses, most accepted for one address, and
+        how many accepted requests went to the ``watched`` addresses."""
+        return self._ask("tally", watched)
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.send(("stop", None))
+        if self._process is not None:
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.terminate()
