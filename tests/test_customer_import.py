@@ -189,6 +189,7 @@ def test_field_normalisation():
     assert [typed_attribute(v) for v in texts] == [7, -2.5, True, "01234", "7 days"]
 
 
+@pytest.mark.slow  # about 5 s of CPU; measured throughput lives in bench/import_customers.py
 def test_one_hundred_thousand_rows_are_written_in_bulk(sqlite_url, tmp_path):
     path = tmp_path / "big.csv"
     with open(path, "w", encoding="utf-8") as f:
