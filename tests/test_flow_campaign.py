@@ -132,6 +132,19 @@ def test_provider_errors_defer_messages_and_the_sweeper_sends_them_after_retry_a
     assert {m.status for m in ledger("campaign:spring").values()} == {MessageStatus.sent}
 
 
+def test_a_provider_that_is_down_leaves_messages_deferred_not_lost(prefect_harness, sqlite_url, providers):
+    sendgrid, _ = providers
+    add_customer("ada", email="ada@example.com")
+    sendgrid.stop()  # connection refused
+
+    result = run_campaign().result()
+
+    assert result["dispatched"] == {"sent": 0, "deferred": 1, "failed": 0, "suppressed": 0, "reconcile": 0}
+    (row,) = ledger("campaign:spring").values()
+    assert row.status == MessageStatus.deferred and row.attempts == 1 and row.send_at > utcnow()
+    assert result["ledger"]["reasons"]["deferred"] == {"retry:transient": 1}
+
+
 @task(name="dispatch-messages")
 def crashing_dispatch(label: str = "due", **_kwargs):
     raise SystemError("the worker died before sending")

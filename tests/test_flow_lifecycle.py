@@ -15,6 +15,7 @@ from flows.lifecycle import (
 from orchestrator.db import session_scope
 from orchestrator.models import Customer, MessageStatus, PhoneTask
 from tests.support.flow_world import DAYTIME, add_customer, by_customer, ledger, use_fake_providers
+from tests.support.ledger import add_messages
 
 
 def celebrating(day: date) -> list[str]:
@@ -97,11 +98,14 @@ def test_the_survey_after_resolution_goes_out_once_and_within_the_caps(prefect_h
     assert row.status == MessageStatus.sent and row.topic == "feedback"
     assert len(fake_sendgrid.requests) == 1
 
-    # Feedback counts toward the weekly cap of non-critical messages (3 a week): the fourth is dropped.
-    for case in ("CASE-10", "CASE-11", "CASE-12"):
-        complaint_resolved(customer="ada", complaint_id=case, survey_url="https://example.com/s")
-    assert by_customer(ledger("survey:complaint:CASE-12"))[row.customer_id].status == MessageStatus.suppressed
-    assert len(fake_sendgrid.requests) == 3
+    # Feedback counts toward the weekly cap of non-critical messages (3 a week): with two support
+    # messages this week besides the survey, the next survey is dropped.
+    add_messages([row.customer_id], topic="support", status=MessageStatus.sent, dedupe="support")
+    add_messages([row.customer_id], topic="support", status=MessageStatus.sent, dedupe="support-2")
+    complaint_resolved(customer="ada", complaint_id="CASE-10", survey_url="https://example.com/s")
+    (capped,) = ledger("survey:complaint:CASE-10").values()
+    assert capped.status == MessageStatus.suppressed and "cap:non-critical-1w" in capped.reason_codes
+    assert len(fake_sendgrid.requests) == 1
 
 
 def test_an_unknown_customer_is_a_clear_error(prefect_harness, sqlite_url):
