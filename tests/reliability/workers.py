@@ -15,15 +15,21 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+import yaml
+from sqlalchemy import text
+
 import channels.sendgrid_email  # noqa: F401 - preloaded so a worker starts without importing SDKs
 import channels.twilio_sms  # noqa: F401
-from orchestrator.db import get_engine
+from channels.registry import adapter_for
+from orchestrator.db import get_engine, session_scope
 from orchestrator.dispatch import dispatch_due
 from orchestrator.policy import Intent, load_policy, reserve_chunk
-from orchestrator.settings import get_settings
+from orchestrator.settings import REPO_ROOT, get_settings
 from orchestrator.templating import render  # noqa: F401 - template machinery preloaded
 
 ROOT = Path(__file__).resolve().parents[2]
+OUTAGE_FACTS: dict[str, Any] = yaml.safe_load((REPO_ROOT / "templates" / "sample_data.yaml").read_text())[
+    "messages"]["outage_notice"]
 # (topic, template, dedupe key, template facts)
 Plan = list[tuple[str, str, str, dict[str, Any]]]
 
@@ -43,6 +49,15 @@ def context() -> BaseContext:
         else:
             os.environ["PYTHONPATH"] = before
     return ctx
+
+
+def provider_env(url: str, sendgrid: Any, twilio: Any, **extra: str) -> dict[str, str]:
+    """The settings a worker needs to reach the database and the fake providers."""
+    return {"ORCH_DATABASE_URL": url, "ORCH_SENDGRID_API_KEY": sendgrid.api_key,
+            "ORCH_SENDGRID_HOST": sendgrid.url, "ORCH_TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "ORCH_TWILIO_AUTH_TOKEN": twilio.auth_token, "ORCH_TWILIO_FROM_NUMBER": "+15557654321",
+            "ORCH_TWILIO_BASE_URL": twilio.url, "ORCH_PUBLIC_BASE_URL": "https://hooks.example.com",
+            **extra}
 
 
 def _adopt(env: dict[str, str]) -> None:
@@ -70,14 +85,22 @@ def reserve_and_dispatch(env: dict[str, str], customer_ids: list[int], plan: Pla
             intents = [Intent(customer_id=c, topic=topic, template=template, dedupe_key=key, data=data)
                        for c in chunk]
             result = reserve_chunk(intents, policy=policy)
-            due += [r.message_id for r in result.rows if r.message_id is not None and r.status != "suppressed"]
+            due += [r.message_id for r in result.rows
+                    if r.message_id is not None and r.status != "suppressed"]
         dispatch_due(message_ids=due)
     dispatch_due()  # whatever another worker reserved but left behind
     get_engine().dispose()
 
 
 def dispatch_until_killed(env: dict[str, str], claim_size: int, ready: Any) -> None:
-    """Dispatches every due message; the test kills it with SIGKILL at a random moment."""
+    """Dispatches every due message; the test kills it with SIGKILL at a random moment.
+
+    The database connection and the adapters are set up before ``ready``, so the kill falls in
+    the dispatch itself.
+    """
     _adopt(env)
+    with session_scope() as session:
+        session.execute(text("SELECT 1"))
+    adapters = {channel: adapter_for(channel) for channel in ("email", "sms")}
     ready.set()
-    dispatch_due(claim_size=claim_size)
+    dispatch_due(claim_size=claim_size, adapters=adapters)
