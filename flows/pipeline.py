@@ -149,6 +149,12 @@ class PipelineResult:
         }
 
 
+def _finished(future: PrefectFuture[Any]) -> bool:
+    """Whether a submitted task is done, asked of its local future (``.state`` would query the API)."""
+    wrapped = getattr(future, "wrapped_future", None)
+    return bool(wrapped is not None and wrapped.done())
+
+
 def run_pipeline(
     chunks: Iterable[tuple[str, list[Intent]]],
     *,
@@ -170,7 +176,7 @@ def run_pipeline(
     def harvest(block: bool) -> None:
         for item in list(sending):
             future, customers = item
-            if block or future.state.is_final():
+            if block or _finished(future):
                 result.report.merge(future.result())
                 sending.remove(item)
                 if progress is not None:
