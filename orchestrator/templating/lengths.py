@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twitter_text import parse_tweet
-
 # GSM 03.38 basic character set (one septet each). Lowercase ç is not in it; Ç and é are.
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -49,6 +47,10 @@ def sms_count(text: str) -> SmsCount:
 
 def x_weighted_length(text: str) -> int:
     """X's weighted length: URLs count 23, CJK and emoji weigh two (the official twitter-text rules)."""
+    # Imported on first use: loading twitter-text (its emoji regex, pkg_resources) takes 0.3-1 s,
+    # which email and SMS dispatch should not pay before their first message.
+    from twitter_text import parse_tweet
+
     return parse_tweet(text).weightedLength
 
 
