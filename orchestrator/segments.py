@@ -76,6 +76,9 @@ SEGMENT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _RELATIVE_DATE_RE = re.compile(r"^([+-])(\d{1,4})([dwmy])$")
 
 
+MAX_FILTER_DEPTH = 50
+
+
 class SegmentError(ValueError):
     """A segment that does not exist or whose filter cannot be compiled."""
 
@@ -108,6 +111,8 @@ def load_segments(path: Path | None = None) -> dict[str, Segment]:
         data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise SegmentError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise SegmentError(f"{source}: nested too deeply to read") from None
     entries = data.get("segments", {}) if isinstance(data, dict) else None
     if not isinstance(entries, dict):
         raise SegmentError(f"{source}: expected a mapping 'segments: {{name: {{description, filter}}}}'")
@@ -186,6 +191,8 @@ class _Compiler:
         return SegmentError(f"segment {self.segment!r}: {path}: {message}")
 
     def node(self, spec: Any, path: str) -> ColumnElement[bool]:
+        if path.count(".") > MAX_FILTER_DEPTH:  # a hostile filter must not exhaust the stack
+            raise self.error(path[:80] + "...", f"nested deeper than {MAX_FILTER_DEPTH} levels")
         if not isinstance(spec, dict):
             raise self.error(path, f"expected a mapping of conditions, got {type(spec).__name__}")
         parts = [self.entry(str(key), value, f"{path}.{key}") for key, value in spec.items()]

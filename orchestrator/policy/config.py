@@ -243,6 +243,8 @@ def load_policy(path: Path | str | None = None) -> Policy:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise PolicyError(f"{path}: nested too deeply to read") from None
     return parse_policy(data, str(path))
