@@ -262,7 +262,7 @@ def _unknown_column(name: str) -> str | None:
 
 def _read_csv(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.reader(handle)
+    reader = csv.reader(handle, strict=True)  # an unclosed quote is an error, not the rest of the file
     try:
         header = next(reader)
     except StopIteration:
@@ -314,6 +314,9 @@ def _read_jsonl(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             yield RejectedRow(line, "", f"not valid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except RecursionError:
+            yield RejectedRow(line, "", "not accepted: JSON nested too deeply")
             continue
         if not isinstance(obj, dict):
             yield RejectedRow(line, "", "each line must be a JSON object")
