@@ -26,7 +26,10 @@ def figure(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     def record(name: str, text: str) -> None:
         line = f"RELIABILITY {name}: {text}"
         print(line)
-        request.config.stash[_FIGURES].append(line)
+        figures = request.config.stash[_FIGURES]
+        if line in figures:  # the same figure from the SQLite and the PostgreSQL run
+            return
+        figures.append(line)
         target = os.environ.get("ORCH_RELIABILITY_FIGURES")
         if target:
             with Path(target).open("a", encoding="utf-8") as handle:
