@@ -550,7 +550,7 @@ def _render(m: Message, customer: Customer, address: str, now: datetime) -> _Rea
     try:
         context = build_context(customer, dict(m.data or {}), topic=m.topic, message_id=m.id)
         rendered = render(
-            m.template, tone=m.tone or "", channel=m.channel, context=context,
+            m.template, tone=m.tone, channel=m.channel, context=context,
             locale=m.locale or customer.locale or "en", kind="dm" if m.channel == "social" else None,
         )
         marketing = bool(message_info(m.template).marketing)
