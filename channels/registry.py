@@ -10,6 +10,8 @@ outbox otherwise.
 from __future__ import annotations
 
 import inspect
+import sys
+from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -23,6 +25,13 @@ DEFAULT_PROVIDERS = {"email": "sendgrid", "sms": "twilio", "social": "x", "phone
 
 
 def _entry_points() -> dict[str, EntryPoint]:
+    return _entry_points_on(tuple(sys.path))
+
+
+@lru_cache(maxsize=8)
+def _entry_points_on(path: tuple[str, ...]) -> dict[str, EntryPoint]:
+    # Reading every installed distribution's metadata costs milliseconds, and dispatch asks for an
+    # adapter per channel per chunk; a package added to the path shows up as a new key.
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
