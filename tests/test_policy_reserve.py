@@ -44,12 +44,15 @@ def test_reserve_writes_every_decision_with_reasons_and_ids(db_url):
     with session_scope() as s:
         record_consent(s, ids[1], "email", "marketing", "opted_out", "test")
         update_preferences(s, ids[2], "test", do_not_contact=True)
-    result = reserve_chunk(marketing(ids, campaign_id=None, data={"offer": "10%"}), now=NOON, policy=POLICY)
+    deadline = NOON + timedelta(days=1)
+    intents = marketing(ids, data={"offer": "10%", "items": [1, 2]}, deadline=deadline)
+    result = reserve_chunk(intents, now=NOON, policy=POLICY)
     assert result.counts == {"planned": 2, "suppressed": 1}
     rows = {m.customer_id: m for m in ledger()}
     assert {r.message_id for r in result.rows} == {m.id for m in rows.values()}
     assert (rows[ids[0]].channel, rows[ids[0]].status, rows[ids[0]].tone) == ("email", "planned", "playful")
-    assert rows[ids[0]].data == {"offer": "10%"} and rows[ids[0]].priority == 10
+    assert rows[ids[0]].data == {"offer": "10%", "items": [1, 2]} and rows[ids[0]].priority == 10
+    assert rows[ids[0]].deadline == deadline and rows[ids[0]].template == "promo"
     assert rows[ids[1]].channel == "social" or rows[ids[1]].channel == "sms"
     assert "consent:opted_out" in rows[ids[1]].reason_codes
     assert (rows[ids[2]].status, rows[ids[2]].reason_codes) == ("suppressed", ["do_not_contact"])

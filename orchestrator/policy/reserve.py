@@ -206,7 +206,7 @@ def _lock_customers(session: Session, ids: list[int]) -> None:
     )
 
 
-# Ledger columns written on reservation, with the PostgreSQL array type each is sent as.
+# Ledger columns written on reservation, with the PostgreSQL type each is read as.
 _COLUMNS = {
     "dedupe_key": "text", "customer_id": "int", "topic": "text", "channel": "text", "tone": "text",
     "template": "text", "priority": "int", "status": "text", "send_at": "timestamptz",
@@ -218,13 +218,15 @@ _NAMES = ", ".join(_COLUMNS)
 _CONFLICT = (
     "ON CONFLICT (dedupe_key, customer_id, channel) DO NOTHING RETURNING id, dedupe_key, customer_id, channel"
 )
-# PostgreSQL: one array per column, so the statement is the same short text for any chunk size.
+# PostgreSQL: the chunk travels as ONE JSON parameter (rows as arrays) that the server unpacks.
+# The statement text is the same for any chunk size, and the client serialises with the C json
+# encoder instead of adapting thousands of values one by one.
 _PG_INSERT = (
     f"INSERT INTO message ({_NAMES}) SELECT "
-    + ", ".join(f"{name}::json" if kind == "json" else name for name, kind in _COLUMNS.items())
-    + " FROM unnest("
-    + ", ".join(f"%s::{'text' if kind == 'json' else kind}[]" for kind in _COLUMNS.values())
-    + f") AS t({_NAMES}) {_CONFLICT}"
+    + ", ".join(
+        f"r->{i}" if kind == "json" else f"(r->>{i})::{kind}" for i, kind in enumerate(_COLUMNS.values())
+    )
+    + f" FROM json_array_elements(%s::json) AS r {_CONFLICT}"
 )
 _SQLITE_ROW = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
 _SQLITE_BATCH = 32766 // len(_COLUMNS)  # SQLite's limit on bound variables per statement
@@ -239,26 +241,32 @@ class _Encoder:
         self._codes: dict[tuple[str, ...], str] = {}
         self._times: dict[datetime, str] = {}
 
-    def data(self, value: dict[str, Any] | None) -> str:
+    def data(self, value: dict[str, Any] | None) -> Any:
+        if not self.sqlite:  # nested inside the chunk's JSON document
+            return value or {}
         hit = self._data.get(id(value))
         if hit is None or hit[0] is not value:
             hit = self._data[id(value)] = (value, json.dumps(value or {}))
         return hit[1]
 
-    def codes(self, codes: list[str]) -> str:
+    def codes(self, codes: list[str]) -> Any:
+        if not self.sqlite:
+            return codes
         key = tuple(codes)
         text = self._codes.get(key)
         if text is None:
             text = self._codes[key] = json.dumps(codes)
         return text
 
-    def time(self, value: datetime | None) -> datetime | str | None:
-        if value is None or not self.sqlite:
-            return value
+    def time(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
         text = self._times.get(value)
         if text is None:
-            # The text SQLAlchemy stores for a UTC DateTime on SQLite (compared as text there).
-            text = self._times[value] = f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+            utc = value.astimezone(UTC)
+            # SQLite: the text SQLAlchemy stores for a UTC DateTime (compared as text there).
+            text = f"{utc:%Y-%m-%d %H:%M:%S.%f}" if self.sqlite else utc.isoformat()
+            self._times[value] = text
         return text
 
     def row(self, intent: Intent, d: Decision, now: datetime) -> tuple[Any, ...]:
@@ -280,7 +288,7 @@ def _insert(session: Session, rows: list[tuple[Any, ...]], sqlite: bool) -> list
         return []
     conn = session.connection()
     if not sqlite:
-        return list(conn.exec_driver_sql(_PG_INSERT, tuple(list(col) for col in zip(*rows, strict=True))))
+        return list(conn.exec_driver_sql(_PG_INSERT, (json.dumps(rows),)))
     out: list[tuple[int, str, int, str]] = []
     for start in range(0, len(rows), _SQLITE_BATCH):
         part = rows[start : start + _SQLITE_BATCH]
