@@ -29,7 +29,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/orchestrator templates lint
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m bench.run
+	$(BIN)/pip install --quiet -e ".[test,bench]" && $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) orchestrator.db* outbox .pytest_cache

@@ -28,6 +28,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process: steadier than wall time on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class StageClock:
     """Seconds spent inside wrapped functions, summed per stage over all threads, plus the moments
     the first provider call started and the last one ended."""
@@ -142,7 +148,7 @@ KINDS: dict[str, Callable[..., dict[str, Any]]] = {
 def main() -> None:
     kind, params = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
     result = KINDS[kind](**params)
-    result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_rss_mb"], result["cpu_s"] = peak_rss_mb(), cpu_seconds()
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 

@@ -123,16 +123,23 @@ def postgres_available() -> bool:
 class Children:
     """Runs measurements in fresh subprocesses with the fakes' and Prefect's settings."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs = env, logs
+    def __init__(self, env: dict[str, str], logs: Path, profile: Path | None = None) -> None:
+        self.env, self.logs, self.profile = env, logs, profile
 
     def run(self, module: str, args: list[str], url: str, label: str) -> dict[str, Any]:
         path = os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, **self.env, "ORCH_DATABASE_URL": url, "PYTHONPATH": path}
         log_file = self.logs / f"{label}.log"
+        command = [sys.executable, "-m", module, *args]
+        if self.profile is not None:
+            # Collapsed stacks of the thread holding the GIL (where the CPU goes), for flamegraph.pl
+            # or speedscope.
+            py_spy = Path(sys.executable).with_name("py-spy")
+            command = [str(py_spy), "record", "--gil", "--subprocesses", "--rate", "50", "--format", "raw",
+                       "--output", str(self.profile.resolve() / f"{label}.folded"), "--", *command]
         with open(log_file, "w") as err:
-            done = subprocess.run([sys.executable, "-m", module, *args], env=env, stdout=subprocess.PIPE,
-                                  stderr=err, text=True, cwd=self.logs)
+            done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                                  cwd=self.logs)
         lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
         if done.returncode != 0 or not lines:
             tail = log_file.read_text()[-3000:]
@@ -397,6 +404,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=_ints, help="scale-out worker processes (default 1,2,4)")
     parser.add_argument("--scale-n", type=int, help="scale-out audience (default 10000)")
     parser.add_argument("--skip", default="", help="comma-separated: e2e, memory, scaleout")
+    parser.add_argument("--profile", type=Path, help="also write py-spy stacks per measurement here")
     parser.add_argument("--out", type=Path, help="where results go (default bench/, quick: ./bench-quick/)")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -431,7 +439,9 @@ def main(argv: list[str] | None = None) -> None:
             assert fakes.endpoints is not None
             env = {**fakes.endpoints.env(), "PREFECT_API_URL": api,
                    "ORCH_PROVIDER_CONCURRENCY": str(args.concurrency), "ORCH_OUTBOX_DIR": str(tmp / "outbox")}
-            children = Children(env, tmp)
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+            children = Children(env, tmp, args.profile)
             log(f"fakes and Prefect server up; logs in {tmp}")
             if "e2e" not in args.skip:
                 end_to_end(args, children, fakes, tmp, results)
@@ -450,7 +460,10 @@ def main(argv: list[str] | None = None) -> None:
 
     make_plots(results, args.out)
     log(f"results in {write_report(results, args.out, command)}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.profile:
+        log(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

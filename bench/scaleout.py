@@ -37,11 +37,16 @@ def run_campaign_on(address: str, name: str, chunk_size: int) -> dict[str, Any]:
     """One campaign flow run whose tasks go to the Dask cluster at ``address``.
 
     Not instrumented: Dask pickles the task functions with the globals they use, and the stage
-    clock's lock cannot travel.
+    clock's lock cannot travel. Prefect's ``quote()`` (which spares Prefect a walk through each
+    chunk's list looking for futures) is a namedtuple that Dask's task spec takes apart on the way
+    to the worker (prefect-dask issue #43), so here the chunks travel unquoted.
     """
     from prefect_dask import DaskTaskRunner
 
+    import flows.pipeline
     from flows.campaign import campaign
+
+    flows.pipeline.quote = lambda value: value  # type: ignore[assignment]
 
     started = time.perf_counter()
     flow = campaign.with_options(task_runner=DaskTaskRunner(address=address))
