@@ -56,7 +56,7 @@ def verify_token(token: str, purpose: str, now: float | None = None) -> LinkClai
         payload, signature = token.split(".", 1)
     except (ValueError, AttributeError):
         raise InvalidToken("malformed token") from None
-    if not hmac.compare_digest(signature, _sign(payload)):
+    if not hmac.compare_digest(signature.encode(), _sign(payload).encode()):  # bytes: any text compares
         raise InvalidToken("bad signature")
     try:
         body = json.loads(_unb64(payload))
