@@ -36,9 +36,9 @@ def email_of(i: int) -> str:
 
 def _customers(first_id: int, start: int, stop: int, now: Any) -> Iterator[dict[str, Any]]:
     since = date(2015, 1, 1)
-    for i in range(start, stop):
+    for i in range(first_id - 1 + start, first_id - 1 + stop):  # i + 1 is the id: unique across batches
         yield {
-            "id": first_id + i, "external_id": f"synth-{i}", "name": f"Customer {i}", "email": email_of(i),
+            "id": i + 1, "external_id": f"synth-{i}", "name": f"Customer {i}", "email": email_of(i),
             "phone": f"+1415{i % 10_000_000:07d}", "x_user_id": str(1_000_000 + i),
             "timezone": ZONES[i % len(ZONES)], "locale": "en",
             "tier": "premium" if i % 50 == 7 else "standard",
@@ -49,10 +49,10 @@ def _customers(first_id: int, start: int, stop: int, now: Any) -> Iterator[dict[
 
 
 def _consents(first_id: int, start: int, stop: int, now: Any) -> Iterator[dict[str, Any]]:
-    for i in range(start, stop):
+    for i in range(first_id - 1 + start, first_id - 1 + stop):
         bucket = i % 100
         if bucket < 90 or bucket >= 97:
-            yield {"customer_id": first_id + i, "channel": "email", "topic": "marketing",
+            yield {"customer_id": i + 1, "channel": "email", "topic": "marketing",
                    "state": "opted_in" if bucket < 90 else "opted_out", "source": "synth", "created_at": now}
 
 
