@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -240,11 +241,22 @@ def load_policy(path: Path | str | None = None) -> Policy:
         path = get_settings().policy_path
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from None
+    return _parse_policy_text(text, str(path))
+
+
+@lru_cache(maxsize=16)
+def _parse_policy_text(text: str, source: str) -> Policy:
+    # Keyed on the file's text, so an edit takes effect at once; parsing and validating costs
+    # tens of milliseconds, and every reserved chunk loads the policy. Policy is frozen: sharing is safe.
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
-        raise PolicyError(f"{path}: nested too deeply to read") from None
-    return parse_policy(data, str(path))
+        raise PolicyError(f"{source}: nested too deeply to read") from None
+    return parse_policy(data, source)
