@@ -8,6 +8,8 @@ from sqlalchemy.engine import make_url
 
 EMAIL_RE = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@([\w-])[\w.-]*\.([a-zA-Z]{2,})\b")
 PHONE_RE = re.compile(r"(?<![\w+])\+?\d[\d ().-]{6,}\d(\d{2})\b")
+# Credentials after an HTTP auth scheme, as SDKs print request headers at DEBUG level.
+CREDENTIAL_RE = re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]{16,}")
 
 
 def mask_email(email: str | None) -> str:
@@ -33,7 +35,8 @@ def mask_address(channel: str, address: str | None) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Masks every email address and phone-number-like run of digits in free text."""
+    """Masks every email address, phone-number-like run of digits and HTTP credential in free text."""
+    text = CREDENTIAL_RE.sub(lambda m: f"{m.group(1)} ***", text)
     text = EMAIL_RE.sub(lambda m: f"{m.group(1)}***@{m.group(2)}***", text)
     return PHONE_RE.sub(lambda m: "+***" + m.group(1), text)
 
