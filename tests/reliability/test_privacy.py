@@ -1,0 +1,113 @@
+"""No secret, phone number or email address of the fixtures in logs or Prefect artifacts.
+
+A campaign and an outage notice (with a provider refusing a number, an opted-out number and a
+social post) run under the Prefect test server with every logger at DEBUG. Scanned: what every
+in-process handler wrote, pytest's own captured log, the logs the Prefect API stored for the runs
+(what the UI shows) and every artifact of the runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.logging.handlers import APILogHandler
+
+from flows.campaign import campaign
+from flows.common import PREFECT_LOGGERS
+from flows.outage import outage_notice
+from orchestrator.settings import get_settings
+from tests.support.fakes import FakeSendGrid, FakeTwilio
+from tests.support.fakes.twilio import INVALID_NUMBER
+from tests.support.flow_world import MARKETING_FACTS, add_customer, artifacts, use_fake_providers
+
+pytestmark = pytest.mark.slow
+
+SECRETS = {
+    "ORCH_SENDGRID_API_KEY": "SG.privacy-sendgrid-api-key-4711",
+    "ORCH_TWILIO_AUTH_TOKEN": "privacy-twilio-auth-token-4711",
+    "ORCH_X_CONSUMER_SECRET": "privacy-x-consumer-secret-4711",
+    "ORCH_X_ACCESS_TOKEN_SECRET": "privacy-x-access-token-secret-4711",
+    "ORCH_SECRET_KEY": "privacy-link-signing-key-4711",
+    "ORCH_INCIDENT_TOKEN": "privacy-incident-token-4711",
+}
+EMAILS = ["grace.hopper@example.com", "alan.turing@example.org", "hedy.lamarr@example.net"]
+PHONES = ["+14155550123", "+447700900461", INVALID_NUMBER, "+14155550188"]
+
+
+@pytest.fixture
+def everything_logged() -> Iterator[io.StringIO]:
+    """A DEBUG handler on the root and on Prefect's own loggers (some do not propagate)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in PREFECT_LOGGERS)]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+    yield stream
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
+
+
+def _leaks(text: str, secret_values: list[str]) -> list[str]:
+    digits = "".join(c for c in text if c.isdigit() or c == "+")
+    found = [s for s in [*secret_values, *EMAILS] if s in text]
+    found += [p for p in PHONES if p in text or p in digits or p.lstrip("+") in text]
+    return found
+
+
+def test_flows_leave_no_personal_data_or_secret_in_logs_or_artifacts(
+        prefect_harness, sqlite_url, monkeypatch, caplog, everything_logged, fake_x, figure):
+    caplog.set_level(logging.DEBUG)
+    with FakeSendGrid(api_key=SECRETS["ORCH_SENDGRID_API_KEY"]) as sendgrid, \
+            FakeTwilio(auth_token=SECRETS["ORCH_TWILIO_AUTH_TOKEN"]) as twilio:
+        use_fake_providers(monkeypatch, sendgrid=sendgrid, twilio=twilio, x=fake_x)
+        for key, value in SECRETS.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        for n, email in enumerate(EMAILS):
+            add_customer(f"p{n}", email=email, phone=PHONES[n], region="eu", tier="premium")
+        add_customer("p-text-only", phone=PHONES[3], region="eu")
+        add_customer("p-bad-number", phone=INVALID_NUMBER, region="eu")
+        twilio.opted_out.add(PHONES[3])
+        sendgrid.fail_next(1, "unavailable")  # an error path with the provider's answer in it
+
+        runs = [
+            campaign(name="privacy", segment="all", template="spring_sale", data=MARKETING_FACTS,
+                     chunk_size=2, return_state=True),
+            outage_notice(incident_id="inc-privacy", status="investigating", severity="major",
+                          title="Card payments are failing", summary="A fix is rolling out",
+                          affected={"region": "eu"}, chunk_size=2, return_state=True),
+        ]
+        sent = len(sendgrid.accepted()) + len(twilio.accepted())
+        refused = sum(1 for r in twilio.requests if r.status and r.status >= 400)
+
+    assert all(state.is_completed() for state in runs)
+    assert sent >= 5 and refused >= 2  # messages really went out, and providers really refused some
+    APILogHandler().flush()  # logs reach the API in batches
+    run_ids = [state.state_details.flow_run_id for state in runs]
+    with get_client(sync_client=True) as client:
+        api_logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids)))
+    found = [a for run_id in run_ids for a in artifacts(run_id).values()]
+    artifact_text = json.dumps([[a.key, a.description, a.data] for a in found], default=str)
+    api_text = "\n".join(log.message for log in api_logs)
+    handler_text = everything_logged.getvalue()
+    secrets = list(SECRETS.values())
+
+    everything = handler_text + caplog.text + api_text + artifact_text
+    figure("privacy", f"campaign + outage notice under the Prefect server at DEBUG: "
+           f"{len(handler_text.splitlines())} handler lines, {len(caplog.records)} captured records, "
+           f"{len(api_logs)} API log entries, {len(found)} artifacts scanned for {len(EMAILS)} emails, "
+           f"{len(PHONES)} phones, {len(secrets)} secrets: {len(set(_leaks(everything, secrets)))} found")
+    assert len(api_logs) > 0 and len(found) > 0 and "***" in api_text + artifact_text  # masked, not missing
+    for source in (handler_text, caplog.text, api_text, artifact_text):
+        assert [line for line in source.splitlines() if _leaks(line, secrets)][:5] == []
