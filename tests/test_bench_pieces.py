@@ -57,3 +57,39 @@ def test_the_fakes_in_their_own_process_count_what_each_address_got():
 
         fakes.reset()
         assert fakes.tally()["sendgrid"]["accepted"] == 0
+
+
+def _results() -> dict:
+    campaign = {"backend": "sqlite", "n": 10_000, "wall_s": 20.0, "customers_per_s": 500.0,
+                "dispatched": {"sent": 9_700}, "sent_at_fakes": 9_700, "plan_reserve_s": 1.0, "render_s": 2.0,
+                "provider_calls_s": 3.0, "claim_compose_record_s": 4.0, "peak_rss_mb": 200.0}
+    scaled = [{"workers": k, "customers": 20_000, "wall_s": 40.0 / k, "customers_per_s": 500.0 * k,
+               "sent_at_fakes": 9_000, "max_per_address": 1, "history_customers_reached": 0,
+               "caps_hold": True}
+              for k in (1, 2)]
+    return {"started": "2026-01-01 00:00", "ended": "2026-01-01 00:20", "load": [1.0, 2.0], "latency_ms": 5.0,
+            "provider_concurrency": 8, "campaign": [campaign], "outage": [], "memory": [], "scaleout": scaled,
+            "baseline_b": {"n": 5_000, "wall_s": 40.0, "ms_per_message": 8.0},
+            "baseline_a": {"n": 1_000, "wall_s": 20.0, "ms_per_message": 20.0},
+            "machine": {"cpu": "cpu", "cores": 2, "memory_mb": 1024, "os": "linux", "python": "3.11",
+                        "prefect": "3", "sqlite": "3", "postgresql": "16", "sendgrid": "6", "twilio": "9"}}
+
+
+def test_the_report_compares_with_both_baselines_and_keeps_the_notes(tmp_path):
+    from bench.run import NOTES_MARKER, add_ratios, write_report
+
+    results = _results()
+    add_ratios(results)
+    run = results["campaign"][0]
+    assert run["ms_per_customer"] == 2.0
+    assert run["bare_loop_s"] == 80.0 and run["vs_bare_loop"] == 0.25  # 8 ms x 10,000 messages
+    assert run["bare_loop_extrapolated"] is True  # measured on 5,000, scaled to 10,000
+    assert run["obvious_flow_cost_ratio"] == 10.0
+    assert [r["speedup"] for r in results["scaleout"]] == [1.0, 2.0]
+
+    (tmp_path / "RESULTS.md").write_text(f"old tables\n{NOTES_MARKER}\nhand-written notes\n")
+    text = write_report(results, tmp_path, "python -m bench.run").read_text()
+    assert "old tables" not in text and text.endswith(f"{NOTES_MARKER}\nhand-written notes\n")
+    assert "| sqlite | 10,000 | 20.0 | 500 | 2.00 | 9,700 (9,700) |" in text
+    assert "| 1,000 | 20.0 | 20.00 | 2.00 | 10.0 |" in text  # baseline A: 10x our cost per message
+    assert "| 2 | 20,000 | 20.0 | 1,000 | 2.00 | 9,000 | 1 | 0 | yes |" in text
