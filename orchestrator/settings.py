@@ -18,7 +18,10 @@ def project_file(name: str) -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORCH_", env_file=".env", extra="ignore")
+    # An empty variable (`ORCH_SENDGRID_API_KEY=` as in .env.example) means "use the default".
+    model_config = SettingsConfigDict(
+        env_prefix="ORCH_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
     database_url: str = "sqlite:///orchestrator.db"
     public_base_url: str = "http://127.0.0.1:8000"
