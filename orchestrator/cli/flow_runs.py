@@ -102,7 +102,8 @@ def print_flow_summary(result: dict[str, Any], title: str) -> None:
     channels: dict[str, dict[str, int]] = ledger.get("channels", {})
     if channels:
         used = [s for s in STATUS_COLUMNS if any(s in counts for counts in channels.values())]
-        table = Table(title="Messages per channel (the ledger)", title_justify="left")
+        console.print("[bold]Messages per channel[/] (the ledger, this run and earlier ones)")
+        table = Table()
         table.add_column("channel")
         for status in used:
             table.add_column(status, justify="right")
@@ -111,7 +112,8 @@ def print_flow_summary(result: dict[str, Any], title: str) -> None:
         console.print(table)
     reasons: dict[str, dict[str, int]] = ledger.get("reasons", {})
     if reasons:
-        table = Table(title="Not sent (yet), and why", title_justify="left")
+        console.print("[bold]Not sent (yet), and why[/]")
+        table = Table()
         table.add_column("status")
         table.add_column("messages", justify="right")
         table.add_column("why", overflow="fold")
