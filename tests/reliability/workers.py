@@ -61,6 +61,8 @@ def provider_env(url: str, sendgrid: Any, twilio: Any, **extra: str) -> dict[str
 
 
 def _adopt(env: dict[str, str]) -> None:
+    for stale in [key for key in os.environ if key.startswith("ORCH_") and key not in env]:
+        del os.environ[stale]  # left from the test that happened to start the forkserver
     os.environ.update(env)
     get_settings.cache_clear()
 
