@@ -45,7 +45,7 @@ from orchestrator.consent import (
 )
 from orchestrator.db import get_engine, is_sqlite, session_scope
 from orchestrator.links import unsubscribe_url
-from orchestrator.models import Customer, Message, MessageStatus, utcnow
+from orchestrator.models import Customer, Message, MessageStatus, address_for, utcnow
 from orchestrator.outcomes import (
     DispatchReport,
     Failure,
@@ -66,19 +66,6 @@ TERMINAL = (MessageStatus.failed, MessageStatus.suppressed, MessageStatus.reconc
 
 ProgressCallback = Callable[[DispatchReport], None]
 FailureHook = Callable[[list[Failure]], None]
-
-
-def address_for(channel: str, customer: Customer) -> str | None:
-    """Where a channel reaches the customer, read at send time (it may have changed since the decision).
-
-    Channels added by plug-in adapters read ``attributes["<channel>_address"]``.
-    """
-    known = {"email": customer.email, "sms": customer.phone, "social": customer.x_user_id,
-             "phone": customer.phone}
-    if channel in known:
-        return known[channel] or None
-    value = (customer.attributes or {}).get(f"{channel}_address")
-    return str(value) if value else None
 
 
 def dispatch_due(

@@ -46,6 +46,7 @@ from orchestrator.models import (
     Message,
     MessageStatus,
     Suppression,
+    address_for,
     utcnow,
 )
 from orchestrator.phone_tasks import TaskRequest, open_tasks
@@ -608,13 +609,7 @@ def texts_stopped(session: Session, customer: Customer) -> bool:
 
 def reachable_channels(customer: Customer) -> list[str]:
     """The channels we hold an address for, in display order."""
-    present = {
-        Channel.email.value: customer.email,
-        Channel.sms.value: customer.phone,
-        Channel.social.value: customer.x_user_id,
-        Channel.phone.value: customer.phone,
-    }
-    return [ch for ch in CHANNEL_LABELS if present[ch]]
+    return [ch for ch in CHANNEL_LABELS if address_for(ch, customer)]
 
 
 def current_choices(session: Session, customer: Customer) -> PreferenceChoices:

@@ -26,6 +26,18 @@ class Channel(StrEnum):
     phone = "phone"
 
 
+# Where each built-in channel reaches a customer: the Customer column holding the address.
+ADDRESS_COLUMN = {"email": "email", "sms": "phone", "phone": "phone", "social": "x_user_id"}
+
+
+def address_for(channel: str, customer: Customer) -> str | None:
+    """The customer's address on ``channel``. Channels added by plug-in adapters read
+    ``attributes["<channel>_address"]``."""
+    column = ADDRESS_COLUMN.get(channel)
+    value = getattr(customer, column) if column else (customer.attributes or {}).get(f"{channel}_address")
+    return str(value) if value else None
+
+
 class MessageStatus(StrEnum):
     planned = "planned"  # reserved, to be sent as soon as dispatch runs
     deferred = "deferred"  # reserved for a later send_at (quiet hours, cap slot, local time)

@@ -19,6 +19,7 @@ from sqlmodel import Session
 from orchestrator.consent import current_consent
 from orchestrator.db import get_engine, is_sqlite
 from orchestrator.models import (
+    ADDRESS_COLUMN,
     CAP_HOLDING_STATUSES,
     ContactPreference,
     Customer,
@@ -109,7 +110,8 @@ def load_facts(
     c = _customer.c
     query = select(c.id, c.email, c.phone, c.x_user_id, c.timezone, c.tier).where(_member(session, c.id, ids))
     for cid, email, phone, x_user_id, tz, tier in conn.execute(query).all():
-        addresses = {"email": email, "sms": phone, "phone": phone, "social": x_user_id}
+        columns = {"email": email, "phone": phone, "x_user_id": x_user_id}
+        addresses = {channel: columns[column] for channel, column in ADDRESS_COLUMN.items()}
         facts[cid] = CustomerFacts(id=cid, tier=tier, zone=zone_for(tz), addresses=addresses)
         for channel, address in addresses.items():
             if address:
