@@ -37,6 +37,7 @@ def make_plots(results: dict[str, Any], out: Path) -> list[Path]:
                        label="one Prefect task per message")
         ax.set(xscale="log", xlabel="customers (N)", ylabel="customers per second",
                title=f"Campaign throughput ({results['latency_ms']:g} ms fake provider latency)")
+        ax.set_ylim(bottom=0)
         ax.legend()
         made.append(out / "throughput_vs_n.png")
         _save(fig, made[-1])

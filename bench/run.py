@@ -316,16 +316,19 @@ def write_report(results: dict[str, Any], out: Path, command: str) -> Path:
               f"{results['provider_concurrency']} per channel",
               f"- **command**: `{command}`", ""]
     lines += ["## 1. Campaign end to end (plus baseline B, the bare SDK loop, for the same N)", "",
-              "Stage seconds are summed over the threads doing the work (they overlap), so they show "
-              "where effort goes. `vs bare loop` = campaign time / bare SDK loop time for the same N "
+              "CPU s: user + system time of the measured process (steadier than wall time on a shared "
+              "machine). Stage seconds are summed over the threads doing the work (they overlap), so they "
+              "show where effort goes. `vs bare loop` = campaign time / bare SDK loop time for the same N "
               "(target <= 1.0).", "",
-              "| backend | N | wall s | customers/s | ms/customer | sent (fakes) | plan+reserve s | render s "
-              "| provider calls s | claim+compose+record s | peak RSS MB | bare loop s | vs bare loop |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| backend | N | wall s | CPU s | customers/s | ms/customer | sent (fakes) | plan+reserve s "
+              "| render s | provider calls s | claim+compose+record s | peak RSS MB | bare loop s "
+              "| vs bare loop |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["campaign"]:
         extrapolated = " (extrapolated)" if r.get("bare_loop_extrapolated") else ""
         lines.append(
-            f"| {r['backend']} | {r['n']:,} | {_f(r['wall_s'])} | {_f(r['customers_per_s'], 0)} | "
+            f"| {r['backend']} | {r['n']:,} | {_f(r['wall_s'])} | {_f(r.get('cpu_s'))} | "
+            f"{_f(r['customers_per_s'], 0)} | "
             f"{_f(r['ms_per_customer'], 2)} | {r['dispatched'].get('sent', 0):,} ({r['sent_at_fakes']:,}) | "
             f"{_f(r['plan_reserve_s'])} | {_f(r['render_s'])} | {_f(r['provider_calls_s'])} | "
             f"{_f(r['claim_compose_record_s'])} | {_f(r['peak_rss_mb'], 0)} | "

@@ -62,7 +62,8 @@ def test_the_fakes_in_their_own_process_count_what_each_address_got():
 def _results() -> dict:
     campaign = {"backend": "sqlite", "n": 10_000, "wall_s": 20.0, "customers_per_s": 500.0,
                 "dispatched": {"sent": 9_700}, "sent_at_fakes": 9_700, "plan_reserve_s": 1.0, "render_s": 2.0,
-                "provider_calls_s": 3.0, "claim_compose_record_s": 4.0, "peak_rss_mb": 200.0}
+                "provider_calls_s": 3.0, "claim_compose_record_s": 4.0, "peak_rss_mb": 200.0,
+                "cpu_s": 15.0}
     scaled = [{"workers": k, "customers": 20_000, "wall_s": 40.0 / k, "customers_per_s": 500.0 * k,
                "sent_at_fakes": 9_000, "max_per_address": 1, "history_customers_reached": 0,
                "caps_hold": True}
@@ -90,6 +91,6 @@ def test_the_report_compares_with_both_baselines_and_keeps_the_notes(tmp_path):
     (tmp_path / "RESULTS.md").write_text(f"old tables\n{NOTES_MARKER}\nhand-written notes\n")
     text = write_report(results, tmp_path, "python -m bench.run").read_text()
     assert "old tables" not in text and text.endswith(f"{NOTES_MARKER}\nhand-written notes\n")
-    assert "| sqlite | 10,000 | 20.0 | 500 | 2.00 | 9,700 (9,700) |" in text
+    assert "| sqlite | 10,000 | 20.0 | 15.0 | 500 | 2.00 | 9,700 (9,700) |" in text
     assert "| 1,000 | 20.0 | 20.00 | 2.00 | 10.0 |" in text  # baseline A: 10x our cost per message
     assert "| 2 | 20,000 | 20.0 | 1,000 | 2.00 | 9,000 | 1 | 0 | yes |" in text
