@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
 from orchestrator.db import get_engine, upgrade
 from orchestrator.settings import get_settings
 from tests.support import postgres
 
-pytest_plugins = ["tests.support.fakes.fixtures", "tests.support.prefect_harness"]  # fakes; prefect_harness
+pytest_plugins = ["tests.support.fakes.fixtures", "tests.support.prefect_harness"]
+
+# CI replays the same generated examples every run (a failure there is reproducible, never luck)
+# and does not fail a property because a loaded machine made data generation slow.
+settings.register_profile("ci", derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def _activate(monkeypatch: pytest.MonkeyPatch, url: str) -> None:

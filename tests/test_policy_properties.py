@@ -153,7 +153,8 @@ def test_local_send_times_land_on_the_local_clock_when_it_exists(f, now, send_ti
     assert (local.hour, local.minute) == (hours, minutes) or skipped
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(customer_facts(), clocks, steps)
 def test_the_ledger_written_by_reserve_keeps_the_same_promises(sqlite_url, f, start, plan):
     """The same properties, read back from the ledger after reservations at advancing clocks."""
