@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
                                "latency_ms": args.latency_ms, "provider_concurrency": args.concurrency,
                                "machine": machine(), "campaign": [], "outage": [], "memory": [],
                                "scaleout": []}
-    command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         with FakesProcess(latency=args.latency_ms / 1000) as fakes, prefect_server(tmp / "prefect") as api:
