@@ -78,8 +78,11 @@ def audience_size(segment: str, extra: dict[str, Any] | None = None) -> int:
 
 
 def id_range(ids: list[int]) -> str:
-    """``"101-200"``: the chunk's first and last customer id, for task run names."""
-    return f"{ids[0]}-{ids[-1]}" if ids else "empty"
+    """``"101-to-200"``: the chunk's first and last customer id, for task run names.
+
+    The word keeps a range of long ids (``9001-to-10000``) from looking like a phone number
+    to the log masking."""
+    return f"{ids[0]}-to-{ids[-1]}" if ids else "empty"
 
 
 # --- tasks -----------------------------------------------------------------------------------

@@ -65,8 +65,8 @@ def test_an_update_reaches_the_affected_customers_once_with_one_post_and_calls_f
     run_id = state.state_details.flow_run_id
     assert flow_run(run_id).name == "outage-inc-42-investigating"
     names = {t.name for t in task_runs(run_id)}
-    assert {"post-inc-42-investigating", f"reserve-{ada}-{vip}", f"dispatch-{ada}-{vip}",
-            f"reserve-{sms}-{sms}", f"dispatch-{sms}-{sms}"} <= names  # each chunk dispatched on its own
+    assert {"post-inc-42-investigating", f"reserve-{ada}-to-{vip}", f"dispatch-{ada}-to-{vip}",
+            f"reserve-{sms}-to-{sms}", f"dispatch-{sms}-to-{sms}"} <= names  # each chunk dispatched alone
     table = json.loads(artifacts(run_id)["outage-inc-42-investigating-outcomes"].data)
     assert {"channel": "phone", "status": "sent", "reason": "-", "messages": 1} in table
 
