@@ -19,8 +19,9 @@ from typing import ClassVar
 import yaml
 from sqlalchemy import insert, select
 
+from bench.databases import backends, database, postgres_available, print_report
 from channels.base import Limits, OutboundMessage, ResultStatus, SendResult
-from orchestrator.db import get_engine, upgrade
+from orchestrator.db import get_engine
 from orchestrator.dispatch import dispatch_due
 from orchestrator.models import Customer, Message, utcnow
 from orchestrator.settings import REPO_ROOT
@@ -90,31 +91,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     args = parser.parse_args()
-    for backend in ["sqlite", "postgres"] if args.backend == "both" else [args.backend]:
-        with tempfile.TemporaryDirectory() as tmp:
-            cleanup = None
-            if backend == "sqlite":
-                url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-            else:
-                from tests.support import postgres
-
-                server, reason = postgres.ensure_server()
-                if server is None:
-                    print(f"postgres: skipped ({reason})")
-                    continue
-                url = postgres.create_database(server)
-                cleanup = (server, url)
-            try:
-                upgrade(url)
-                seed(url, args.messages + max(100, min(2000, args.messages // 10)))
-                report = run(url, args.messages)
-            finally:
-                get_engine(url).dispose()
-                if cleanup:
-                    postgres.drop_database(*cleanup)
-        print(f"{backend}: " + ", ".join(
-            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in report.items()))
-
+    for backend in backends(args.backend):
+        if backend == "postgres" and not postgres_available():
+            print("postgres: skipped (not reachable)")
+            continue
+        with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
+            seed(url, args.messages + max(100, min(2000, args.messages // 10)))
+            report = run(url, args.messages)
+        print_report(backend, report)
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from orchestrator.db import get_engine, upgrade
+from bench.databases import backends, database, postgres_available, print_report
+from orchestrator.db import get_engine
 from orchestrator.models import ConsentEvent, ContactPreference, Customer, Message, Suppression
 from orchestrator.policy import CustomerFacts, Intent, decide_for_customer, load_policy, reserve_chunk
 from orchestrator.policy.timing import zone_for
@@ -157,33 +158,16 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--workers", type=int, default=0, help="chunks in flight (default: 1 SQLite, 2 PG)")
     args = parser.parse_args()
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     print(f"decide only (no database): customers_per_second={decide_only(min(args.customers, 50_000)):.0f}")
-    for backend in backends:
-        with tempfile.TemporaryDirectory() as tmp:
-            if backend == "sqlite":
-                url, cleanup = f"sqlite:///{Path(tmp) / 'bench.db'}", None
-            else:
-                from tests.support import postgres
-
-                server, reason = postgres.ensure_server()
-                if server is None:
-                    print(f"postgres: skipped ({reason})")
-                    continue
-                url = postgres.create_database(server)
-                cleanup = (server, url)
-            try:
-                upgrade(url)
-                seed(url, args.customers)
-                workers = args.workers or (1 if backend == "sqlite" else 2)
-                report = run(url, args.customers, args.chunk, workers)
-            finally:
-                get_engine(url).dispose()
-                if cleanup:
-                    postgres.drop_database(*cleanup)
-        print(f"{backend}: " + ", ".join(
-            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in report.items()))
-
+    for backend in backends(args.backend):
+        if backend == "postgres" and not postgres_available():
+            print("postgres: skipped (not reachable)")
+            continue
+        with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
+            seed(url, args.customers)
+            workers = args.workers or (1 if backend == "sqlite" else 2)
+            report = run(url, args.customers, args.chunk, workers)
+        print_report(backend, report)
 
 if __name__ == "__main__":
     main()

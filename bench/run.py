@@ -38,10 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.databases import database, postgres_available
 from bench.fakes_process import FakesProcess
 from bench.measure import RESULT_PREFIX
 from bench.synth import seed_customers, seed_marketing_history
-from orchestrator.db import get_engine, upgrade
 
 BENCH_DIR = Path(__file__).resolve().parent
 NOTES_MARKER = "<!-- notes -->"
@@ -84,40 +84,6 @@ def prefect_server(home: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-@contextlib.contextmanager
-def database(backend: str, tmp: Path) -> Iterator[str]:
-    """A fresh, migrated database; dropped (PostgreSQL) or deleted (SQLite) afterwards."""
-    if backend == "sqlite":
-        path = tmp / f"bench-{time.monotonic_ns()}.db"
-        url = f"sqlite:///{path}"
-        upgrade(url)
-        try:
-            yield url
-        finally:
-            get_engine(url).dispose()
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    from tests.support import postgres
-
-    server, reason = postgres.ensure_server()
-    if server is None:
-        raise RuntimeError(f"PostgreSQL is not reachable: {reason}")
-    url = postgres.create_database(server)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        get_engine(url).dispose()
-        postgres.drop_database(server, url)
-
-
-def postgres_available() -> bool:
-    from tests.support import postgres
-
-    return postgres.ensure_server()[0] is not None
 
 
 class Children:

@@ -9,7 +9,7 @@ import pytest
 
 from channels.base import ConfigurationError, OutboundMessage, PermanentReason, ResultStatus, Transient
 from channels.sendgrid_email import SendGridEmailAdapter
-from tests.support.fakes import FakeSendGrid, Fault
+from tests.support.fakes import TRANSIENT_FAULTS, FakeSendGrid, Fault
 
 
 def email(message_id: int, to: str = "", **kwargs) -> OutboundMessage:
@@ -110,15 +110,7 @@ def test_rate_limit_becomes_transient_with_retry_after_from_the_reset_header(ada
     assert result.raw["status_code"] == 429
 
 
-@pytest.mark.parametrize(
-    ("fault", "reason"),
-    [
-        (Fault.server_error, "server_error:500"),
-        (Fault.unavailable, "server_error:503"),
-        (Fault.timeout, "timeout"),
-        (Fault.reset, "connection_error"),
-    ],
-)
+@pytest.mark.parametrize(("fault", "reason"), TRANSIENT_FAULTS)
 def test_provider_trouble_is_transient(adapter, fake_sendgrid, fault, reason):
     fake_sendgrid.hang_seconds = 1.0
     fake_sendgrid.fail_next(1, fault)

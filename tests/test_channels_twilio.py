@@ -8,7 +8,7 @@ import pytest
 
 from channels.base import ConfigurationError, OutboundMessage, PermanentReason, ResultStatus
 from channels.twilio_sms import TwilioSmsAdapter
-from tests.support.fakes import FakeTwilio, Fault
+from tests.support.fakes import TRANSIENT_FAULTS, FakeTwilio, Fault
 from tests.support.fakes.twilio import INVALID_NUMBER, NOT_MOBILE
 
 
@@ -99,15 +99,7 @@ def test_rate_limit_is_transient_with_retry_after(adapter, fake_twilio):
     assert result.raw["code"] == 20429
 
 
-@pytest.mark.parametrize(
-    ("fault", "reason"),
-    [
-        (Fault.server_error, "server_error:500"),
-        (Fault.unavailable, "server_error:503"),
-        (Fault.timeout, "timeout"),
-        (Fault.reset, "connection_error"),
-    ],
-)
+@pytest.mark.parametrize(("fault", "reason"), TRANSIENT_FAULTS)
 def test_provider_trouble_is_transient(adapter, fake_twilio, fault, reason):
     fake_twilio.hang_seconds = 1.0
     fake_twilio.fail_next(1, fault)

@@ -9,7 +9,7 @@ import pytest
 
 from channels.base import ConfigurationError, OutboundMessage, PermanentReason, ResultStatus
 from channels.x_social import XSocialAdapter
-from tests.support.fakes import FakeX, Fault
+from tests.support.fakes import TRANSIENT_FAULTS, FakeX, Fault
 
 CREDENTIALS = dict(consumer_key="ck", consumer_secret="cs", access_token="at", access_token_secret="ats")
 
@@ -77,15 +77,7 @@ def test_recipients_we_cannot_message_are_permanent(adapter, fake_x):
     assert fake_x.requests_to("@handle") == []
 
 
-@pytest.mark.parametrize(
-    ("fault", "reason"),
-    [
-        (Fault.server_error, "server_error:500"),
-        (Fault.unavailable, "server_error:503"),
-        (Fault.timeout, "timeout"),
-        (Fault.reset, "connection_error"),
-    ],
-)
+@pytest.mark.parametrize(("fault", "reason"), TRANSIENT_FAULTS)
 def test_provider_trouble_is_transient(adapter, fake_x, fault, reason):
     fake_x.hang_seconds = 1.0
     fake_x.fail_next(1, fault)

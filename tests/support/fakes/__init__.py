@@ -4,9 +4,11 @@ Used by the adapter tests, the flow tests and the benchmarks: each fake speaks i
 provider's HTTP API, records every request and injects faults on demand.
 """
 
-from tests.support.fakes.base import FakeProvider, Fault, RecordedRequest
+from tests.support.fakes.base import TRANSIENT_FAULTS, FakeProvider, Fault, RecordedRequest
 from tests.support.fakes.sendgrid import FakeSendGrid
 from tests.support.fakes.twilio import FakeTwilio
 from tests.support.fakes.x import FakeX
 
-__all__ = ["Fault", "FakeProvider", "FakeSendGrid", "FakeTwilio", "FakeX", "RecordedRequest"]
+__all__ = [
+    "TRANSIENT_FAULTS", "Fault", "FakeProvider", "FakeSendGrid", "FakeTwilio", "FakeX", "RecordedRequest",
+]

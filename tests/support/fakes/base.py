@@ -33,6 +33,15 @@ class Fault(StrEnum):
     unauthorized = "unauthorized"  # 401 with the provider's error body
 
 
+# Provider trouble every adapter must report as transient, with the reason it should give.
+TRANSIENT_FAULTS = [
+    (Fault.server_error, "server_error:500"),
+    (Fault.unavailable, "server_error:503"),
+    (Fault.timeout, "timeout"),
+    (Fault.reset, "connection_error"),
+]
+
+
 @dataclass
 class RecordedRequest:
     method: str
