@@ -283,6 +283,32 @@ def resolve_reconcile(lookups: Mapping[str, SentLookup], *, now: datetime | None
     return counts
 
 
+class OperatorVerdict:
+    """An operator's answer after checking the provider's console: a ``SentLookup`` for chosen ids."""
+
+    def __init__(self, message_ids: list[int], *, sent: bool, provider_message_id: str | None = None):
+        self._answer = {mid: (provider_message_id or "confirmed-by-operator") if sent else None
+                        for mid in message_ids}
+
+    def find_sent(self, message_ids: list[int]) -> dict[int, str | None]:
+        return {mid: self._answer[mid] for mid in message_ids if mid in self._answer}
+
+
+def settle_reconcile(message_ids: list[int], *, sent: bool, provider_message_id: str | None = None,
+                     now: datetime | None = None, url: str | None = None) -> dict[str, int]:
+    """An operator settles flagged messages: ``sent`` marks them sent, otherwise they are queued
+    to go out again (the operator checked that the provider never received them)."""
+    with session_scope(url) as session:
+        channels = session.scalars(
+            select(MESSAGE.c.channel).where(MESSAGE.c.id.in_(message_ids),
+                                            MESSAGE.c.status == MessageStatus.reconcile).distinct()
+        ).all()
+    verdict = OperatorVerdict(message_ids, sent=sent, provider_message_id=provider_message_id)
+    counts = resolve_reconcile(dict.fromkeys(channels, verdict), now=now, url=url)
+    return {"sent": counts["sent"], "requeued": counts["requeued"],
+            "not_flagged": len(set(message_ids)) - counts["sent"] - counts["requeued"]}
+
+
 # --- internals -------------------------------------------------------------------------------
 
 
