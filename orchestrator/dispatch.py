@@ -45,7 +45,7 @@ from orchestrator.consent import (
 )
 from orchestrator.db import get_engine, is_sqlite, session_scope
 from orchestrator.links import unsubscribe_url
-from orchestrator.models import Customer, Message, MessageStatus, address_for, utcnow
+from orchestrator.models import ContactPreference, Customer, Message, MessageStatus, address_for, utcnow
 from orchestrator.outcomes import (
     DispatchReport,
     Failure,
@@ -54,6 +54,7 @@ from orchestrator.outcomes import (
     change_for_result,
     retry_later,
 )
+from orchestrator.policy.config import load_policy
 from orchestrator.privacy import redact_text
 
 log = logging.getLogger(__name__)
@@ -361,6 +362,8 @@ class _Run:
         self.on_progress, self.url = on_progress, url
         self.handed: set[int] = set()  # given to an adapter: only a provider answer may settle them
         self.recorded: set[int] = set()
+        # A customer who asked for no contact after the decision still gets the required topics.
+        self.required_topics = {name for name, topic in load_policy().topics.items() if topic.required}
 
     def release_unsent(self) -> None:
         """After an error: messages that never reached an adapter go back to the queue at once
@@ -391,6 +394,8 @@ class _Run:
             found = session.scalars(select(Customer).where(Customer.id.in_(customer_ids)))
             customers = {c.id: c for c in found}
             consent = current_consent(session, customer_ids)
+            do_not_contact = set(session.scalars(select(ContactPreference.customer_id).where(
+                ContactPreference.customer_id.in_(customer_ids), ContactPreference.do_not_contact.is_(True))))
             address_of: dict[int, str | None] = {}
             by_channel: dict[str, set[str]] = {}
             for mid, m in self.messages.items():
@@ -414,6 +419,9 @@ class _Run:
             elif not consent_allows(consent, customer.id, m.channel, m.topic):  # type: ignore[arg-type]
                 outcome = _settle(m, MessageStatus.suppressed, "consent:opted_out",
                                   f"opted out of {m.topic} on {m.channel} since the decision")
+            elif customer.id in do_not_contact and m.topic not in self.required_topics:
+                outcome = _settle(m, MessageStatus.suppressed, "do_not_contact",
+                                  "asked not to be contacted since the decision")
             elif address in blocked.get(m.channel, set()):
                 outcome = _settle(m, MessageStatus.suppressed, f"suppressed:{m.channel}",
                                   "address is on the suppression list")

@@ -307,3 +307,22 @@ def test_an_error_mid_run_puts_what_never_reached_the_provider_back_in_the_queue
     assert {rows[i].attempts for i in ids if rows[i].status == "deferred"} == {0}
     dispatch_due(now=utcnow() + timedelta(hours=1), adapters={"email": adapter})
     assert adapter.calls_per_message() == {i: 1 for i in ids}
+
+
+def test_do_not_contact_set_after_the_decision_stops_all_but_required_notices(db_url):
+    from orchestrator.consent import update_preferences
+
+    (customer,) = add_customers(1)
+    waiting_offer = add_messages([customer], template="promo", status=MessageStatus.deferred,
+                                 send_at=utcnow() - timedelta(minutes=1))[0]
+    security = add_messages([customer], topic="security", dedupe="sec")[0]
+    with session_scope() as s:
+        update_preferences(s, customer, "preference_centre", do_not_contact=True)
+    email = RecordingAdapter("email")
+
+    dispatch_due(adapters={"email": email})
+
+    rows = messages()
+    offer = rows[waiting_offer]
+    assert (offer.status, offer.reason_codes[-1]) == ("suppressed", "do_not_contact")
+    assert list(email.calls_per_message()) == [security]
