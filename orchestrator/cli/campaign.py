@@ -63,10 +63,7 @@ def run(
         fail(str(exc), 2)
     result = run_flow(campaign, name=name, segment=segment, template=template, topic=topic, tone=tone,
                       send_time=send_time, data=facts, dry_run=dry_run, chunk_size=chunk_size)
-    if as_json:
-        print_json(result)
-    else:
-        print_flow_summary(result, f"Campaign {name}")
+    print_json(result) if as_json else print_flow_summary(result, f"Campaign {name}")
 
 
 def register(app: typer.Typer) -> None:

@@ -50,10 +50,7 @@ def notify(
         title=title, segment=segment, affected=parse_pairs(affected, "--affected") or None,
         status_page_url=status_page_url, social_post=not no_post,
     )
-    if as_json:
-        print_json(result)
-    else:
-        print_flow_summary(result, f"Incident {incident_id}: {status.value}")
+    print_json(result) if as_json else print_flow_summary(result, f"Incident {incident_id}: {status.value}")
 
 
 def register(app: typer.Typer) -> None:
