@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from orchestrator.templating.merge import Merge
 
 
 class ConfigurationError(RuntimeError):
@@ -62,6 +65,9 @@ class OutboundMessage:
     due_in_seconds: int | None = None  # phone tasks: SLA
     categories: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Set when the body came from a mail merge: the shared skeleton and this recipient's values.
+    # Providers that merge on their side send the skeleton once for many recipients.
+    merge: Merge | None = None
 
 
 @dataclass

@@ -406,11 +406,12 @@ class _Run:
             blocked = {ch: suppressed_addresses(session, ch, addrs) for ch, addrs in by_channel.items()}
         ready: list[_Ready] = []
         settled: list[LedgerChange] = []
+        renderable: list[tuple[Message, Customer, str]] = []
         now = self.clock()
         for mid, m in self.messages.items():
             customer = customers.get(m.customer_id)
             address = address_of[mid]
-            outcome: LedgerChange | _Ready
+            outcome: LedgerChange
             if m.deadline is not None and m.deadline < now:
                 outcome = _settle(m, MessageStatus.failed, "expired:deadline",
                                   f"deadline {m.deadline:%Y-%m-%d %H:%M} UTC passed")
@@ -426,8 +427,11 @@ class _Run:
                 outcome = _settle(m, MessageStatus.suppressed, f"suppressed:{m.channel}",
                                   "address is on the suppression list")
             else:
-                outcome = _render(m, customer, address, now)
-            (ready if isinstance(outcome, _Ready) else settled).append(outcome)  # type: ignore[arg-type]
+                renderable.append((m, customer, address))  # type: ignore[arg-type]
+                continue
+            settled.append(outcome)
+        for result in _render_all(renderable, now):
+            (ready if isinstance(result, _Ready) else settled).append(result)
         return ready, settled
 
     # send -----------------------------------------------------------------------------------
@@ -564,37 +568,50 @@ def _settle(m: Message, status: MessageStatus, reason: str, detail: str, *, atte
                         attempts_delta=0 if attempted else -1)
 
 
-def _render(m: Message, customer: Customer, address: str, now: datetime) -> _Ready | LedgerChange:
-    """The message as the customer will see it; a template problem fails it (never a hole sent)."""
-    from orchestrator.templating import TemplateProblem, build_context, message_info, render
+def _render_all(pending: list[tuple[Message, Customer, str]], now: datetime) -> list[_Ready | LedgerChange]:
+    """The messages as their customers will see them, merged where the templates allow (see
+    ``templating.merge``); a template problem fails the message (never a hole sent)."""
+    from orchestrator.templating import build_context, message_info
+    from orchestrator.templating.merge import Item, render_many
 
-    try:
+    items = []
+    for m, customer, _ in pending:
         context = build_context(customer, dict(m.data or {}), topic=m.topic, message_id=m.id)
-        rendered = render(
-            m.template, tone=m.tone, channel=m.channel, context=context,
-            locale=m.locale or customer.locale or "en", kind="dm" if m.channel == "social" else None,
-        )
+        items.append(Item(m.template, m.tone, m.channel, m.locale or customer.locale or "en",
+                          "dm" if m.channel == "social" else None, context))
+    outcomes = render_many(items)
+    results: list[_Ready | LedgerChange] = []
+    for (m, customer, address), item, outcome in zip(pending, items, outcomes, strict=True):
+        if outcome.rendered is None:
+            results.append(_settle(m, MessageStatus.failed, "render_error", str(outcome.problem)))
+            continue
+        rendered = outcome.rendered
         marketing = bool(message_info(m.template).marketing)
-    except TemplateProblem as exc:
-        return _settle(m, MessageStatus.failed, "render_error", str(exc))
-    due_in = int((m.deadline - now).total_seconds()) if m.deadline is not None else None
-    outbound = OutboundMessage(
-        message_id=m.id,  # type: ignore[arg-type]
-        channel=m.channel,
-        to=str(customer.id) if m.channel == "phone" else address,
-        body=rendered.text,
-        subject=rendered.subject,
-        html=rendered.html,
-        topic=m.topic,
-        marketing=marketing,
-        unsubscribe_url=unsubscribe_url(customer.id, m.topic, m.channel) if marketing else None,  # type: ignore[arg-type]
-        customer_id=customer.id,
-        priority=m.priority,
-        due_in_seconds=due_in,
-        categories=[m.topic, m.template],
-        meta={"campaign_id": m.campaign_id, "incident_id": m.incident_id},
-    )
-    return _Ready(m, outbound, address)
+        due_in = int((m.deadline - now).total_seconds()) if m.deadline is not None else None
+        unsubscribe = None
+        if marketing:  # an email's context has already signed this link
+            links = item.context.get("links") or {}
+            unsubscribe = links.get("unsubscribe_url") if m.channel == "email" else None
+            unsubscribe = unsubscribe or unsubscribe_url(customer.id, m.topic, m.channel)  # type: ignore[arg-type]
+        outbound = OutboundMessage(
+            message_id=m.id,  # type: ignore[arg-type]
+            channel=m.channel,
+            to=str(customer.id) if m.channel == "phone" else address,
+            body=rendered.text,
+            subject=rendered.subject,
+            html=rendered.html,
+            topic=m.topic,
+            marketing=marketing,
+            unsubscribe_url=unsubscribe,
+            customer_id=customer.id,
+            priority=m.priority,
+            due_in_seconds=due_in,
+            categories=[m.topic, m.template],
+            meta={"campaign_id": m.campaign_id, "incident_id": m.incident_id},
+            merge=outcome.merge,
+        )
+        results.append(_Ready(m, outbound, address))
+    return results
 
 
 def _update_ledger(session: Session, rows: list[dict[str, Any]]) -> None:

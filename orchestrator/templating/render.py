@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.templating.catalog import CHANNELS, SOCIAL_KINDS, variant_key
-from orchestrator.templating.environment import TemplateSet, get_template_set
+from orchestrator.templating.environment import TemplateSet, Variant, get_template_set
 from orchestrator.templating.errors import LengthError, RenderError
 from orchestrator.templating.lengths import Metrics, chars_metrics, sms_metrics, x_post_metrics
 from orchestrator.templating.rules import ChannelLimits
@@ -46,8 +47,21 @@ def measure(vkey: str, subject: str | None, text: str, limits: ChannelLimits, ma
     return metrics
 
 
-def render_with(templates: TemplateSet, message: str, *, tone: str | None, channel: str,
-                context: dict[str, Any], locale: str | None = None, kind: str | None = None) -> Rendered:
+@dataclass(frozen=True)
+class Target:
+    """What one (message, tone, channel, locale) resolves to, after tone and locale fallback."""
+
+    message: str
+    channel: str
+    kind: str | None
+    vkey: str
+    marketing: bool
+    topic: str
+    variant: Variant
+
+
+def resolve(templates: TemplateSet, message: str, *, tone: str | None, channel: str,
+            locale: str | None = None, kind: str | None = None) -> Target:
     catalog = templates.catalog
     info = catalog.info(message)
     if channel not in CHANNELS:
@@ -63,22 +77,46 @@ def render_with(templates: TemplateSet, message: str, *, tone: str | None, chann
     if resolved is None:
         names = [*catalog.rules.tones, *catalog.rules.aliases]
         raise RenderError(f"unknown tone {tone!r} (use {', '.join(names)})")
-    tone = resolved
-    variant = templates.variant(message, tone, vkey, locale or catalog.default_locale)
-    variables = {**context, "message": {"name": message, "topic": info.topic, "marketing": info.marketing,
-                                        "tone": variant.tone, "locale": variant.locale, "channel": vkey}}
-    text = templates.render_part(variant, "text", variables).strip()
+    variant = templates.variant(message, resolved, vkey, locale or catalog.default_locale)
+    return Target(message, channel, kind if channel == "social" else None, vkey, info.marketing, info.topic,
+                  variant)
+
+
+def variables_for(target: Target, context: Mapping[str, Any]) -> dict[str, Any]:
+    return {**context, "message": {"name": target.message, "topic": target.topic,
+                                   "marketing": target.marketing, "tone": target.variant.tone,
+                                   "locale": target.variant.locale, "channel": target.vkey}}
+
+
+def render_parts(templates: TemplateSet, target: Target, variables: Callable[[str], Mapping[str, Any]]
+                 ) -> tuple[str | None, str, str | None]:
+    """(subject, text, html) of ``target``; ``variables(role)`` gives each part its variables."""
+    variant = target.variant
+    text = templates.render_part(variant, "text", variables("text")).strip()
     if not text:
         raise RenderError(f"{variant.names['text']}: rendered text is empty")
     subject = html = None
-    if vkey == "email":
-        subject = " ".join(templates.render_part(variant, "subject", variables).split())
+    if target.vkey == "email":
+        subject = " ".join(templates.render_part(variant, "subject", variables("subject")).split())
         if not subject:
             raise RenderError(f"{variant.names['subject']}: rendered subject is empty")
-        html = templates.render_part(variant, "html", variables).strip()
-    metrics = measure(vkey, subject, text, catalog.rules.channels, info.marketing)
-    return Rendered(message, channel, kind if channel == "social" else None, variant.tone, variant.locale,
+        html = templates.render_part(variant, "html", variables("html")).strip()
+    return subject, text, html
+
+
+def finish(templates: TemplateSet, target: Target, subject: str | None, text: str, html: str | None
+           ) -> Rendered:
+    """Measures the parts against the channel's limits (LengthError when over) and packs them."""
+    metrics = measure(target.vkey, subject, text, templates.catalog.rules.channels, target.marketing)
+    return Rendered(target.message, target.channel, target.kind, target.variant.tone, target.variant.locale,
                     subject, text, html, metrics)
+
+
+def render_with(templates: TemplateSet, message: str, *, tone: str | None, channel: str,
+                context: dict[str, Any], locale: str | None = None, kind: str | None = None) -> Rendered:
+    target = resolve(templates, message, tone=tone, channel=channel, locale=locale, kind=kind)
+    variables = variables_for(target, context)
+    return finish(templates, target, *render_parts(templates, target, lambda role: variables))
 
 
 def render(message: str, *, tone: str | None, channel: str, context: dict[str, Any], locale: str = "en",
