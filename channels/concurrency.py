@@ -17,10 +17,12 @@ from channels.base import OutboundMessage, ResultStatus, SendResult, Transient
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class PerThreadPool(Generic[C]):
-    """Runs ``send_one(client, message)`` over a batch, at most ``workers`` at a time, in order."""
+    """Runs provider calls over a batch, at most ``workers`` at a time, each thread with its own client."""
 
     def __init__(self, make_client: Callable[[], C], workers: int, name: str):
         self._make_client = make_client
@@ -47,25 +49,30 @@ class PerThreadPool(Generic[C]):
         send_one: Callable[[C, OutboundMessage], SendResult],
         batch: list[OutboundMessage],
     ) -> list[SendResult]:
-        def run(message: OutboundMessage) -> SendResult:
-            try:
-                return send_one(self.client(), message)
-            except Exception as exc:  # a defect must not lose the rest of the batch
-                log.exception("%s adapter failed on message %s", provider, message.message_id)
-                return SendResult(
-                    message.message_id,
-                    ResultStatus.transient,
-                    provider,
-                    error=Transient(f"adapter_error:{type(exc).__name__}"),
-                )
+        def failed(message: OutboundMessage, exc: Exception) -> SendResult:
+            log.exception("%s adapter failed on message %s", provider, message.message_id)
+            return SendResult(message.message_id, ResultStatus.transient, provider,
+                              error=Transient(f"adapter_error:{type(exc).__name__}"))
 
-        if len(batch) <= 1 or self._workers == 1:
-            return [run(m) for m in batch]
+        return self.run_each(send_one, batch, failed)
+
+    def run_each(self, work: Callable[[C, T], R], items: list[T], on_error: Callable[[T, Exception], R]
+                 ) -> list[R]:
+        """``work(client, item)`` for every item, at most ``workers`` at a time, results in order;
+        an exception becomes ``on_error(item, exc)`` (a defect must not lose the rest)."""
+        def run(item: T) -> R:
+            try:
+                return work(self.client(), item)
+            except Exception as exc:
+                return on_error(item, exc)
+
+        if len(items) <= 1 or self._workers == 1:
+            return [run(item) for item in items]
         if self._executor is None:
             with self._lock:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix=self._name)
-        return list(self._executor.map(run, batch))
+        return list(self._executor.map(run, items))
 
     def clients(self) -> list[C]:
         with self._lock:

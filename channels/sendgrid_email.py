@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from typing import Any, ClassVar
 
 from python_http_client.exceptions import HTTPError as SendGridHTTPError
@@ -28,7 +30,11 @@ from channels.results import accepted, header, permanent, safe_headers, seconds_
 from orchestrator.privacy import redact_text
 from orchestrator.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
+
 PROVIDER = "sendgrid"
+MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per Mail Send request
+MAX_SUBSTITUTION_BYTES = 10_000  # per personalization (the documented limit has been 10 KB to 50 KB)
 
 
 class SendGridEmailAdapter:
@@ -49,6 +55,7 @@ class SendGridEmailAdapter:
         timeout: float | None = None,
         concurrency: int | None = None,
         keep_alive: bool = True,
+        batch_size: int | None = None,
     ):
         s = settings or get_settings()
         key = api_key or (s.sendgrid_api_key.get_secret_value() if s.sendgrid_api_key else None)
@@ -63,7 +70,9 @@ class SendGridEmailAdapter:
         self.timeout = timeout or s.provider_timeout_seconds
         self.keep_alive = keep_alive
         workers = concurrency or s.provider_concurrency
-        self.limits = Limits(max_batch=max(100, workers * 25), rate_per_second=None, max_length=None)
+        # Merged messages go out up to this many per request (personalizations); 1 sends one by one.
+        self.batch_size = max(1, min(MAX_PERSONALIZATIONS, batch_size or s.sendgrid_batch_size))
+        self.limits = Limits(max_batch=max(self.batch_size, workers * 25))
         self._pool: PerThreadPool[SendGridAPIClient] = PerThreadPool(self._new_client, workers, "sendgrid")
 
     @classmethod
@@ -104,7 +113,93 @@ class SendGridEmailAdapter:
         return mail
 
     def send(self, batch: list[OutboundMessage]) -> list[SendResult]:
-        return self._pool.map(PROVIDER, self._send_one, batch)
+        """Messages from one mail merge share a request (one personalization each, their values
+        as substitutions); the others go one request each. Results come back in ``batch`` order."""
+        requests = self._requests(batch)
+        results = self._pool.run_each(self._send_request, requests, self._request_failed)
+        by_id = {r.message_id: r for group in results for r in group}
+        return [by_id[m.message_id] for m in batch]
+
+    def _requests(self, batch: list[OutboundMessage]) -> list[list[OutboundMessage]]:
+        """Merged messages grouped by skeleton into requests of at most ``batch_size``, one
+        personalization per address (SendGrid refuses an address twice in one request)."""
+        requests: list[list[OutboundMessage]] = []
+        open_requests: dict[tuple[str, ...], list[tuple[list[OutboundMessage], set[str]]]] = {}
+        for message in batch:
+            merge = message.merge
+            if self.batch_size == 1 or merge is None or _substitution_bytes(message) > MAX_SUBSTITUTION_BYTES:
+                requests.append([message])
+                continue
+            key = (merge.key, *message.categories)
+            address = message.to.lower()
+            candidates = open_requests.setdefault(key, [])
+            target = next((r for r in candidates if address not in r[1] and len(r[0]) < self.batch_size),
+                          None)
+            if target is None:
+                target = ([], set())
+                candidates.append(target)
+                requests.append(target[0])
+            target[0].append(message)
+            target[1].add(address)
+        return requests
+
+    def _send_request(self, sg: SendGridAPIClient, messages: list[OutboundMessage]) -> list[SendResult]:
+        if len(messages) == 1 and messages[0].merge is None:
+            return [self._send_one(sg, messages[0])]
+        return self._send_merged(sg, messages)
+
+    def _request_failed(self, messages: list[OutboundMessage], exc: Exception) -> list[SendResult]:
+        log.error("sendgrid adapter failed on a request of %d message(s): %s", len(messages),
+                  type(exc).__name__)
+        return [transient(m, PROVIDER, f"adapter_error:{type(exc).__name__}") for m in messages]
+
+    def merged_body(self, messages: list[OutboundMessage]) -> dict[str, Any]:
+        """One Mail Send request for messages of the same merge: the skeleton once, a
+        personalization per recipient with its subject, substitutions, message id and headers."""
+        first = messages[0]
+        assert first.merge is not None
+        content = [{"type": "text/plain", "value": first.merge.text}]
+        if first.merge.html:
+            content.append({"type": "text/html", "value": first.merge.html})
+        sender: dict[str, str] = {"email": self.from_email}
+        if self.from_name:
+            sender["name"] = self.from_name
+        body: dict[str, Any] = {"from": sender, "content": content,
+                                "personalizations": [_personalization(m) for m in messages]}
+        if self.reply_to:
+            body["reply_to"] = {"email": self.reply_to}
+        if first.categories:
+            body["categories"] = list(first.categories)
+        if self.sandbox:
+            body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        return body
+
+    def _send_merged(self, sg: SendGridAPIClient, messages: list[OutboundMessage]) -> list[SendResult]:
+        good = [m for m in messages if "@" in m.to]
+        results = [permanent(m, PROVIDER, PermanentReason.invalid_address, "not an email address")
+                   for m in messages if "@" not in m.to]
+        if not good:
+            return results
+        try:
+            response = sg.send(self.merged_body(good))
+        except SendGridHTTPError as exc:
+            bad = _refused_recipients(exc, len(good)) if int(exc.status_code) == 400 else set()
+            if bad:  # the request named the addresses it refused: the others go again without them
+                rest = [m for i, m in enumerate(good) if i not in bad]
+                refused = [_from_http_error(good[i], exc) for i in sorted(bad)]
+                return results + refused + (self._send_merged(sg, rest) if rest else [])
+            if int(exc.status_code) == 413 and len(good) > 1:  # too large: halve it
+                half = len(good) // 2
+                return results + self._send_merged(sg, good[:half]) + self._send_merged(sg, good[half:])
+            return results + [_from_http_error(m, exc) for m in good]
+        except TimeoutError:
+            return results + [transient(m, PROVIDER, "timeout") for m in good]
+        except OSError as exc:  # URLError, refused, reset: nothing reached SendGrid's API
+            return results + [transient(m, PROVIDER, f"connection_error:{type(exc).__name__}") for m in good]
+        raw = {"status_code": response.status_code, "headers": safe_headers(response.headers),
+               "personalizations": len(good)}
+        provider_id = header(response.headers, "X-Message-Id")
+        return results + [accepted(m, PROVIDER, provider_id, raw) for m in good]
 
     def _send_one(self, sg: SendGridAPIClient, message: OutboundMessage) -> SendResult:
         if "@" not in message.to:
@@ -157,6 +252,42 @@ def _from_http_error(message: OutboundMessage, exc: SendGridHTTPError) -> SendRe
     ):
         return permanent(message, PROVIDER, PermanentReason.invalid_address, detail, raw)
     return permanent(message, PROVIDER, PermanentReason.rejected, detail, raw)
+
+
+def _personalization(message: OutboundMessage) -> dict[str, Any]:
+    assert message.merge is not None
+    personalization: dict[str, Any] = {
+        "to": [{"email": message.to}],
+        "subject": message.subject or "",
+        # Event webhooks echo custom_args back: this is how delivery events find their message.
+        "custom_args": {"message_id": str(message.message_id)},
+    }
+    if message.merge.substitutions:
+        personalization["substitutions"] = dict(message.merge.substitutions)
+    if message.marketing and message.unsubscribe_url:
+        personalization["headers"] = {"List-Unsubscribe": f"<{message.unsubscribe_url}>",
+                                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return personalization
+
+
+def _substitution_bytes(message: OutboundMessage) -> int:
+    merge = message.merge
+    return sum(len(k.encode()) + len(v.encode()) for k, v in merge.substitutions.items()) if merge else 0
+
+
+_RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.to\.\d+\.email$")
+
+
+def _refused_recipients(exc: SendGridHTTPError, count: int) -> set[int]:
+    """Indexes of the personalizations whose address a 400 names, when those are all it names."""
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+    indexes = set()
+    for error in _errors(body):
+        match = _RECIPIENT_FIELD.match(str(error.get("field") or ""))
+        if match is None or int(match.group(1)) >= count:
+            return set()
+        indexes.add(int(match.group(1)))
+    return indexes
 
 
 def _errors(body: str) -> list[dict[str, Any]]:

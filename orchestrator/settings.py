@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     sendgrid_from_name: str = "Example Co"
     sendgrid_reply_to: str | None = None
     sendgrid_sandbox: bool = False
+    sendgrid_batch_size: int = 1000  # merged messages per Mail Send request (1: one by one)
     sendgrid_webhook_public_key: str | None = None
 
     twilio_account_sid: str | None = None

@@ -16,6 +16,7 @@ from flows.dispatch_due import dispatch_due_flow
 from orchestrator.cli import app
 from orchestrator.db import session_scope
 from orchestrator.models import Message, MessageStatus, utcnow
+from orchestrator.settings import get_settings
 from tests.support.flow_world import (
     MARKETING_FACTS,
     NIGHT,
@@ -106,8 +107,10 @@ def test_caps_hold_across_two_campaigns(prefect_harness, sqlite_url, providers):
 
 
 def test_provider_errors_defer_messages_and_the_sweeper_sends_them_after_retry_after(
-        prefect_harness, sqlite_url, providers):
+        prefect_harness, sqlite_url, providers, monkeypatch):
     sendgrid, _ = providers
+    monkeypatch.setenv("ORCH_SENDGRID_BATCH_SIZE", "1")  # a request per message: each meets its own fault
+    get_settings.cache_clear()
     sendgrid.reset_in = 900  # the 429 says: come back in 15 minutes
     sendgrid.fail_next(1, "rate_limit")
     sendgrid.fail_next(1, "server_error")

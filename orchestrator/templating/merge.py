@@ -35,9 +35,10 @@ from orchestrator.templating.errors import TemplateProblem
 from orchestrator.templating.render import Rendered, Target, finish, render_parts, resolve, variables_for
 
 # The values that differ from one recipient to the next. Other context values (tier, locale,
-# time zone, the facts) are part of the group key: templates may branch on them freely.
+# time zone, years as a customer, the facts) are part of the group key: templates may branch on
+# them freely.
 PERSONAL = {
-    "customer": ("id", "name", "first_name", "customer_since", "years_as_customer", "x_handle"),
+    "customer": ("id", "name", "first_name", "customer_since", "x_handle"),
     "links": None,  # every link
     "message_id": (),
 }

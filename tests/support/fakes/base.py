@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from http.client import responses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +55,10 @@ class RecordedRequest:
     status: int | None = None  # what the fake answered (None: no answer, a fault)
     fault: Fault | None = None
     client: tuple[str, int] | None = None  # the client's (host, port): one per TCP connection
+    # A request to many recipients (SendGrid personalizations) is recorded once per recipient:
+    # ``index`` is this recipient's place in it, ``http`` the HTTP request they share.
+    index: int = 0
+    http: RecordedRequest | None = None
 
 
 @dataclass
@@ -174,6 +178,10 @@ class FakeProvider:
         """Returns (parsed data, our message id, recipient address)."""
         raise NotImplementedError
 
+    def recipients(self, data: Any) -> list[tuple[str | None, str | None]] | None:
+        """(message id, address) per recipient when one request carries several, else None."""
+        return None
+
     def route(self, request: RecordedRequest) -> Reply:
         raise NotImplementedError
 
@@ -197,10 +205,16 @@ class FakeProvider:
             address=address,
             client=client,
         )
+        many = self.recipients(data)
+        recorded = [request]
+        if many:
+            recorded = [replace(request, message_id=mid, address=addr, index=i, http=request)
+                        for i, (mid, addr) in enumerate(many)]
         with self._lock:
-            self.requests.append(request)
+            self.requests.extend(recorded)
         fault = self._next_fault()
-        request.fault = fault
+        for each in recorded:
+            each.fault = fault
         if self.latency:
             time.sleep(self.latency)
         if fault is Fault.timeout:
@@ -212,7 +226,8 @@ class FakeProvider:
             time.sleep(self.slow_seconds)
             fault = None
         reply = self.fault_reply(fault, request) if fault is not None else self.route(request)
-        request.status = reply.status
+        for each in recorded:
+            each.status = reply.status
         return reply
 
 

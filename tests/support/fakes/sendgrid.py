@@ -37,6 +37,34 @@ class FakeSendGrid(FakeProvider):
             address = to[0].get("email") if isinstance(to[0], dict) else None
         return data, message_id, address
 
+    def recipients(self, data: Any) -> list[tuple[str | None, str | None]] | None:
+        personalizations = data.get("personalizations") if isinstance(data, dict) else None
+        if not isinstance(personalizations, list) or len(personalizations) < 2:
+            return None
+        top = data.get("custom_args") or {}
+        found = []
+        for p in personalizations:
+            p = p if isinstance(p, dict) else {}
+            to = p.get("to") or [{}]
+            address = to[0].get("email") if isinstance(to[0], dict) else None
+            found.append(({**top, **(p.get("custom_args") or {})}.get("message_id"), address))
+        return found
+
+    def delivered(self, request: RecordedRequest) -> dict[str, str | None]:
+        """What this recipient receives: subject, text and HTML with their substitutions made."""
+        data = request.data
+        p = data["personalizations"][request.index]
+        subs = p.get("substitutions") or {}
+
+        def made(value: str | None) -> str | None:
+            for tag, replacement in subs.items():
+                value = value.replace(tag, replacement) if value is not None else None
+            return value
+
+        parts = {c.get("type"): c.get("value") for c in data.get("content") or []}
+        return {"subject": made(p.get("subject") or data.get("subject")),
+                "text": made(parts.get("text/plain")), "html": made(parts.get("text/html"))}
+
     def _rate_headers(self, remaining: int) -> dict[str, str]:
         return {
             "X-RateLimit-Limit": str(self.rate_limit),
@@ -56,12 +84,25 @@ class FakeSendGrid(FakeProvider):
         personalizations = data.get("personalizations")
         if not personalizations:
             problems.append(("personalizations", "The personalizations field is required."))
+        if len(personalizations or []) > 1000:
+            problems.append(("personalizations", "The personalization block is limited to 1000 "
+                             f"personalizations per API request. You have provided {len(personalizations)}."))
+        seen: set[str] = set()
         for i, p in enumerate(personalizations or []):
             for j, to in enumerate(p.get("to") or []):
-                if not EMAIL_RE.match(str(to.get("email", ""))):
+                address = str(to.get("email", ""))
+                if not EMAIL_RE.match(address):
                     problems.append(
                         (f"personalizations.{i}.to.{j}.email", "Does not contain a valid address.")
                     )
+                elif address.lower() in seen:
+                    problems.append((f"personalizations.{i}.to", "Each unique email address in "
+                                     "the personalizations array should only be included once."))
+                seen.add(address.lower())
+            subs = p.get("substitutions") or {}
+            if sum(len(str(k).encode()) + len(str(v).encode()) for k, v in subs.items()) > 10_000:
+                problems.append((f"personalizations.{i}.substitutions",
+                                 "Substitutions are limited to 10000 bytes per personalization."))
         if not EMAIL_RE.match(str((data.get("from") or {}).get("email", ""))):
             problems.append(("from.email", "The from email does not contain a valid address."))
         if not data.get("subject") and not any(p.get("subject") for p in personalizations or []):
