@@ -280,14 +280,13 @@ def _find_messages(session: Session, events: list[ProviderEvent]) -> list[Messag
     by_id = {m.id: m for m in session.exec(select(Message).where(Message.id.in_(ids)))} if ids else {}
     provider_ids = {e.provider_message_id for e in events
                     if e.provider_message_id and e.message_id not in by_id}
-    by_provider_id = (
-        {
-            m.provider_message_id: m
-            for m in session.exec(select(Message).where(Message.provider_message_id.in_(provider_ids)))
-        }
-        if provider_ids
-        else {}
-    )
+    # A merged SendGrid request gives all its recipients one message id: it only identifies a
+    # message when it names one row.
+    sharing: dict[str | None, list[Message]] = {}
+    if provider_ids:
+        for m in session.exec(select(Message).where(Message.provider_message_id.in_(provider_ids))):
+            sharing.setdefault(m.provider_message_id, []).append(m)
+    by_provider_id = {pid: rows[0] for pid, rows in sharing.items() if len(rows) == 1}
     return [by_id.get(e.message_id) or by_provider_id.get(e.provider_message_id) for e in events]
 
 

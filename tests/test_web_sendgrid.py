@@ -61,6 +61,15 @@ def test_events_find_the_message_by_the_provider_id_when_custom_args_are_missing
     assert reload(Message, message.id).status == "delivered"
 
 
+def test_a_provider_id_shared_by_a_merged_request_identifies_no_single_message(web, sqlite_url):
+    ada = add_message(add_customer(), provider_message_id="batch1")
+    bob = add_message(add_customer(external_id="c-bob", email="bob@example.com", phone=None),
+                      provider_message_id="batch1")
+    response = post(web, [sendgrid_event("delivered", None, sg_message_id="batch1.filterdrecv-1.0")])
+    assert response.json()["unmatched"] == 1  # which of the two? custom_args would say; guessing would not
+    assert {reload(Message, m.id).status for m in (ada, bob)} == {"sent"}
+
+
 def test_bounces_and_spam_reports_suppress_the_address(web, db_url):
     ada = add_customer()
     bob = add_customer(external_id="c-bob", email="bob@example.com", phone=None)

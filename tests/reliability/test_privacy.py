@@ -92,7 +92,7 @@ def test_flows_leave_no_personal_data_or_secret_in_logs_or_artifacts(
         refused = sum(1 for r in twilio.requests if r.status and r.status >= 400)
 
     assert all(state.is_completed() for state in runs)
-    assert sent >= 5 and refused >= 2  # messages really went out, and providers really refused some
+    assert sent >= 4 and refused >= 2  # messages really went out, and providers really refused some
     APILogHandler().flush()  # logs reach the API in batches
     run_ids = [state.state_details.flow_run_id for state in runs]
     with get_client(sync_client=True) as client:
