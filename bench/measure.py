@@ -74,7 +74,7 @@ def instrument() -> StageClock:
 
     clock = StageClock()
     flows.pipeline.reserve_chunk = clock.wrap("plan_reserve", flows.pipeline.reserve_chunk)
-    orchestrator.dispatch._render = clock.wrap("render", orchestrator.dispatch._render)
+    orchestrator.dispatch._render_all = clock.wrap("render", orchestrator.dispatch._render_all)
     flows.common.dispatch_due = clock.wrap("dispatch_total", flows.common.dispatch_due)
     for adapter in (SendGridEmailAdapter, TwilioSmsAdapter, XSocialAdapter, PhoneTaskAdapter):
         adapter.send = clock.wrap("provider_calls", adapter.send, send=True)  # type: ignore[method-assign]

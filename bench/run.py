@@ -60,8 +60,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_idle(pid: int, *, busy: float = 0.05, timeout: float = 180.0) -> float:
+    """Waits until process ``pid`` and its children use under ``busy`` CPU seconds per second.
+
+    The Prefect server keeps working through the events of a run after the run has returned
+    (after a thousand one-message tasks, for half a minute); the next measurement must not pay
+    for it. Returns the seconds waited."""
+    import psutil
+
+    def cpu(process: psutil.Process) -> float:
+        total = 0.0
+        for p in [process, *process.children(recursive=True)]:
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    server = psutil.Process(pid)
+    started = time.monotonic()
+    before = cpu(server)
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = cpu(server)
+        if now - before < busy:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 @contextlib.contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
+def prefect_server(home: Path) -> Iterator[tuple[str, int]]:
     """A Prefect server of our own (fresh database in ``home``) shared by every measurement."""
     port = _free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -80,7 +110,7 @@ def prefect_server(home: Path) -> Iterator[str]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the Prefect server did not start") from None
                 time.sleep(0.5)
-        yield api
+        yield api, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -89,8 +119,9 @@ def prefect_server(home: Path) -> Iterator[str]:
 class Children:
     """Runs measurements in fresh subprocesses with the fakes' and Prefect's settings."""
 
-    def __init__(self, env: dict[str, str], logs: Path, profile: Path | None = None) -> None:
-        self.env, self.logs, self.profile = env, logs, profile
+    def __init__(self, env: dict[str, str], logs: Path, profile: Path | None = None,
+                 server_pid: int | None = None) -> None:
+        self.env, self.logs, self.profile, self.server_pid = env, logs, profile, server_pid
 
     def run(self, module: str, args: list[str], url: str, label: str) -> dict[str, Any]:
         path = os.pathsep.join(filter(None, [str(BENCH_DIR.parent), os.environ.get("PYTHONPATH")]))
@@ -103,6 +134,8 @@ class Children:
             py_spy = Path(sys.executable).with_name("py-spy")
             command = [str(py_spy), "record", "--gil", "--subprocesses", "--rate", "50", "--format", "raw",
                        "--output", str(self.profile.resolve() / f"{label}.folded"), "--", *command]
+        if self.server_pid is not None:
+            wait_until_idle(self.server_pid)  # the previous run's events are not this run's cost
         with open(log_file, "w") as err:
             done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
                                   cwd=self.logs)
@@ -404,13 +437,14 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        with FakesProcess(latency=args.latency_ms / 1000) as fakes, prefect_server(tmp / "prefect") as api:
+        with FakesProcess(latency=args.latency_ms / 1000) as fakes, \
+                prefect_server(tmp / "prefect") as (api, server_pid):
             assert fakes.endpoints is not None
             env = {**fakes.endpoints.env(), "PREFECT_API_URL": api,
                    "ORCH_PROVIDER_CONCURRENCY": str(args.concurrency), "ORCH_OUTBOX_DIR": str(tmp / "outbox")}
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
-            children = Children(env, tmp, args.profile)
+            children = Children(env, tmp, args.profile, server_pid)
             log(f"fakes and Prefect server up; logs in {tmp}")
             if "e2e" not in args.skip:
                 end_to_end(args, children, fakes, tmp, results)
