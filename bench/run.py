@@ -179,9 +179,9 @@ def end_to_end(args: argparse.Namespace, children: Children, fakes: FakesProcess
                 log(f"  campaign: {run['wall_s']:.1f} s, {run['customers_per_s']:,.0f} customers/s, "
                     f"sent {run['dispatched'].get('sent', 0):,} (fakes accepted {run['sent_at_fakes']:,}), "
                     f"peak RSS {run['peak_rss_mb']:.0f} MB")
-                if backend == args.backends[0] and n == min(args.sizes):
+                if backend == args.backends[0] and n == min(args.sizes) and "baselines" not in args.skip:
                     baselines(args, children, fakes, url, n, results)
-                if n == largest:
+                if n == largest and "outage" not in args.skip:
                     fakes.reset()
                     notice = children.measure("outage", url, f"outage-{backend}", n=n // 10)
                     notice.update(backend=backend, n=n, fakes=fakes.tally())
@@ -405,7 +405,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="plan-only audiences (default 10000,100000,1000000)")
     parser.add_argument("--workers", type=_ints, help="scale-out worker processes (default 1,2,4)")
     parser.add_argument("--scale-n", type=int, help="scale-out audience (default 10000)")
-    parser.add_argument("--skip", default="", help="comma-separated: e2e, memory, scaleout")
+    parser.add_argument("--skip", default="", help="comma-separated: e2e, baselines, outage, memory, scaleout")
     parser.add_argument("--profile", type=Path, help="also write py-spy stacks per measurement here")
     parser.add_argument("--out", type=Path, help="where results go (default bench/, quick: ./bench-quick/)")
     args = parser.parse_args(argv)

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from math import ceil
 from typing import Any
 
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from flows.common import Progress, install_prefect_redaction, summary_table_artifact
+from flows.common import Progress, install_prefect_redaction, summary_table_artifact, tag_flow_run
 from flows.pipeline import audience_chunks, audience_size, id_range, ledger_summary, publish, run_pipeline
 from orchestrator.db import session_scope
 from orchestrator.models import Campaign, utcnow
@@ -140,10 +140,9 @@ def campaign(
                 for cid in ids
             ]
 
-    with tags(topic, f"campaign:{name}"):
-        progress = Progress(f"campaign-{name}-progress", total,
-                            description=f"Campaign {name}: customers done")
-        run = run_pipeline(chunks(), progress=progress)
+    tag_flow_run(topic, f"campaign:{name}")
+    progress = Progress(f"campaign-{name}-progress", total, description=f"Campaign {name}: customers done")
+    run = run_pipeline(chunks(), progress=progress)
     _set_status(campaign_id, "dispatched")
     ledger = ledger_summary(campaign_id=campaign_id)
     publish(f"campaign-{name}", f"Campaign {name}", facts, ledger, run)

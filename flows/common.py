@@ -29,7 +29,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.context import get_run_context
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext, get_run_context
 from prefect.exceptions import MissingContextError
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -57,6 +58,23 @@ def install_prefect_redaction() -> None:
 
 
 install_prefect_redaction()
+
+
+def tag_flow_run(*tags: str) -> None:
+    """Adds ``tags`` to the running flow run (the UI filters runs by them).
+
+    The tags go on the flow run, not on its task runs: Prefect asks its server for tag
+    concurrency slots before every tagged task run, and the first ask in a process held the
+    first chunk of a campaign back by about two seconds (a cost per run, paid again by every
+    deployment run). Outside a flow run this does nothing.
+    """
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    merged = sorted({*context.flow_run.tags, *tags})
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(context.flow_run.id, tags=merged)
+    context.flow_run.tags = merged
 
 
 # --- names ---------------------------------------------------------------------------------

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import and_, extract, or_, select
 
-from flows.common import Progress, install_prefect_redaction
+from flows.common import Progress, install_prefect_redaction, tag_flow_run
 from flows.pipeline import ShortReads, id_range, ledger_summary, publish, run_pipeline
 from orchestrator.db import session_scope
 from orchestrator.models import Customer, utcnow
@@ -102,8 +102,8 @@ def lifecycle_daily(
             yield id_range([cid for cid, _ in rows]), [recognition(cid, since, day, gift, reward)
                                                        for cid, since in rows]
 
-    with tags("loyalty", "lifecycle"):
-        run = run_pipeline(chunks(), progress=None)
+    tag_flow_run("loyalty", "lifecycle")
+    run = run_pipeline(chunks(), progress=None)
     ledger = ledger_summary(dedupe_prefix=f"anniversary:{day.year}", created_since=started)
     facts = {"day": day.isoformat(), "customers": run.customers}
     publish(f"lifecycle-daily-{day.isoformat()}", f"Loyalty recognition for {day.isoformat()}", facts, ledger,
@@ -162,10 +162,10 @@ def complaint_acknowledgement(
     if tier in PREMIUM_TIERS:  # a person calls as well: its own row, so caps and quiet hours apply
         intents.append(Intent(customer_id=cid, topic="support", template="complaint_acknowledgement",
                               dedupe_key=f"{key}:call", data=data, tone="empathetic", channels=["phone"]))
-    with tags("support", "complaint"):
-        out = _single(complaint_id, intents, f"Complaint {complaint_id} acknowledged",
-                      f"complaint-{complaint_id}",
-                      {"complaint": complaint_id, "tier": tier, "call": tier in PREMIUM_TIERS})
+    tag_flow_run("support", "complaint")
+    out = _single(complaint_id, intents, f"Complaint {complaint_id} acknowledged",
+                  f"complaint-{complaint_id}",
+                  {"complaint": complaint_id, "tier": tier, "call": tier in PREMIUM_TIERS})
     return {"flow": "complaint-acknowledgement", "complaint_id": complaint_id, "call": tier in PREMIUM_TIERS,
             **out}
 
@@ -188,7 +188,7 @@ def complaint_resolved(
     key = f"survey:complaint:{complaint_id}"
     intent = Intent(customer_id=cid, topic="feedback", template="feedback_survey", dedupe_key=key,
                     data={"survey_subject": survey_subject, "survey_url": survey_url, "minutes": minutes})
-    with tags("feedback", "complaint"):
-        out = _single(complaint_id, [intent], f"Survey for complaint {complaint_id}",
-                      f"survey-{complaint_id}", {"complaint": complaint_id})
+    tag_flow_run("feedback", "complaint")
+    out = _single(complaint_id, [intent], f"Survey for complaint {complaint_id}", f"survey-{complaint_id}",
+                  {"complaint": complaint_id})
     return {"flow": "complaint-resolved", "complaint_id": complaint_id, **out}

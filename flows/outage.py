@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, tags, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import bindparam, distinct, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flows.common import Progress, install_prefect_redaction
+from flows.common import Progress, install_prefect_redaction, tag_flow_run
 from flows.pipeline import (
     ShortReads,
     audience_chunks,
@@ -307,12 +307,12 @@ def outage_notice(
             ]
 
     label = f"{incident_id}-{status}"
-    with tags(TOPIC, f"incident:{incident_id}", f"severity:{severity}"):
-        post = post_task.submit(label, template, data, key) if social_post and recorded else None
-        progress = Progress(f"outage-{label}-progress", total, description=f"Incident {incident_id} {status}")
-        run = run_pipeline(chunks(), progress=progress, window=2)
-        posted = post.result() if post is not None else {
-            "posted": False, "reason": "already posted for this update" if not recorded else "disabled"}
+    tag_flow_run(TOPIC, f"incident:{incident_id}", f"severity:{severity}")
+    post = post_task.submit(label, template, data, key) if social_post and recorded else None
+    progress = Progress(f"outage-{label}-progress", total, description=f"Incident {incident_id} {status}")
+    run = run_pipeline(chunks(), progress=progress, window=2)
+    posted = post.result() if post is not None else {
+        "posted": False, "reason": "already posted for this update" if not recorded else "disabled"}
     ledger = ledger_summary(incident_id=incident_pk, dedupe_prefix=key)
     facts = {"incident": incident_id, "status": status, "severity": severity, "audience": total,
              "earlier notices cancelled": cancelled if status == "resolved" else None,

@@ -201,7 +201,8 @@ def run_pipeline(
         result.chunks += 1
         result.customers += len({i.customer_id for i in intents})
         reserving.append(reserve_task.submit(label, quote(intents)))
-        while len(reserving) >= window:
+        # A reserved chunk goes to dispatch at once, not when the window happens to be full.
+        while reserving and (len(reserving) >= window or _finished(reserving[0])):
             reserved(reserving.popleft().result())
     while reserving:
         reserved(reserving.popleft().result())
