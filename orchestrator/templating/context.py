@@ -38,10 +38,10 @@ def full_years(since: date | None, today: date) -> int | None:
 def customer_fields(customer: Customer | dict[str, Any] | None) -> dict[str, Any]:
     if customer is None:  # a public broadcast (social post) has no customer
         return {}
-    if isinstance(customer, Customer):
-        raw = {key: getattr(customer, key) for key in CUSTOMER_FIELDS}
-    else:
+    if isinstance(customer, dict):
         raw = {key: customer.get(key) for key in CUSTOMER_FIELDS}
+    else:  # a Customer, or a database row of one
+        raw = {key: getattr(customer, key) for key in CUSTOMER_FIELDS}
     name = " ".join(str(raw["name"] or "").split())
     since = _as_date(raw["customer_since"])
     return {
@@ -64,13 +64,14 @@ def brand() -> dict[str, Any]:
 
 
 def build_context(customer: Customer | dict[str, Any] | None, data: dict[str, Any], *, topic: str,
-                  message_id: int | None = None) -> dict[str, Any]:
-    """The variables a message template renders with. ``data`` holds the message's facts."""
+                  message_id: int | None = None, brand_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The variables a message template renders with. ``data`` holds the message's facts;
+    ``brand_info`` saves rebuilding ``brand()`` for every message of a batch."""
     fields = customer_fields(customer)
     customer_id = fields.get("id")
     links = {} if customer_id is None else {
         "unsubscribe_url": unsubscribe_url(int(customer_id), topic),
         "preferences_url": preferences_url(int(customer_id)),
     }
-    return {"customer": fields, "brand": brand(), "links": links, "data": dict(data or {}),
-            "topic": topic, "message_id": message_id}
+    return {"customer": fields, "brand": brand_info if brand_info is not None else brand(), "links": links,
+            "data": dict(data or {}), "topic": topic, "message_id": message_id}
