@@ -60,7 +60,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_idle(pid: int, *, busy: float = 0.05, timeout: float = 180.0) -> float:
+def wait_until_idle(pid: int, *, busy: float = 0.05, timeout: float = 300.0) -> float:
     """Waits until process ``pid`` and its children use under ``busy`` CPU seconds per second.
 
     The Prefect server keeps working through the events of a run after the run has returned
@@ -399,18 +399,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=5.0, help="added by the fakes to each answer")
     parser.add_argument("--concurrency", type=int, default=8, help="provider calls in flight per adapter")
     parser.add_argument("--chunk-size", type=int, default=1000)
-    parser.add_argument("--baseline-a", type=int, help="messages for baseline A (default 1000)")
+    parser.add_argument("--baseline-a", type=int,
+                        help="messages for baseline A (default 10000, the smallest campaign)")
     parser.add_argument("--bare-max", type=int, help="messages baseline B sends at most (default 10000)")
     parser.add_argument("--memory-sizes", type=_ints,
                         help="plan-only audiences (default 10000,100000,1000000)")
     parser.add_argument("--workers", type=_ints, help="scale-out worker processes (default 1,2,4)")
     parser.add_argument("--scale-n", type=int, help="scale-out audience (default 10000)")
-    parser.add_argument("--skip", default="", help="comma-separated: e2e, baselines, outage, memory, scaleout")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated: e2e, baselines, outage, memory, scaleout")
     parser.add_argument("--profile", type=Path, help="also write py-spy stacks per measurement here")
     parser.add_argument("--out", type=Path, help="where results go (default bench/, quick: ./bench-quick/)")
     args = parser.parse_args(argv)
     quick = args.quick
-    defaults = {"sizes": [1000] if quick else [10_000, 100_000], "baseline_a": 100 if quick else 1000,
+    defaults = {"sizes": [1000] if quick else [10_000, 100_000], "baseline_a": 100 if quick else 10_000,
                 "bare_max": 500 if quick else 10_000,
                 "memory_sizes": [1000, 5000] if quick else [10_000, 100_000, 1_000_000],
                 "workers": [1, 2] if quick else [1, 2, 4], "scale_n": 1000 if quick else 10_000,
