@@ -8,6 +8,7 @@ invalid UTF-8 and absurd nesting are generated here, so the corpus stays readabl
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,8 @@ def test_customer_data_that_looks_like_a_template_is_printed_not_run(sqlite_url)
         assert "{{ config }} {% include '/etc/passwd' %}" in text  # the facts, verbatim
         assert "root:" not in text
     assert email.text.startswith("Hi {{,")  # the first word of the customer's name, verbatim
-    assert "49" not in email.text and "loop loop" not in email.text and "class 'object'" not in email.text
+    words = re.sub(r"https?://\S+", "", email.text)  # a signed link may hold "49" by chance
+    assert "49" not in words and "loop loop" not in words and "class 'object'" not in words
     assert "{{ config }} {% include &#39;/etc/passwd&#39; %}" in (email.html or "")  # escaped in HTML
 
 
