@@ -573,20 +573,25 @@ def _settle(m: Message, status: MessageStatus, reason: str, detail: str, *, atte
 def _render_all(pending: list[tuple[Message, Customer, str]], now: datetime) -> list[_Ready | LedgerChange]:
     """The messages as their customers will see them, merged where the templates allow (see
     ``templating.merge``); a template problem fails the message (never a hole sent)."""
-    from orchestrator.templating import build_context, message_info
+    from orchestrator.templating import TemplateProblem, build_context, message_info
     from orchestrator.templating.context import brand
     from orchestrator.templating.merge import Item, render_many
 
-    items = []
+    results: list[_Ready | LedgerChange] = []
+    renderable, items = [], []
     brand_info = brand()
-    for m, customer, _ in pending:
-        context = build_context(customer, dict(m.data or {}), topic=m.topic, message_id=m.id,
-                                brand_info=brand_info)
+    for m, customer, address in pending:
+        try:
+            context = build_context(customer, dict(m.data or {}), topic=m.topic, message_id=m.id,
+                                    brand_info=brand_info)
+        except TemplateProblem as exc:  # e.g. a customer_since that is not a date
+            results.append(_settle(m, MessageStatus.failed, "render_error", str(exc)))
+            continue
+        renderable.append((m, customer, address))
         items.append(Item(m.template, m.tone, m.channel, m.locale or customer.locale or "en",
                           "dm" if m.channel == "social" else None, context))
     outcomes = render_many(items)
-    results: list[_Ready | LedgerChange] = []
-    for (m, customer, address), item, outcome in zip(pending, items, outcomes, strict=True):
+    for (m, customer, address), item, outcome in zip(renderable, items, outcomes, strict=True):
         if outcome.rendered is None:
             results.append(_settle(m, MessageStatus.failed, "render_error", str(outcome.problem)))
             continue
