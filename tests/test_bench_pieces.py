@@ -63,7 +63,7 @@ def _results() -> dict:
     campaign = {"backend": "sqlite", "n": 10_000, "wall_s": 20.0, "customers_per_s": 500.0,
                 "dispatched": {"sent": 9_700}, "sent_at_fakes": 9_700, "plan_reserve_s": 1.0, "render_s": 2.0,
                 "provider_calls_s": 3.0, "claim_compose_record_s": 4.0, "peak_rss_mb": 200.0,
-                "cpu_s": 15.0}
+                "cpu_s": 15.0, "server_cpu_s": 5.0}
     scaled = [{"workers": k, "customers": 20_000, "wall_s": 40.0 / k, "customers_per_s": 500.0 * k,
                "sent_at_fakes": 9_000, "max_per_address": 1, "history_customers_reached": 0,
                "caps_hold": True}
@@ -71,7 +71,8 @@ def _results() -> dict:
     return {"started": "2026-01-01 00:00", "ended": "2026-01-01 00:20", "load": [1.0, 2.0], "latency_ms": 5.0,
             "provider_concurrency": 8, "campaign": [campaign], "outage": [], "memory": [], "scaleout": scaled,
             "baseline_b": {"n": 5_000, "wall_s": 40.0, "ms_per_message": 8.0},
-            "baseline_a": {"n": 1_000, "wall_s": 20.0, "ms_per_message": 20.0},
+            "baseline_a": {"n": 1_000, "wall_s": 20.0, "ms_per_message": 20.0, "cpu_s": 25.0,
+                           "server_cpu_s": 15.0},
             "machine": {"cpu": "cpu", "cores": 2, "memory_mb": 1024, "os": "linux", "python": "3.11",
                         "prefect": "3", "sqlite": "3", "postgresql": "16", "sendgrid": "6", "twilio": "9"}}
 
@@ -86,11 +87,13 @@ def test_the_report_compares_with_both_baselines_and_keeps_the_notes(tmp_path):
     assert run["bare_loop_s"] == 80.0 and run["vs_bare_loop"] == 0.25  # 8 ms x 10,000 messages
     assert run["bare_loop_extrapolated"] is True  # measured on 5,000, scaled to 10,000
     assert run["obvious_flow_cost_ratio"] == 10.0
+    assert run["cpu_ms_per_customer"] == 2.0  # (15 + 5) s of CPU over 10,000 customers
+    assert run["obvious_flow_cpu_ratio"] == 20.0  # A: (25 + 15) s over 1,000 messages
     assert [r["speedup"] for r in results["scaleout"]] == [1.0, 2.0]
 
     (tmp_path / "RESULTS.md").write_text(f"old tables\n{NOTES_MARKER}\nhand-written notes\n")
     text = write_report(results, tmp_path, "python -m bench.run").read_text()
     assert "old tables" not in text and text.endswith(f"{NOTES_MARKER}\nhand-written notes\n")
     assert "| sqlite | 10,000 | 20.0 | 15.0 | 500 | 2.00 | 9,700 (9,700) |" in text
-    assert "| 1,000 | 20.0 | 20.00 | 2.00 | 10.0 |" in text  # baseline A: 10x our cost per message
+    assert "| sqlite | 10,000 | 2.00 | 10.0 | 2.00 | 20.0 |" in text  # baseline A: 10x our wall, 20x our CPU
     assert "| 2 | 20,000 | 20.0 | 1,000 | 2.00 | 9,000 | 1 | 0 | yes |" in text
