@@ -102,7 +102,7 @@ class FakeProvider:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeProvider:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        server = _Server(("127.0.0.1", 0), _make_handler(self))
         server.daemon_threads = True
         server.block_on_close = False
         self._server = server
@@ -229,6 +229,12 @@ class FakeProvider:
         for each in recorded:
             each.status = reply.status
         return reply
+
+
+class _Server(ThreadingHTTPServer):
+    # A real API takes bursts of new connections; the default backlog of 5 reset some of them
+    # when many clients each opened their own connection at once.
+    request_queue_size = 256
 
 
 def json_body(body: bytes) -> Any:
