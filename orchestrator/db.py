@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -37,57 +36,23 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-SQLITE_WAIT_SECONDS = 30
-_WRITER = "orch_sqlite_writer"  # connection info key: this connection holds the writer lock
-
-
-def _sqlite_single_writer(engine: Engine) -> None:
-    """One writer at a time, taken at BEGIN IMMEDIATE: a transaction that reads caps and then
-    writes reservations cannot interleave with another writer (no lost updates, no upgrade
-    deadlock).
-
-    Threads of one process queue on a lock of their own before asking SQLite: SQLite's busy
-    handler polls with growing sleeps (up to 100 ms), so a waiting thread kept sleeping after the
-    writer had finished, and the pipeline's dispatch waited seconds behind reservations. Other
-    processes still meet SQLite's busy timeout.
-    """
-    lock = threading.Lock()
-
-    def begin(conn) -> None:
-        if not lock.acquire(timeout=SQLITE_WAIT_SECONDS):
-            raise TimeoutError(f"waited {SQLITE_WAIT_SECONDS} s for this process's SQLite writer")
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            lock.release()
-            raise
-        conn.info[_WRITER] = True
-
-    def end(conn, *_: object) -> None:
-        if conn.info.pop(_WRITER, False):
-            lock.release()
-
-    def checkin(_dbapi_conn, record) -> None:  # a connection dropped mid-transaction
-        if record.info.pop(_WRITER, False):
-            lock.release()
-
-    event.listen(engine, "begin", begin)
-    event.listen(engine, "commit", end)
-    event.listen(engine, "rollback", end)
-    event.listen(engine.pool, "checkin", checkin)
+def _sqlite_begin_immediate(conn) -> None:
+    # One writer at a time, taken at BEGIN: a transaction that reads caps and then writes
+    # reservations cannot interleave with another writer (no lost updates, no upgrade deadlock).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_WAIT_SECONDS})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_autobegin(dbapi_conn, _record):
             dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
 
-        _sqlite_single_writer(engine)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
