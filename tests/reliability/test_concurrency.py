@@ -105,8 +105,8 @@ def test_parallel_campaigns_and_outage_notice_never_break_a_cap_or_send_twice(
     states = Counter(m.status for m in ledger.values() if m.dedupe_key != "campaign:winter")
     figure("concurrency", f"{CUSTOMERS} customers, {PROCESSES} processes on PostgreSQL (reserve_chunk + "
            f"dispatch_due, 2 campaigns + 1 outage notice), {len(violations)} cap violations, "
-           f"{duplicates} duplicate sends (fakes received {len(requests)} requests, "
-           f"accepted {len(accepted)})")
+           f"{duplicates} duplicate sends (the fakes recorded {len(requests)} recipients, one per message "
+           f"of a merged request, and accepted {len(accepted)})")
 
     assert duplicates == 0
     assert violations == []
