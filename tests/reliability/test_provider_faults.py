@@ -106,7 +106,8 @@ def test_a_fifth_of_requests_failing_delays_messages_but_each_goes_out_once(sqli
     retried = sum(1 for tries in sweeper.attempts.values() if len(tries) > 1)
     figure("provider faults", f"{len(ids)} messages, {total} send attempts, {sum(faults.values())} of them "
            f"met an injected fault ({', '.join(f'{k} {v}' for k, v in sorted(faults.items()))}); "
-           f"{retried} messages retried in {sweeper.rounds} rounds, {len(early)} retries before retry_after/backoff; "
+           f"{retried} messages retried in {sweeper.rounds} rounds, "
+           f"{len(early)} retries before retry_after/backoff; "
            f"{sum(1 for m in rows.values() if m.status == MessageStatus.sent)} sent exactly once")
 
     assert set(faults) == {f.value for f in FAULTS}  # every kind of fault really happened
