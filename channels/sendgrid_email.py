@@ -192,10 +192,8 @@ class SendGridEmailAdapter:
                 half = len(good) // 2
                 return results + self._send_merged(sg, good[:half]) + self._send_merged(sg, good[half:])
             return results + [_from_http_error(m, exc) for m in good]
-        except TimeoutError:
-            return results + [transient(m, PROVIDER, "timeout") for m in good]
-        except OSError as exc:  # URLError, refused, reset: nothing reached SendGrid's API
-            return results + [transient(m, PROVIDER, f"connection_error:{type(exc).__name__}") for m in good]
+        except OSError as exc:
+            return results + [_unreached(m, exc) for m in good]
         raw = {"status_code": response.status_code, "headers": safe_headers(response.headers),
                "personalizations": len(good)}
         provider_id = header(response.headers, "X-Message-Id")
@@ -212,10 +210,8 @@ class SendGridEmailAdapter:
             response = sg.send(mail)
         except SendGridHTTPError as exc:
             return _from_http_error(message, exc)
-        except TimeoutError:
-            return transient(message, PROVIDER, "timeout")
-        except OSError as exc:  # URLError, refused, reset: nothing reached SendGrid's API
-            return transient(message, PROVIDER, f"connection_error:{type(exc).__name__}")
+        except OSError as exc:
+            return _unreached(message, exc)
         raw = {"status_code": response.status_code, "headers": safe_headers(response.headers)}
         return accepted(message, PROVIDER, header(response.headers, "X-Message-Id"), raw)
 
@@ -252,6 +248,13 @@ def _from_http_error(message: OutboundMessage, exc: SendGridHTTPError) -> SendRe
     ):
         return permanent(message, PROVIDER, PermanentReason.invalid_address, detail, raw)
     return permanent(message, PROVIDER, PermanentReason.rejected, detail, raw)
+
+
+def _unreached(message: OutboundMessage, exc: OSError) -> SendResult:
+    """A timeout, or URLError, refused, reset: the request did not get an answer from SendGrid."""
+    if isinstance(exc, TimeoutError):
+        return transient(message, PROVIDER, "timeout")
+    return transient(message, PROVIDER, f"connection_error:{type(exc).__name__}")
 
 
 def _personalization(message: OutboundMessage) -> dict[str, Any]:

@@ -16,6 +16,14 @@ def _errors(*items: tuple[str | None, str]) -> dict[str, Any]:
     return {"errors": [{"field": f, "message": m, "help": None} for f, m in items]}
 
 
+def _recipient(data: dict[str, Any], personalization: Any) -> tuple[str | None, str | None]:
+    """(our message id, the first address) of one personalization."""
+    p = personalization if isinstance(personalization, dict) else {}
+    to = p.get("to") or [{}]
+    address = to[0].get("email") if isinstance(to[0], dict) else None
+    return {**(data.get("custom_args") or {}), **(p.get("custom_args") or {})}.get("message_id"), address
+
+
 class FakeSendGrid(FakeProvider):
     name = "sendgrid"
 
@@ -29,26 +37,14 @@ class FakeSendGrid(FakeProvider):
         data = json_body(body)
         message_id = address = None
         if isinstance(data, dict):
-            personalizations = data.get("personalizations") or [{}]
-            first = personalizations[0] if isinstance(personalizations[0], dict) else {}
-            custom = {**(data.get("custom_args") or {}), **(first.get("custom_args") or {})}
-            message_id = custom.get("message_id")
-            to = first.get("to") or [{}]
-            address = to[0].get("email") if isinstance(to[0], dict) else None
+            message_id, address = _recipient(data, (data.get("personalizations") or [{}])[0])
         return data, message_id, address
 
     def recipients(self, data: Any) -> list[tuple[str | None, str | None]] | None:
         personalizations = data.get("personalizations") if isinstance(data, dict) else None
         if not isinstance(personalizations, list) or len(personalizations) < 2:
             return None
-        top = data.get("custom_args") or {}
-        found = []
-        for p in personalizations:
-            p = p if isinstance(p, dict) else {}
-            to = p.get("to") or [{}]
-            address = to[0].get("email") if isinstance(to[0], dict) else None
-            found.append(({**top, **(p.get("custom_args") or {})}.get("message_id"), address))
-        return found
+        return [_recipient(data, p) for p in personalizations]
 
     def delivered(self, request: RecordedRequest) -> dict[str, str | None]:
         """What this recipient receives: subject, text and HTML with their substitutions made."""
