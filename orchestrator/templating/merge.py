@@ -32,7 +32,15 @@ from markupsafe import escape
 
 from orchestrator.templating.environment import TemplateSet, get_template_set
 from orchestrator.templating.errors import TemplateProblem
-from orchestrator.templating.render import Rendered, Target, finish, render_parts, resolve, variables_for
+from orchestrator.templating.render import (
+    Rendered,
+    Target,
+    finish,
+    render_parts,
+    render_target,
+    resolve,
+    variables_for,
+)
 
 # The values that differ from one recipient to the next. Other context values (tier, locale,
 # time zone, years as a customer, the facts) are part of the group key: templates may branch on
@@ -146,8 +154,7 @@ def expand(skeleton: str, substitutions: Mapping[str, str]) -> str:
 
 def _one(templates: TemplateSet, target: Target, item: Item) -> Outcome:
     try:
-        variables = variables_for(target, item.context)
-        return Outcome(finish(templates, target, *render_parts(templates, target, lambda role: variables)))
+        return Outcome(render_target(templates, target, item.context))
     except TemplateProblem as exc:
         return Outcome(problem=exc)
 

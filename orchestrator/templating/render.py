@@ -112,11 +112,15 @@ def finish(templates: TemplateSet, target: Target, subject: str | None, text: st
                     subject, text, html, metrics)
 
 
+def render_target(templates: TemplateSet, target: Target, context: Mapping[str, Any]) -> Rendered:
+    variables = variables_for(target, context)
+    return finish(templates, target, *render_parts(templates, target, lambda role: variables))
+
+
 def render_with(templates: TemplateSet, message: str, *, tone: str | None, channel: str,
                 context: dict[str, Any], locale: str | None = None, kind: str | None = None) -> Rendered:
     target = resolve(templates, message, tone=tone, channel=channel, locale=locale, kind=kind)
-    variables = variables_for(target, context)
-    return finish(templates, target, *render_parts(templates, target, lambda role: variables))
+    return render_target(templates, target, context)
 
 
 def render(message: str, *, tone: str | None, channel: str, context: dict[str, Any], locale: str = "en",
