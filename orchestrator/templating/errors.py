@@ -12,4 +12,5 @@ class RenderError(TemplateProblem):
 
 
 class LengthError(TemplateProblem):
-    """The rendered text overflows its channel's limit; the message carries the numbers."""
+    """The rendered text overflows its channel's limit (the message carries the numbers) or is text
+    the channel refuses whatever its length (an empty X post, one with directional controls)."""

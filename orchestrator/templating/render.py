@@ -27,7 +27,7 @@ class Rendered:
 
 
 def measure(vkey: str, subject: str | None, text: str, limits: ChannelLimits, marketing: bool) -> Metrics:
-    """The channel's length figures; over the limit raises LengthError with the numbers."""
+    """The channel's length figures; over the limit (or refused) raises LengthError with the numbers."""
     if vkey == "email":
         metrics = chars_metrics("email subject", subject or "", limits.email.subject_max_chars)
     elif vkey == "sms":
@@ -42,7 +42,7 @@ def measure(vkey: str, subject: str | None, text: str, limits: ChannelLimits, ma
         if len(text) < limits.phone.min_script_chars:
             raise LengthError(f"phone: call script is {len(text)} chars, "
                               f"min {limits.phone.min_script_chars}: the agent needs a script")
-    if metrics.over_limit:
+    if metrics.refused:
         raise LengthError(metrics.describe())
     return metrics
 
