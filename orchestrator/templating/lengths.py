@@ -53,7 +53,7 @@ def sms_count(text: str) -> SmsCount:
         sizes = [2 if c in GSM7_EXTENSION else 1 for c in text]
     else:
         encoding = UCS2
-        sizes = [len(g.encode("utf-16-le")) // 2 for g in _graphemes(text)]
+        sizes = [len(g.encode("utf-16-le", "surrogatepass")) // 2 for g in _graphemes(text)]
     units = sum(sizes)
     single, multi = SMS_CAPACITY[encoding]
     if units <= single:
