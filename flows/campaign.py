@@ -20,6 +20,7 @@ from sqlmodel import select
 from flows.common import Progress, install_prefect_redaction, summary_table_artifact, tag_flow_run
 from flows.pipeline import audience_chunks, audience_size, id_range, ledger_summary, publish, run_pipeline
 from orchestrator.db import session_scope
+from orchestrator.experiments import Percent, VariantSpec, build_experiment, save_experiment
 from orchestrator.models import Campaign, utcnow
 from orchestrator.policy import Intent, load_policy
 from orchestrator.policy.plan import plan_audience
@@ -102,11 +103,18 @@ def campaign(
     data: dict[str, Any] | None = None,
     dry_run: bool = False,
     chunk_size: int = 1000,
+    variants: list[VariantSpec] | None = None,
+    holdout: Percent = 0.0,
+    goal_event: str | None = None,
+    attribution_days: int = 7,
 ) -> dict[str, Any]:
     """Runs (or with ``dry_run`` only plans) the campaign; returns its summary.
 
     ``send_time``: "now", a local time of day "HH:MM" (each customer's own zone) or an ISO
     date-time. ``data``: the template's facts. ``tone`` overrides the topic's tone.
+    ``variants`` (tone, template, weight each) and ``holdout`` (percent of the audience that
+    hears nothing) make the campaign an experiment; ``goal_event`` is the conversion it is
+    meant to cause, counted for ``attribution_days`` after the send.
     """
     install_prefect_redaction()
     logger = get_run_logger()
@@ -114,6 +122,9 @@ def campaign(
         raise CampaignError("chunk_size must be at least 1")
     data = dict(data or {})
     topic = check_campaign(template, topic, data, send_time, tone)
+    experiment = build_experiment(variants, holdout)
+    for variant in experiment.variants:
+        check_campaign(variant.template or template, topic, data, send_time, variant.tone or tone)
     total = audience_size(segment)
     facts = {"campaign": name, "segment": segment, "topic": topic, "template": template,
              "tone": tone or "(topic default)", "send time": send_time, "audience": total}
@@ -129,14 +140,16 @@ def campaign(
         return {"flow": "campaign", "name": name, "dry_run": True, **plan.as_dict()}
 
     campaign_id = upsert_campaign(name, segment, topic, template, tone, send_time)
+    save_experiment(campaign_id, experiment, goal_event, attribution_days)
     logger.info("campaign %s (id %d): %d customers in %s, %d chunk(s)", name, campaign_id, total, segment,
                 ceil(total / chunk_size))
 
     def chunks() -> Iterator[tuple[str, list[Intent]]]:
         for ids in audience_chunks(segment, chunk_size):
             yield id_range(ids), [
-                Intent(customer_id=cid, topic=topic, template=template, dedupe_key=dedupe_key(name),
-                       data=data, tone=tone, send_time=send_time, campaign_id=campaign_id)
+                experiment.apply(Intent(customer_id=cid, topic=topic, template=template,
+                                        dedupe_key=dedupe_key(name), data=data, tone=tone,
+                                        send_time=send_time, campaign_id=campaign_id), name)
                 for cid in ids
             ]
 

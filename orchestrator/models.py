@@ -154,6 +154,12 @@ class Campaign(SQLModel, table=True):
     tone: str | None = Field(default=None, max_length=32)
     send_time: str = Field(default="now", max_length=32)  # "now", "10:00" local, or ISO time
     status: str = Field(default="created", max_length=16)
+    # Experiments (orchestrator.experiments): the variants as declared, the share held out,
+    # and the conversion event the campaign is meant to cause, counted within the window.
+    variants: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    holdout_percent: float = 0.0
+    goal_event: str | None = Field(default=None, max_length=64)
+    attribution_days: int = 7
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -211,6 +217,7 @@ class Message(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     campaign_id: int | None = Field(default=None, foreign_key="campaign.id", index=True)
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    variant: str | None = Field(default=None, max_length=32)  # experiment variant, or "holdout"
     provider: str | None = Field(default=None, max_length=32)
     provider_message_id: str | None = Field(default=None, max_length=128)
     attempts: int = 0
@@ -261,7 +268,11 @@ class DeliveryEvent(SQLModel, table=True):
 
 
 class CustomerFeedback(SQLModel, table=True):
-    """A customer's own words (an SMS reply, a survey answer): never lost."""
+    """A customer's own words (an SMS reply, a survey answer): never lost.
+
+    A survey answer has a ``score`` on its ``scale`` (csat 1-5, nps 0-10) and the survey
+    message it answers; a changed answer is a new row, and the latest row counts.
+    """
 
     __tablename__ = "customer_feedback"
 
@@ -269,6 +280,30 @@ class CustomerFeedback(SQLModel, table=True):
     customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
     channel: str = Field(max_length=16)
     body: str = Field(default="")
+    source: str = Field(default="", max_length=64)
+    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
+    score: int | None = None
+    scale: str | None = Field(default=None, max_length=8)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ConversionEvent(SQLModel, table=True):
+    """Something a customer did that a campaign may have caused (a purchase, an upgrade).
+
+    Unique per (customer, name, time): importing the same file twice records nothing new.
+    """
+
+    __tablename__ = "conversion_event"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "name", "occurred_at", name="uq_conversion_event"),
+        Index("ix_conversion_lookup", "name", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    name: str = Field(max_length=64)
+    occurred_at: datetime
+    value: float | None = None
     source: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     provider_concurrency: int = 8
 
     incident_token: SecretStr | None = None
+    events_token: SecretStr | None = None  # bearer token for POST /events (conversions)
     prefect_api_url: str | None = None
 
     company_postal_address: str = "Example Co, 1 Market Street, San Francisco, CA 94105, USA"

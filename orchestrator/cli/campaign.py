@@ -51,18 +51,32 @@ def run(
     sample_data: bool = typer.Option(False, "--sample-data", help="Start from templates/sample_data.yaml."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan only: who would get what; writes nothing."),
     chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Customers per task."),
+    variant: Annotated[list[str] | None, typer.Option(
+        "--variant", help="An experiment variant, e.g. tone=empathetic or tone=professional,weight=2 "
+                          "(repeatable; keys: tone, template, weight, name).")] = None,
+    holdout: str = typer.Option("0", "--holdout", help="Percent of the audience held out (sent nothing)."),
+    goal: str = typer.Option(None, "--goal", help="Conversion event the campaign aims at, e.g. purchase."),
+    attribution_days: int = typer.Option(7, "--attribution-days", min=1,
+                                         help="Days after the send a goal event counts for the campaign."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Run a campaign: decide, reserve and send, a chunk of customers at a time."""
     from flows.campaign import campaign, check_campaign
+    from orchestrator.experiments import build_experiment, parse_variant_option
 
     facts = _facts(template, data, data_file, sample_data)
     try:  # bad input fails here, before a Prefect run starts
-        check_campaign(template, topic, facts, send_time, tone)
+        topic_used = check_campaign(template, topic, facts, send_time, tone)
+        variants = [parse_variant_option(text) for text in variant or []]
+        experiment = build_experiment(variants, holdout)
+        for arm in experiment.variants:
+            check_campaign(arm.template or template, topic_used, facts, send_time, arm.tone or tone)
     except ValueError as exc:
         fail(str(exc), 2)
     result = run_flow(campaign, name=name, segment=segment, template=template, topic=topic, tone=tone,
-                      send_time=send_time, data=facts, dry_run=dry_run, chunk_size=chunk_size)
+                      send_time=send_time, data=facts, dry_run=dry_run, chunk_size=chunk_size,
+                      variants=[v.model_dump() for v in variants] or None,
+                      holdout=experiment.holdout_percent, goal_event=goal, attribution_days=attribution_days)
     print_json(result) if as_json else print_flow_summary(result, f"Campaign {name}")
 
 

@@ -61,6 +61,7 @@ def describe_reason(code: str) -> str:
         "render_error": "the template could not be rendered",
         "deadline": f"could not go out on {channel} before its deadline",
         "reconcile": "outcome unknown: check the provider before sending again",
+        "holdout": f"in the holdout group of campaign {arg} (kept from it to measure its effect)",
     }
     return words.get(kind, code)
 

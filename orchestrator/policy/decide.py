@@ -208,6 +208,11 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
             _decision(intent, topic, "suppress", channel or channels[0], tone, base, reasons, now=now)
         ]
 
+    if intent.holdout_of is not None:  # kept from the message to measure what it changes
+        reasons.add(f"holdout:{intent.holdout_of}",
+                    f"In the holdout group of campaign {intent.holdout_of}: not sent, to measure its effect.")
+        return suppress()
+
     if facts.do_not_contact:
         if not topic.required:
             reasons.add("do_not_contact", "The customer asked not to be contacted.")

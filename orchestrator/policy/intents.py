@@ -30,6 +30,8 @@ class Intent:
     campaign_id: int | None = None
     incident_id: int | None = None
     channels: list[str] | None = None  # restricts / overrides the topic's channel list
+    variant: str | None = None  # experiment variant, recorded on the ledger row
+    holdout_of: str | None = None  # campaign whose holdout group this customer is in: nothing is sent
 
 
 @dataclass

@@ -213,8 +213,8 @@ _COLUMNS = {
     "dedupe_key": "text", "customer_id": "int", "topic": "text", "channel": "text", "tone": "text",
     "template": "text", "priority": "int", "status": "text", "send_at": "timestamptz",
     "deadline": "timestamptz", "reason_codes": "json", "reason_text": "text", "data": "json",
-    "campaign_id": "int", "incident_id": "int", "attempts": "int", "created_at": "timestamptz",
-    "updated_at": "timestamptz",
+    "campaign_id": "int", "incident_id": "int", "variant": "text", "attempts": "int",
+    "created_at": "timestamptz", "updated_at": "timestamptz",
 }
 _NAMES = ", ".join(_COLUMNS)
 _CONFLICT = (
@@ -276,7 +276,7 @@ class _Encoder:
         return (
             intent.dedupe_key, d.customer_id, d.topic, d.channel, d.tone, intent.template, d.priority,
             d.status, t(d.send_at), t(intent.deadline), self.codes(d.reason_codes), d.reason_text,
-            self.data(intent.data), intent.campaign_id, intent.incident_id, 0, t(now), t(now),
+            self.data(intent.data), intent.campaign_id, intent.incident_id, intent.variant, 0, t(now), t(now),
         )
 
 

@@ -9,7 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
-from orchestrator.web import incidents, preference_centre, sendgrid_events, twilio_callbacks, unsubscribe
+from orchestrator.web import (
+    events,
+    incidents,
+    preference_centre,
+    sendgrid_events,
+    twilio_callbacks,
+    unsubscribe,
+)
 from orchestrator.web.common import PAGE_HEADERS, templates
 from orchestrator.web.incidents import IncidentLauncher
 from orchestrator.web.limits import BodySizeLimit
@@ -41,7 +48,7 @@ def create_app(
     app.state.launch_incident = launch_incident
     app.state.verifiers = verifiers or provider_verifiers()
     app.add_middleware(BodySizeLimit)
-    for module in (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents):
+    for module in (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents, events):
         app.include_router(module.router)
 
     @app.exception_handler(HTTPException)
