@@ -321,3 +321,18 @@ class OutboxEntry(SQLModel, table=True):
     body: str = Field(default="")
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class RateBudget(SQLModel, table=True):
+    """One send rate's shared budget (``orchestrator.pacing.budget``): every process and machine
+    takes its slots from this row, in a transaction that locks it. Times are epoch seconds."""
+
+    __tablename__ = "rate_budget"
+
+    name: str = Field(primary_key=True, max_length=64)  # the rate's name in policy.yaml, or a channel
+    next_free: float = 0.0  # when the lane is free again (slots up to here are taken)
+    factor: float = 1.0  # share of the declared rate in force: lowered by 429s, raised back slowly
+    paused_until: float = 0.0  # a provider's retry_after
+    urgent_until: float = 0.0  # urgent traffic holds the lane: bulk traffic waits until then
+    adjusted_at: float = 0.0  # last change of ``factor``
+    rate_limited: int = 0  # 429s the provider answered on this lane

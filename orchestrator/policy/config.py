@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.models import Channel
+from orchestrator.policy.rates import Rates, parse_rates
 
 CHANNELS = tuple(c.value for c in Channel)
 ALL = "all"
@@ -147,6 +148,7 @@ class Policy(_Strict):
     preference_caps: dict[Literal["daily", "weekly", "monthly"], timedelta] = Field(default_factory=dict)
     quiet_hours: dict[str, QuietWindow] = Field(default_factory=dict)
     high_touch: list[HighTouchRule] = Field(default_factory=list)
+    rates: Rates = Field(default_factory=Rates)  # set by parse_policy: validating it needs the topics
 
     @field_validator("preference_caps", mode="before")
     @classmethod
@@ -227,10 +229,24 @@ def _format_error(exc: ValidationError) -> str:
 def parse_policy(data: Any, source: str = "policy") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: expected a mapping at the top level")
+    data = dict(data)
+    raw_rates = data.pop("rates", None)
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(f"{source}: {_format_error(exc)}") from None
+    try:
+        rates = parse_rates(raw_rates, topics=set(policy.topics), adapters=_adapter_names())
+    except ValueError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
+    policy.__dict__["rates"] = rates  # frozen model
+    return policy
+
+
+def _adapter_names() -> set[str]:
+    from channels.registry import available_adapters
+
+    return set(available_adapters())
 
 
 def load_policy(path: Path | str | None = None) -> Policy:

@@ -59,6 +59,7 @@ class RecordedRequest:
     # ``index`` is this recipient's place in it, ``http`` the HTTP request they share.
     index: int = 0
     http: RecordedRequest | None = None
+    received_at: float = 0.0  # time.time() when the request arrived
 
 
 @dataclass
@@ -89,6 +90,10 @@ class FakeProvider:
         self._rng = random.Random(0)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._rate: float | None = None  # HTTP requests per second this provider takes
+        self._burst = 1.0
+        self._arrivals: list[float] = []
+        self.rate_limited = 0  # 429s answered because the rate was exceeded
 
     # ----- life cycle -------------------------------------------------------------------
     @property
@@ -137,6 +142,37 @@ class FakeProvider:
             self._fault_kinds = tuple(Fault(k) for k in kinds)
             self._rng = random.Random(seed)
 
+    def enforce_rate(self, per_second: float | None, burst: float = 1.0) -> None:
+        """Answers 429 (the provider's rate-limit reply) to any request beyond ``per_second`` plus
+        ``burst`` in the last second, as a real provider does; refused requests do not count."""
+        with self._lock:
+            self._rate, self._burst = per_second, burst
+            self._arrivals.clear()
+
+    def _over_rate(self, now: float) -> bool:
+        with self._lock:
+            if self._rate is None:
+                return False
+            while self._arrivals and self._arrivals[0] <= now - 1.0:
+                self._arrivals.pop(0)
+            if len(self._arrivals) >= self._rate + self._burst:
+                self.rate_limited += 1
+                return True
+            self._arrivals.append(now)
+            return False
+
+    def per_second_counts(self) -> list[int]:
+        """Accepted HTTP requests in every one-second window starting at an accepted request."""
+        with self._lock:
+            times = sorted({id(r.http or r): r.received_at for r in self.requests
+                            if r.status is not None and 200 <= r.status < 300}.values())
+        counts, end = [], 0
+        for i, start in enumerate(times):
+            while end < len(times) and times[end] < start + 1.0:
+                end += 1
+            counts.append(end - i)
+        return counts
+
     def clear_faults(self) -> None:
         with self._lock:
             self._planned.clear()
@@ -170,6 +206,8 @@ class FakeProvider:
             self.requests.clear()
             self._planned.clear()
             self._fault_probability = 0.0
+            self._arrivals.clear()
+            self.rate_limited = 0
 
     # ----- to implement -----------------------------------------------------------------
     def parse(
@@ -204,6 +242,7 @@ class FakeProvider:
             message_id=message_id,
             address=address,
             client=client,
+            received_at=time.time(),
         )
         many = self.recipients(data)
         recorded = [request]
@@ -212,7 +251,7 @@ class FakeProvider:
                         for i, (mid, addr) in enumerate(many)]
         with self._lock:
             self.requests.extend(recorded)
-        fault = self._next_fault()
+        fault = Fault.rate_limit if self._over_rate(request.received_at) else self._next_fault()
         for each in recorded:
             each.fault = fault
         if self.latency:
