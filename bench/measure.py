@@ -139,9 +139,15 @@ def baseline_b(n: int, **_: Any) -> dict[str, Any]:
     return bare_sdk_loop(n)
 
 
+def baseline_c(n: int, **_: Any) -> dict[str, Any]:
+    from bench.baselines import best_sender
+
+    return best_sender(n)
+
+
 KINDS: dict[str, Callable[..., dict[str, Any]]] = {
     "campaign": campaign, "outage": outage, "plan": plan_only, "baseline_a": baseline_a,
-    "baseline_b": baseline_b,
+    "baseline_b": baseline_b, "baseline_c": baseline_c,
 }
 
 

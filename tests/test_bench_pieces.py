@@ -97,3 +97,23 @@ def test_the_report_compares_with_both_baselines_and_keeps_the_notes(tmp_path):
     assert "| sqlite | 10,000 | 20.0 | 15.0 | 500 | 2.00 | 9,700 (9,700) |" in text
     assert "| sqlite | 10,000 | 2.00 | 10.0 | 2.00 | 20.0 |" in text  # baseline A: 10x our wall, 20x our CPU
     assert "| 2 | 20,000 | 20.0 | 1,000 | 2.00 | 9,000 | 1 | 0 | yes |" in text
+
+
+def test_baseline_c_sends_each_customer_once_in_requests_of_up_to_a_thousand(sqlite_url, fake_sendgrid,
+                                                                             monkeypatch):
+    from bench.baselines import best_sender
+    from orchestrator.settings import get_settings
+
+    seed_customers(sqlite_url, 1500)
+    monkeypatch.setenv("ORCH_SENDGRID_API_KEY", fake_sendgrid.api_key)
+    monkeypatch.setenv("ORCH_SENDGRID_HOST", fake_sendgrid.url)
+    get_settings.cache_clear()
+
+    result = best_sender(1500)
+
+    accepted = fake_sendgrid.accepted()
+    assert result["messages"] == 1500 and len(accepted) == 1500
+    assert len({r.address for r in accepted}) == 1500
+    assert sorted(Counter(id(r.http) for r in accepted).values()) == [500, 1000]  # one locale
+    first = accepted[0].http.data["personalizations"][0]["substitutions"]
+    assert first["-name-"] and first["-unsubscribe_url-"].startswith("http")
