@@ -1,15 +1,15 @@
 """rate budget: the shared send-rate slots of every lane
 
-Revision ID: 0002_rate_budget
-Revises: 0001
+Revision ID: 0003_rate_budget
+Revises: 0002_surveys_and_experiments
 Create Date: 2026-11-30
 """
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = '0002_rate_budget'
-down_revision = '0001'
+revision = '0003_rate_budget'
+down_revision = '0002_surveys_and_experiments'
 branch_labels = None
 depends_on = None
 
