@@ -39,6 +39,7 @@ from orchestrator.dispatch import dispatch_due
 from orchestrator.logging_setup import install_redaction
 from orchestrator.models import utcnow
 from orchestrator.outcomes import OUTCOMES, DispatchReport
+from orchestrator.policy.explain import reconcile_hint
 from orchestrator.privacy import redact_text
 
 # Loggers Prefect configures with handlers of their own (see prefect/logging/logging.yml).
@@ -179,8 +180,8 @@ def dispatch_markdown(report: DispatchReport, *, title: str, reconciled: Sequenc
     if flagged:
         shown = ", ".join(str(i) for i in flagged[:100]) + (" ..." if len(flagged) > 100 else "")
         lines += ["", f"## Needs reconciling ({len(flagged)})", "",
-                  "Outcome unknown (a crash or an adapter error while sending): check the provider "
-                  "before sending again. Message ids: " + shown]
+                  "Outcome unknown (a crash or an adapter error while sending): "
+                  + reconcile_hint(flagged) + ". Message ids: " + shown]
     if report.configuration_errors:
         lines += ["", "## Configuration errors", ""]
         lines += [f"- {channel}: {error}" for channel, error in sorted(report.configuration_errors.items())]

@@ -148,6 +148,7 @@ class PipelineResult:
             "customers": self.customers,
             "reserved": dict(self.reserved),
             "dispatched": {o: self.report.total(o) for o in OUTCOMES},
+            "reconcile_ids": list(self.report.reconcile),
             "fallbacks": dict(self.fallbacks),
         }
 

@@ -105,7 +105,35 @@ def test_transactional_and_security_are_never_capped():
 def test_outage_bypasses_a_full_cap_visibly():
     history = [HistoryEntry("support", "sms", NOON - timedelta(hours=2))]
     d = one("outage", f=facts(history=history), channels=["sms"])
-    assert d.outcome == "send" and "bypass:outage" in d.reason_codes
+    assert d.outcome == "send" and "bypass:cap:sms-1d" in d.reason_codes
+    assert "Cap sms-1d (1 per day on sms) is reached, but outage notices bypass" in d.reason_text
+    # Every cap that would have held it is named, not only the first.
+    history = [HistoryEntry("support", "sms", NOON - timedelta(hours=h)) for h in (2, 3, 4)]
+    raw = yaml.safe_load((REPO_ROOT / "policy.yaml").read_text())
+    raw["caps"].append({"name": "outage-3d", "max": 1, "window": "3d", "topics": ["outage", "support"]})
+    d = decide(intent("outage", channels=["sms"]), facts(history=history), NOON, parse_policy(raw))[0]
+    bypassed = [c for c in d.reason_codes if c.startswith("bypass:")]
+    assert bypassed == ["bypass:cap:sms-1d", "bypass:cap:outage-3d"]
+    # Nothing full, nothing bypassed: no bypass code.
+    assert not any(c.startswith("bypass:") for c in one("outage", channels=["sms"]).reason_codes)
+
+
+def test_security_inside_quiet_hours_says_it_bypassed_them():
+    ny = ZoneInfo("America/New_York")
+    night = datetime(2026, 5, 6, 23, 0, tzinfo=ny).astimezone(UTC)
+    d = one("security", f=facts(zone=ny), now=night, channels=["sms"])
+    assert d.outcome == "send" and "bypass:quiet_hours" in d.reason_codes
+    assert "Inside quiet hours for sms 21:00-08:00 local, but security notices go out" in d.reason_text
+    # Personal quiet hours on email are bypassed visibly too; daytime carries no bypass code.
+    d = one("security", f=facts(zone=ny, quiet=(time(22), time(7))), now=night, channels=["email"])
+    assert "bypass:quiet_hours" in d.reason_codes and "personal quiet hours" in d.reason_text
+    assert "bypass:quiet_hours" not in one("security", f=facts(zone=ny), channels=["sms"]).reason_codes
+    # The high-touch phone call of a major outage at night: the policy's topic decides.
+    raw = yaml.safe_load((REPO_ROOT / "policy.yaml").read_text())
+    raw["topics"]["outage"]["bypass_quiet_hours"] = True
+    decisions = decide(intent("outage", data={"severity": "major"}), facts(zone=ny, tier="premium"),
+                       night, parse_policy(raw))
+    assert decisions[1].channel == "phone" and "bypass:quiet_hours" in decisions[1].reason_codes
 
 
 def test_sms_cap_falls_back_when_the_topic_says_so():

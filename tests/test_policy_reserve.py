@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.consent import record_consent, suppress_address, update_preferences
 from orchestrator.db import get_engine, session_scope
-from orchestrator.models import Customer, Message
+from orchestrator.models import Campaign, Customer, Incident, Message
 from orchestrator.policy import Intent, PolicyError, decide_chunk, load_policy, reserve_chunk
 from orchestrator.policy.explain import UnknownCustomer, explain_customer
 from orchestrator.policy.plan import plan_audience
@@ -196,6 +196,66 @@ def test_explain_by_external_id_and_the_cli(db_url):
     assert table.exit_code == 0 and "suppressed" in table.stdout and "planned" in table.stdout
     missing = runner.invoke(app, ["explain", "nobody"])
     assert missing.exit_code == 1 and "no customer" in missing.output
+
+
+def test_explain_names_the_campaign_or_incident_update_and_how_to_settle_a_flagged_row(db_url, monkeypatch):
+    from orchestrator.cli.output import console
+
+    monkeypatch.setattr(console, "width", 300)
+    (cid,) = add_customers(1)
+    with session_scope() as s:
+        campaign = Campaign(name="spring-2026", segment="all", topic="marketing", template="promo")
+        incident = Incident(incident_key="INC-42")
+        s.add_all([campaign, incident])
+        s.flush()
+        campaign_id, incident_id = campaign.id, incident.id
+    reserve_chunk(marketing([cid], key="campaign:spring-2026", campaign_id=campaign_id), now=NOON,
+                  policy=POLICY)
+    for status, hours in (("investigating", 1), ("resolved", 2)):
+        intent = Intent(customer_id=cid, topic="outage", template="outage_notice", incident_id=incident_id,
+                        dedupe_key=f"incident:INC-42:{status}", data={"status": status})
+        reserve_chunk([intent], now=NOON + timedelta(hours=hours), policy=POLICY)
+    loyalty = Intent(customer_id=cid, topic="loyalty", template="anniversary", dedupe_key="anniversary:2026")
+    reserve_chunk([loyalty], now=NOON + timedelta(hours=3), policy=POLICY)
+    with session_scope() as s:
+        key = "incident:INC-42:investigating"
+        flagged = s.scalars(select(Message).where(Message.dedupe_key == key)).one()
+        flagged.status = "reconcile"
+        flagged_id = flagged.id
+    with session_scope() as s:
+        explained = {e.dedupe_key: e for e in explain_customer(s, "ext-0-std")}
+    assert explained["campaign:spring-2026"].belongs_to == "campaign spring-2026"
+    assert explained["incident:INC-42:investigating"].belongs_to == "incident INC-42 (investigating)"
+    assert explained["incident:INC-42:resolved"].belongs_to == "incident INC-42 (resolved)"
+    assert explained["anniversary:2026"].belongs_to == "anniversary (anniversary:2026)"
+    settle = f"orchestrator reconcile settle {flagged_id} --sent"
+    assert settle in explained["incident:INC-42:investigating"].settle_with
+    assert [e.settle_with for k, e in explained.items() if k != "incident:INC-42:investigating"] == [None] * 3
+    out = CliRunner().invoke(app, ["explain", "ext-0-std"])
+    assert out.exit_code == 0, out.output
+    assert "INC-42 (investigating)" in out.stdout and "INC-42 (resolved)" in out.stdout
+    assert f"Message {flagged_id} needs reconciling" in out.stdout and settle in out.stdout
+    data = json.loads(CliRunner().invoke(app, ["explain", "ext-0-std", "--json"]).stdout)
+    assert {d["belongs_to"] for d in data} >= {"campaign spring-2026", "incident INC-42 (resolved)"}
+
+
+def test_run_summaries_call_out_flagged_messages_with_the_command_that_settles_them(capsys):
+    from flows.common import dispatch_markdown
+    from orchestrator.cli.flow_runs import print_flow_summary
+    from orchestrator.outcomes import DispatchReport
+
+    report = DispatchReport()
+    report.reconcile.extend([7, 9])
+    markdown = dispatch_markdown(report, title="Dispatch")
+    assert "orchestrator reconcile settle 7 9 --sent" in markdown
+    result = {"reserved": {"planned": 2}, "dispatched": {"reconcile": 2}, "reconcile_ids": [7, 9],
+              "ledger": {"channels": {"email": {"sent": 1, "reconcile": 3}}}}
+    print_flow_summary(result, "Campaign")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "3 message(s) need reconciling" in printed
+    assert "orchestrator reconcile settle 7 9 --sent" in printed
+    print_flow_summary({**result, "reconcile_ids": [], "ledger": {"channels": {"email": {"sent": 1}}}}, "C")
+    assert "reconciling" not in capsys.readouterr().out
 
 
 def test_ledger_never_holds_a_dedupe_key_twice_per_customer(db_url):

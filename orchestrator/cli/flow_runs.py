@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.output import console, fail
 
@@ -62,8 +63,17 @@ def describe_reason(code: str) -> str:
         "deadline": f"could not go out on {channel} before its deadline",
         "reconcile": "outcome unknown: check the provider before sending again",
         "holdout": f"in the holdout group of campaign {arg} (kept from it to measure its effect)",
+        "bypass": _describe_bypass(arg),
     }
     return words.get(kind, code)
+
+
+def _describe_bypass(arg: str) -> str:
+    if arg == "quiet_hours":
+        return "went out inside quiet hours (the topic may)"
+    if arg.startswith("cap:"):
+        return f"went out although frequency cap {arg[4:]} is full (the topic may)"
+    return f"required {arg} notice: reaches customers who asked not to be contacted"
 
 
 def explain_reasons(reason: str) -> str:
@@ -111,6 +121,7 @@ def print_flow_summary(result: dict[str, Any], title: str) -> None:
         for channel, counts in sorted(channels.items()):
             table.add_row(channel, *(str(counts.get(s, 0)) for s in used))
         console.print(table)
+    _print_reconcile_callout(result.get("reconcile_ids") or [], channels)
     reasons: dict[str, dict[str, int]] = ledger.get("reasons", {})
     if reasons:
         console.print("[bold]Not sent (yet), and why[/]")
@@ -122,6 +133,18 @@ def print_flow_summary(result: dict[str, Any], title: str) -> None:
             for reason, n in sorted(by_reason.items(), key=lambda item: -item[1]):
                 table.add_row(status, str(n), explain_reasons(reason))
         console.print(table)
+
+
+def _print_reconcile_callout(flagged_now: list[int], channels: dict[str, dict[str, int]]) -> None:
+    """Messages whose outcome is unknown never hide in a table: the command that settles them."""
+    flagged = max(len(flagged_now), sum(counts.get("reconcile", 0) for counts in channels.values()))
+    if not flagged:
+        return
+    from orchestrator.policy.explain import reconcile_hint
+
+    console.print(Text.assemble((f"{flagged} message(s) need reconciling", "bold yellow"),
+                                " (outcome unknown: the provider may have them): ",
+                                reconcile_hint(flagged_now)))
 
 
 def _print_plan(result: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.output import console, fail, print_json
 
@@ -45,14 +46,19 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"Recent decisions for {customer}")
         for column in ("id", "topic", "channel", "status", "send at (UTC)"):
             table.add_column(column, no_wrap=True)
+        table.add_column("for", overflow="fold")
         table.add_column("reasons", overflow="fold")
         table.add_column("why", overflow="fold", ratio=1)
         for d in decisions:
             table.add_row(
                 str(d.message_id), d.topic, d.channel, d.status, f"{d.send_at:%Y-%m-%d %H:%M}",
-                "\n".join(d.reason_codes), d.reason_text,
+                d.belongs_to, "\n".join(d.reason_codes), d.reason_text,
             )
         console.print(table)
+        for d in decisions:
+            if d.settle_with:
+                console.print(Text.assemble((f"Message {d.message_id} needs reconciling", "yellow"),
+                                            f" (outcome unknown): {d.settle_with}"))
 
     @app.command("plan")
     def plan(

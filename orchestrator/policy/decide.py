@@ -175,6 +175,22 @@ def _caps_with_history(index: _Index, topic: str, channel: str, facts: CustomerF
     return [(cap, sorted(h.send_at for h in facts.history if cap.counts(h, index.counting))) for cap in caps]
 
 
+def _note_quiet_hours_bypass(
+    reasons: _Reasons, topic: str, quiet: list[tuple[str, Window]], at: datetime, facts: CustomerFacts
+) -> None:
+    """A topic that ignores quiet hours says so on the row when it goes out inside them."""
+    local = at.astimezone(facts.zone).time()
+    for name, window in quiet:
+        if in_window(local, window):
+            label = "personal quiet hours" if name == "personal" else f"quiet hours for {name}"
+            reasons.add(
+                "bypass:quiet_hours",
+                f"Inside {label} {window[0]:%H:%M}-{window[1]:%H:%M} local, "
+                f"but {topic} notices go out at any hour.",
+            )
+            return
+
+
 @lru_cache(maxsize=256)
 def _send_time_reason(send_time: str) -> tuple[str, str] | None:
     spec = parse_send_time(send_time)
@@ -235,7 +251,10 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
             reasons.add("consent:opted_out", f"Opted out of {intent.topic} on {channel}.")
             continue
         at: datetime | None = base
-        quiet = [] if topic.bypass_quiet_hours else _quiet_windows(index, channel, facts)
+        quiet = _quiet_windows(index, channel, facts)
+        if topic.bypass_quiet_hours:
+            _note_quiet_hours_bypass(reasons, intent.topic, quiet, base, facts)
+            quiet = []
         windows = [w for _, w in quiet]
         if windows:
             at = after_quiet_hours(base, windows, facts.zone)
@@ -256,10 +275,13 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
         blocking = _blocking_cap(caps, at) if caps else None
         if blocking is not None:
             if topic.bypass_caps:
-                reasons.add(
-                    f"bypass:{intent.topic}",
-                    f"{intent.topic} notices bypass frequency caps ({blocking.name} is full).",
-                )
+                for cap, times in caps:  # every cap that would have held it, not only the first
+                    if not cap_allows(times, at, cap):
+                        reasons.add(
+                            f"bypass:cap:{cap.name}",
+                            f"Cap {cap.name} ({cap.describe()}) is reached, "
+                            f"but {intent.topic} notices bypass frequency caps.",
+                        )
             else:
                 reasons.add(
                     f"cap:{blocking.name}", f"Cap {blocking.name} ({blocking.describe()}) is reached."
@@ -322,7 +344,10 @@ def _high_touch(
         elif not consent_allows(facts.consent, facts.id, rule.channel, intent.topic):
             reasons.add("consent:opted_out", f"Opted out of {intent.topic} on {rule.channel}.")
         else:
-            quiet = [] if topic.bypass_quiet_hours else _quiet_windows(index, rule.channel, facts)
+            quiet = _quiet_windows(index, rule.channel, facts)
+            if topic.bypass_quiet_hours:
+                _note_quiet_hours_bypass(reasons, intent.topic, quiet, base, facts)
+                quiet = []
             windows = [w for _, w in quiet]
             at = after_quiet_hours(base, windows, facts.zone) if windows else base
             if at is None:

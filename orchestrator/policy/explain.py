@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
 
-from orchestrator.models import Customer, Message
+from orchestrator.models import Campaign, Customer, Incident, Message, MessageStatus
 
 
 class UnknownCustomer(LookupError):
@@ -28,6 +30,8 @@ class ExplainedDecision:
     send_at: datetime
     reason_codes: list[str]
     reason_text: str
+    belongs_to: str  # "campaign spring-2026", "incident INC-42 (resolved)", "anniversary:2026"
+    settle_with: str | None = None  # for a message in reconcile: the command that settles it
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,17 +49,39 @@ def find_customer_id(session: Session, external_id_or_id: str | int) -> int:
     return int(found)
 
 
+def reconcile_hint(message_ids: Sequence[int]) -> str:
+    """What settles messages flagged ``reconcile``: the one command, spelled out with their ids."""
+    ids = " ".join(str(i) for i in message_ids[:20]) + (" ..." if len(message_ids) > 20 else "")
+    return (f"check the provider, then `orchestrator reconcile settle {ids or 'ID...'} --sent` "
+            "(it has them) or `--not-sent` (send again); `orchestrator reconcile list` shows them all")
+
+
+def belongs_to(campaign: str | None, incident: str | None, data: dict[str, Any] | None, template: str,
+               dedupe_key: str) -> str:
+    """The campaign, incident update or template a ledger row was written for, in a few words."""
+    if campaign:
+        return f"campaign {campaign}"
+    if incident:
+        update = (data or {}).get("status")
+        return f"incident {incident}" + (f" ({update})" if update else "")
+    return f"{template} ({dedupe_key})"
+
+
 def explain_customer(
     session: Session, external_id_or_id: str | int, limit: int = 20
 ) -> list[ExplainedDecision]:
     """The customer's most recent ledger rows, newest first, with their reasons."""
     customer_id = find_customer_id(session, external_id_or_id)
-    m = Message.__table__.c  # type: ignore[attr-defined]
+    messages, campaigns, incidents = (t.__table__ for t in (Message, Campaign, Incident))  # type: ignore[attr-defined]
+    m, campaign, incident = messages.c, campaigns.c, incidents.c
     rows = session.connection().execute(
         select(
             m.id, m.created_at, m.dedupe_key, m.topic, m.template, m.channel, m.tone, m.status, m.send_at,
-            m.reason_codes, m.reason_text,
+            m.reason_codes, m.reason_text, m.data, campaign.name.label("campaign"),
+            incident.incident_key.label("incident"),
         )
+        .select_from(messages.outerjoin(campaigns, campaign.id == m.campaign_id)
+                     .outerjoin(incidents, incident.id == m.incident_id))
         .where(m.customer_id == customer_id)
         .order_by(m.id.desc())
         .limit(limit)
@@ -65,6 +91,8 @@ def explain_customer(
             message_id=r.id, decided_at=r.created_at, dedupe_key=r.dedupe_key, topic=r.topic,
             template=r.template, channel=r.channel, tone=r.tone, status=r.status, send_at=r.send_at,
             reason_codes=list(r.reason_codes or []), reason_text=r.reason_text,
+            belongs_to=belongs_to(r.campaign, r.incident, r.data, r.template, r.dedupe_key),
+            settle_with=reconcile_hint([r.id]) if r.status == MessageStatus.reconcile else None,
         )
         for r in rows
     ]
