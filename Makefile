@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,report]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -29,7 +29,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/orchestrator templates lint
 
 bench: $(VENV)/.installed-test
-	$(BIN)/pip install --quiet -e ".[test,bench]" && $(BIN)/python -m bench.run
+	$(BIN)/pip install --quiet -e ".[test,report,bench]" && $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) orchestrator.db* outbox .pytest_cache

@@ -602,7 +602,8 @@ def _render_all(pending: list[tuple[Message, Customer, str]], now: datetime) -> 
         if marketing:  # an email's context has already signed this link
             links = item.context.get("links") or {}
             unsubscribe = links.get("unsubscribe_url") if m.channel == "email" else None
-            unsubscribe = unsubscribe or unsubscribe_url(customer.id, m.topic, m.channel)  # type: ignore[arg-type]
+            unsubscribe = unsubscribe or unsubscribe_url(customer.id, m.topic, m.channel,  # type: ignore[arg-type]
+                                                         message_id=m.id)
         outbound = OutboundMessage(
             message_id=m.id,  # type: ignore[arg-type]
             channel=m.channel,

@@ -43,6 +43,7 @@ from orchestrator.models import (
     Customer,
     CustomerFeedback,
     DeliveryEvent,
+    EventKind,
     Message,
     MessageStatus,
     Suppression,
@@ -92,6 +93,7 @@ class ProviderEvent:
     event_id: str  # unique per provider: the idempotence key
     event_type: str
     payload: dict[str, Any]
+    kind: EventKind = EventKind.other  # what it means, for reports
     message_id: int | None = None  # our ledger id, carried through the provider call
     provider_message_id: str | None = None  # fallback match on Message.provider_message_id
     status: MessageStatus | None = None  # the ledger status this event implies
@@ -140,6 +142,12 @@ _DROPPED_SUPPRESS = {
     "invalid": "invalid",
 }
 _DROPPED_OPT_OUT = "unsubscribed address"
+_SENDGRID_KIND = {
+    "processed": EventKind.sent, "deferred": EventKind.deferred, "delivered": EventKind.delivered,
+    "open": EventKind.open, "click": EventKind.click, "bounce": EventKind.bounce,
+    "dropped": EventKind.dropped, "spamreport": EventKind.spam_report,
+    "unsubscribe": EventKind.unsubscribe, "group_unsubscribe": EventKind.unsubscribe,
+}
 
 
 def sendgrid_event(raw: Mapping[str, Any]) -> ProviderEvent:
@@ -163,6 +171,9 @@ def sendgrid_event(raw: Mapping[str, Any]) -> ProviderEvent:
         occurred_at=_epoch(raw.get("timestamp")),
         address=raw.get("email") if isinstance(raw.get("email"), str) else None,
     )
+    event.kind = _SENDGRID_KIND.get(kind, EventKind.other)
+    if kind == "open" and raw.get("sg_machine_open") is True:
+        event.kind = EventKind.machine_open
     reason = str(raw.get("reason") or raw.get("response") or "")
     if kind in ("processed", "deferred"):
         event.status = MessageStatus.sent
@@ -171,6 +182,7 @@ def sendgrid_event(raw: Mapping[str, Any]) -> ProviderEvent:
     elif kind == "bounce":
         if raw.get("type") == "blocked":  # refused for now (reputation, policy): not a dead address
             event.status, event.error = MessageStatus.failed, f"blocked: {reason}"
+            event.kind = EventKind.blocked
         else:
             event.status, event.error = MessageStatus.bounced, f"bounce: {reason}"
             event.suppress_reason = "bounce"
@@ -204,6 +216,9 @@ _TWILIO_STATUS = {
     "canceled": MessageStatus.failed,
 }
 
+_TWILIO_KIND = {MessageStatus.sent: EventKind.sent, MessageStatus.delivered: EventKind.delivered,
+                MessageStatus.failed: EventKind.failed}
+
 # Error codes that mean the number will never work for us; others (30003 handset off,
 # 30008 unknown, carrier filtering of content) may succeed another time.
 PERMANENT_SMS_ERRORS = {
@@ -230,6 +245,7 @@ def twilio_status_event(params: Mapping[str, str], message_id: str | None) -> Pr
         message_id=_parse_message_id(message_id),
         provider_message_id=sid,
         status=_TWILIO_STATUS.get(status),
+        kind=_TWILIO_KIND.get(_TWILIO_STATUS.get(status), EventKind.other),
         occurred_at=None,
         address=params.get("To") or None,
     )
@@ -258,6 +274,7 @@ def _insert_new_events(
             "provider": e.provider,
             "provider_event_id": e.event_id,
             "event_type": e.event_type,
+            "kind": e.kind.value,
             "payload": e.payload,
             "occurred_at": e.occurred_at,
             "received_at": received_at,
@@ -505,7 +522,7 @@ def handle_inbound_sms(
     keyword = sms_keyword(body, opt_out_type)
     kind = keyword or "feedback"
     marker = ProviderEvent(provider=TWILIO, event_id=f"{sms_sid}:inbound", event_type=f"inbound_{kind}"[:32],
-                           payload={"kind": kind}, occurred_at=now)
+                           payload={"kind": kind}, kind=EventKind.inbound, occurred_at=now)
     if not _insert_new_events(session, [marker], [None], now):
         return InboundOutcome("duplicate")
     customer_ids = customers_with_address(session, Channel.sms.value, sender)
@@ -564,14 +581,21 @@ CHANNEL_LABELS: dict[str, str] = {
 }
 
 
-def unsubscribe(session: Session, customer_id: int, channel: str | None, topic: str | None) -> str:
+def unsubscribe(session: Session, customer_id: int, channel: str | None, topic: str | None,
+                message_id: int | None = None) -> str:
     """Applies an unsubscribe link; returns what it did, in words for the customer.
 
     A link names a channel (email when absent) and usually the topic of the message it came
     in. A topic opts out of that topic on that channel; no topic (or ``*``) opts out of every
-    message on that channel that is not a required notice such as a security alert.
+    message on that channel that is not a required notice such as a security alert. The
+    link's message, when it names one of this customer's, gets one ``unsubscribe`` event.
     """
     channel = channel or Channel.email.value
+    message = session.get(Message, message_id) if message_id else None
+    if message is not None and message.customer_id == customer_id:
+        _insert_new_events(session, [ProviderEvent(
+            provider=SOURCE_UNSUBSCRIBE_LINK, event_id=f"unsubscribe:{message.id}", event_type="unsubscribe",
+            payload={}, kind=EventKind.unsubscribe)], [message], utcnow())
     label = CHANNEL_LABELS.get(channel, channel).lower()
     if topic and topic != ANY:
         opt_out(session, customer_id, channel, topic, SOURCE_UNSUBSCRIBE_LINK)

@@ -29,6 +29,7 @@ class LinkClaims:
     customer_id: int
     topic: str | None = None
     channel: str | None = None
+    message_id: int | None = None  # the message the link came in: reports attribute the unsubscribe
 
 
 def _b64(data: bytes) -> str:
@@ -47,6 +48,8 @@ def _sign(payload: str) -> str:
 def make_token(claims: LinkClaims, ttl_seconds: int = DEFAULT_TTL_SECONDS, now: float | None = None) -> str:
     body = {"p": claims.purpose, "c": claims.customer_id, "t": claims.topic, "ch": claims.channel,
             "exp": int((now or time.time()) + ttl_seconds)}
+    if claims.message_id is not None:
+        body["m"] = claims.message_id
     payload = _b64(json.dumps(body, separators=(",", ":")).encode())
     return f"{payload}.{_sign(payload)}"
 
@@ -66,11 +69,14 @@ def verify_token(token: str, purpose: str, now: float | None = None) -> LinkClai
         raise InvalidToken("token is for another purpose")
     if int(body.get("exp", 0)) < (now or time.time()):
         raise InvalidToken("link has expired")
-    return LinkClaims(purpose, int(body["c"]), body.get("t"), body.get("ch"))
+    message_id = body.get("m")
+    return LinkClaims(purpose, int(body["c"]), body.get("t"), body.get("ch"),
+                      int(message_id) if message_id is not None else None)
 
 
-def unsubscribe_url(customer_id: int, topic: str | None = None, channel: str = "email") -> str:
-    token = make_token(LinkClaims("unsubscribe", customer_id, topic, channel))
+def unsubscribe_url(customer_id: int, topic: str | None = None, channel: str = "email",
+                    message_id: int | None = None) -> str:
+    token = make_token(LinkClaims("unsubscribe", customer_id, topic, channel, message_id))
     return f"{get_settings().public_base_url.rstrip('/')}/unsubscribe/{quote(token)}"
 
 

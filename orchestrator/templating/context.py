@@ -70,7 +70,7 @@ def build_context(customer: Customer | dict[str, Any] | None, data: dict[str, An
     fields = customer_fields(customer)
     customer_id = fields.get("id")
     links = {} if customer_id is None else {
-        "unsubscribe_url": unsubscribe_url(int(customer_id), topic),
+        "unsubscribe_url": unsubscribe_url(int(customer_id), topic, message_id=message_id),
         "preferences_url": preferences_url(int(customer_id)),
     }
     return {"customer": fields, "brand": brand_info if brand_info is not None else brand(), "links": links,

@@ -57,7 +57,8 @@ async def unsubscribe_now(request: Request, token: str):
         with session_scope() as session:
             if session.get(Customer, claims.customer_id) is None:
                 raise HTTPException(404, "We could not find your subscription.")
-            return unsubscribe(session, claims.customer_id, claims.channel, claims.topic)
+            return unsubscribe(session, claims.customer_id, claims.channel, claims.topic,
+                               message_id=claims.message_id)
 
     done = await run_in_threadpool(apply)
     return templates.TemplateResponse(

@@ -1,0 +1,194 @@
+"""The funnel of a slice of the ledger, counted in the database with grouped SQL.
+
+One query counts every stage per (channel, tone, template, locale, segment[, variant]) group:
+ledger statuses for what we did (sent, delivered, bounced, failed), delivery events for what
+happened next (human opens, machine opens, clicks, drops, spam reports, unsubscribes) and the
+customers' replies. Breakdowns and totals are sums over those groups, so no row of the ledger
+is ever looped over in Python. Counts are of messages: a message opened five times is one
+unique open.
+
+Machine opens (privacy proxies such as Apple Mail Privacy Protection fetch every image; SendGrid
+marks them ``sg_machine_open``) are counted apart and are not opens.
+
+A reply is a customer's feedback (an SMS reply, a survey answer) on the channel of a message
+they received within ``REPLY_WINDOW`` before it; it belongs to the latest such message.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, and_, case, cast, func, literal, select, true
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
+
+from orchestrator.models import (
+    Campaign,
+    CustomerFeedback,
+    DeliveryEvent,
+    EventKind,
+    Incident,
+    Message,
+    MessageStatus,
+    PhoneTask,
+)
+
+M = Message.__table__  # type: ignore[attr-defined]
+E = DeliveryEvent.__table__  # type: ignore[attr-defined]
+C = Campaign.__table__  # type: ignore[attr-defined]
+I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741
+F = CustomerFeedback.__table__  # type: ignore[attr-defined]
+T = PhoneTask.__table__  # type: ignore[attr-defined]
+
+REPLY_WINDOW = timedelta(days=7)
+NONE_LABEL = "(none)"
+
+# The stages counted per message, in funnel order (audience and the phone tasks come apart).
+STAGES = ("messages", "planned", "pending", "deferred", "suppressed", "cancelled", "sent", "delivered",
+          "opened", "machine_opened", "clicked", "bounced", "dropped", "spam_reports", "unsubscribed",
+          "failed", "reconcile", "replies")
+
+# Events that say something about a message after it left, by the stage they count toward.
+_EVENT_STAGES = {"opened": EventKind.open, "machine_opened": EventKind.machine_open,
+                 "clicked": EventKind.click, "dropped": EventKind.dropped,
+                 "spam_reports": EventKind.spam_report, "unsubscribed": EventKind.unsubscribe}
+
+
+def dimensions() -> dict[str, ColumnElement[Any]]:
+    """What a report breaks down by; ``variant`` once the ledger records experiment variants."""
+    dims: dict[str, ColumnElement[Any]] = {
+        "channel": M.c.channel, "tone": M.c.tone, "template": M.c.template, "locale": M.c.locale,
+        "segment": func.coalesce(C.c.segment, I.c.segment),
+    }
+    if "variant" in M.c:
+        dims["variant"] = M.c.variant
+    return dims
+
+
+def _events_per_message(where: ColumnElement[bool]):
+    flags = [func.max(case((E.c.kind == kind.value, 1), else_=0)).label(stage)
+             for stage, kind in _EVENT_STAGES.items()]
+    return (select(E.c.message_id.label("mid"), *flags)
+            .select_from(E.join(M, M.c.id == E.c.message_id))
+            .where(where, E.c.kind.in_([k.value for k in _EVENT_STAGES.values()]))
+            .group_by(E.c.message_id).subquery("ev"))
+
+
+def _window_start(column, dialect: str):
+    if dialect == "sqlite":  # datetimes are ISO text there
+        return func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{int(REPLY_WINDOW.total_seconds())} seconds")
+    return column - literal(REPLY_WINDOW)
+
+
+def _replied_messages(where: ColumnElement[bool], dialect: str):
+    """The message each feedback row answers (see the module docstring), once per message."""
+    m2 = M.alias("answered")
+    latest = (select(m2.c.id)
+              .where(m2.c.customer_id == F.c.customer_id, m2.c.channel == F.c.channel,
+                     m2.c.sent_at.is_not(None), m2.c.sent_at <= F.c.created_at,
+                     m2.c.sent_at > _window_start(F.c.created_at, dialect))
+              .order_by(m2.c.sent_at.desc(), m2.c.id.desc()).limit(1)
+              .correlate(F).scalar_subquery())
+    answered = func.coalesce(F.c.message_id, latest) if "message_id" in F.c else latest
+    attributed = select(answered.label("mid")).where(F.c.customer_id.is_not(None)).subquery("fb")
+    return (select(attributed.c.mid).where(attributed.c.mid.is_not(None))
+            .group_by(attributed.c.mid).subquery("rp"))
+
+
+def _count(condition: ColumnElement[bool]):
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def grouped_counts(session: Session, where: ColumnElement[bool],
+                   dims: dict[str, ColumnElement[Any]] | None = None) -> list[dict[str, Any]]:
+    """Every stage counted per group of ``dims`` (all of ``dimensions()`` by default)."""
+    dims = dimensions() if dims is None else dims
+    dialect = session.get_bind().dialect.name
+    ev = _events_per_message(where)
+    rp = _replied_messages(where, dialect)
+    s = M.c.status
+    stages = {
+        "messages": func.count(),
+        "planned": _count(s != MessageStatus.suppressed.value),
+        "pending": _count(s.in_([MessageStatus.planned.value, MessageStatus.sending.value])),
+        "deferred": _count(s == MessageStatus.deferred.value),
+        "suppressed": _count(s == MessageStatus.suppressed.value),
+        "cancelled": _count(s == MessageStatus.cancelled.value),
+        "sent": _count(M.c.sent_at.is_not(None)),
+        "delivered": _count(M.c.delivered_at.is_not(None)),
+        **{stage: func.coalesce(func.sum(ev.c[stage]), 0) for stage in _EVENT_STAGES},
+        "bounced": _count(s == MessageStatus.bounced.value),
+        "failed": _count(s == MessageStatus.failed.value),
+        "reconcile": _count(s == MessageStatus.reconcile.value),
+        "replies": _count(rp.c.mid.is_not(None)),
+    }
+    query = (select(*[col.label(f"d_{name}") for name, col in dims.items()],
+                    *[cast(expr, Integer).label(stage) for stage, expr in stages.items()])
+             .select_from(M.outerjoin(C, C.c.id == M.c.campaign_id).outerjoin(I, I.c.id == M.c.incident_id)
+                          .outerjoin(ev, ev.c.mid == M.c.id).outerjoin(rp, rp.c.mid == M.c.id))
+             .where(where).group_by(*dims.values()))
+    rows = []
+    for row in session.execute(query).mappings():
+        group = {name: row[f"d_{name}"] if row[f"d_{name}"] is not None else NONE_LABEL for name in dims}
+        rows.append({"group": group, **{stage: int(row[stage]) for stage in STAGES}})
+    return rows
+
+
+def sum_stages(groups: list[dict[str, Any]]) -> dict[str, int]:
+    return {stage: sum(g[stage] for g in groups) for stage in STAGES}
+
+
+def audience(session: Session, where: ColumnElement[bool]) -> int:
+    """Distinct customers the slice made a decision about."""
+    return int(session.execute(select(func.count(func.distinct(M.c.customer_id))).where(where)).scalar() or 0)
+
+
+def reasons(session: Session, where: ColumnElement[bool], status: MessageStatus) -> dict[str, int]:
+    """Messages per reason code among those with ``status`` (a message may carry several)."""
+    dialect = session.get_bind().dialect.name
+    elements = func.json_each if dialect == "sqlite" else func.json_array_elements_text
+    code = elements(M.c.reason_codes).table_valued("value").alias("code")
+    query = (select(code.c.value, func.count()).select_from(M).join(code, true())
+             .where(where, M.c.status == status.value).group_by(code.c.value))
+    found = sorted(session.execute(query).all(), key=lambda r: (-r[1], r[0]))
+    return {str(value): int(n) for value, n in found}
+
+
+def phone_tasks(session: Session, where: ColumnElement[bool]) -> dict[str, int]:
+    """Tasks for agents opened by the slice's messages, and those done before they fell due."""
+    done_in_time = and_(T.c.status == "done", T.c.updated_at <= T.c.due_at)
+    row = session.execute(select(func.count(), _count(done_in_time))
+                          .select_from(T.join(M, M.c.id == T.c.message_id)).where(where)).one()
+    return {"phone_tasks_opened": int(row[0]), "phone_tasks_done_within_sla": int(row[1])}
+
+
+def _seconds_to_deliver(dialect: str):
+    if dialect == "sqlite":
+        raw = (func.julianday(M.c.delivered_at) - func.julianday(M.c.sent_at)) * 86400.0
+    else:
+        raw = func.extract("epoch", M.c.delivered_at - M.c.sent_at)
+    # Providers time events to the second while we record the send to the microsecond.
+    return case((raw < 0, 0.0), else_=raw)
+
+
+def delivery_times(session: Session, where: ColumnElement[bool]) -> dict[str, float | int | None]:
+    """Seconds from sent to delivered: median and 95th percentile (nearest rank), in SQL."""
+    dialect = session.get_bind().dialect.name
+    seconds = _seconds_to_deliver(dialect)
+    timed = and_(where, M.c.sent_at.is_not(None), M.c.delivered_at.is_not(None))
+    n = int(session.execute(select(func.count()).select_from(M).where(timed)).scalar() or 0)
+    result: dict[str, float | int | None] = {"measured": n, "median_seconds": None, "p95_seconds": None}
+    for key, share in (("median_seconds", 0.5), ("p95_seconds", 0.95)):
+        if n:
+            rank = max(math.ceil(share * n), 1) - 1
+            value = session.execute(select(seconds).select_from(M).where(timed)
+                                    .order_by(seconds).offset(rank).limit(1)).scalar()
+            result[key] = round(float(value), 3)
+    return result
+
+
+def sent_since(since: datetime) -> ColumnElement[bool]:
+    """Messages the providers accepted at or after ``since`` (the health window)."""
+    return M.c.sent_at >= since

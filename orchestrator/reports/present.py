@@ -1,0 +1,115 @@
+"""A report as tables of text for people: the CLI's Rich tables and the Prefect artifacts.
+
+Values come from the ledger (template names, segments, reason codes); callers print them as
+plain text (Rich markup off, Markdown escaped), never as markup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.reports.funnel import STAGES
+from orchestrator.reports.rates import RATES
+
+FUNNEL_LABELS = {
+    "audience": "audience (customers)", "messages": "messages decided", "planned": "planned to send",
+    "pending": "waiting for dispatch", "deferred": "deferred (waiting for a later time)",
+    "suppressed": "suppressed (not sent)", "cancelled": "cancelled", "sent": "sent (provider accepted)",
+    "delivered": "delivered", "opened": "opened (unique, by people)",
+    "machine_opened": "machine opens (privacy proxies, not counted as opens)", "clicked": "clicked (unique)",
+    "bounced": "bounced", "dropped": "dropped by the provider", "spam_reports": "spam reports",
+    "unsubscribed": "unsubscribed", "failed": "failed", "reconcile": "to reconcile (after a crash)",
+    "replies": "replied to", "phone_tasks_opened": "phone tasks opened",
+    "phone_tasks_done_within_sla": "phone tasks done within SLA",
+}
+FUNNEL_ORDER = ("audience", *STAGES, "phone_tasks_opened", "phone_tasks_done_within_sla")
+BREAKDOWN_COLUMNS = ("messages", "sent", "delivered", "opened", "clicked", "bounced", "spam_reports",
+                     "unsubscribed", "replies")
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def funnel_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    funnel = report["funnel"]
+    rows = [(FUNNEL_LABELS[k], str(funnel[k])) for k in FUNNEL_ORDER]
+    for status in ("deferred", "suppressed"):
+        for code, n in funnel[f"{status}_by_reason"].items():
+            rows.append((f"  {status}: {code}", str(n)))
+    return rows
+
+
+def rate_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    found = report["rates"]
+    return [(r.name.replace("_", " "), percent(found[r.name]["value"]),
+             f"{found[r.name]['numerator']} / {found[r.name]['denominator']}: {r.meaning}") for r in RATES]
+
+
+def timing_text(report: dict[str, Any]) -> str:
+    t = report["timing"]["send_to_delivered"]
+    if not t["measured"]:
+        return "Time from send to delivered: no delivered message with both times yet."
+    return (f"Time from send to delivered over {t['measured']} messages: median {t['median_seconds']:.1f} s, "
+            f"95th percentile {t['p95_seconds']:.1f} s.")
+
+
+def breakdown_rows(report: dict[str, Any], dimension: str) -> list[list[str]]:
+    rows = []
+    for row in report["breakdown"].get(dimension, []):
+        counts, rates = row["counts"], row["rates"]
+        rows.append([row["value"], *(str(counts[k]) for k in BREAKDOWN_COLUMNS),
+                     percent(rates["open_rate"]["value"]), percent(rates["click_rate"]["value"])])
+    return rows
+
+
+BREAKDOWN_HEADER = ("value", "msgs", "sent", "deliv", "opened", "clicked", "bounced", "spam", "unsub",
+                    "replied", "open %", "click %")
+
+
+def flag_rows(report: dict[str, Any], raised_only: bool = False) -> list[list[str]]:
+    return [[f["channel"], f["rule"].replace("_", " "), percent(f["value"]), percent(f["threshold"]),
+             f"{f['numerator']} / {f['denominator']}", "RAISED" if f["raised"] else "ok"]
+            for f in report["flags"] if f["raised"] or not raised_only]
+
+
+FLAG_HEADER = ("channel", "rule", "rate (30 days)", "threshold", "count", "state")
+
+
+def variant_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    rows = report["variants"]["rows"]
+    if not rows:
+        return [], []
+    header = list(rows[0])
+    return header, [[percent(v) if k.endswith("_rate") else str(v) for k, v in r.items()] for r in rows]
+
+
+def escape_markdown(text: str) -> str:
+    for ch in "\\`*_{}[]<>()#+-.!|":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def markdown_table(header: list[str] | tuple[str, ...], rows: list[list[str]] | list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(escape_markdown(h) for h in header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(escape_markdown(str(c)) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The whole report as Markdown (the Prefect artifact)."""
+    parts = [f"# Report: {escape_markdown(report['slice']['title'])}",
+             f"Generated {escape_markdown(report['generated_at'][:16])} UTC.", "## Funnel",
+             markdown_table(("stage", "count"), funnel_rows(report)), "## Rates",
+             markdown_table(("rate", "value", "of"), rate_rows(report)), escape_markdown(timing_text(report))]
+    for dimension in report["breakdown"]:
+        rows = breakdown_rows(report, dimension)
+        if len(rows) > 1:
+            parts += [f"## By {dimension}", markdown_table(BREAKDOWN_HEADER, rows)]
+    header, rows = variant_rows(report)
+    parts += ["## Variants",
+              markdown_table(header, rows) if rows else escape_markdown(report["variants"]["note"])]
+    parts += ["## Sender health (last 30 days)", markdown_table(FLAG_HEADER, flag_rows(report))]
+    parts += ["## Notes", "\n".join(f"- {escape_markdown(n)}" for n in report["notes"])]
+    return "\n\n".join(parts) + "\n"
