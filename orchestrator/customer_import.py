@@ -272,9 +272,10 @@ def _read_csv(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
     if any(_bad_bytes(h) for h in header):
         raise CustomerImportError("the header line is not valid UTF-8")
     columns = [_column_name(h) for h in header]
-    repeated = sorted({c for c in columns if c and columns.count(c) > 1})
+    seen: set[str] = set()
+    repeated = sorted({c for c in columns if c and (c in seen or seen.add(c))})  # one pass: wide headers
     if repeated:
-        raise CustomerImportError(f"column(s) named more than once in the header: {', '.join(repeated)}")
+        raise CustomerImportError(f"column(s) named more than once in the header: {_some(repeated)}")
     if "external_id" not in columns:
         raise CustomerImportError("the required column external_id is missing from the header")
     _warn_unknown(report, columns)
@@ -331,8 +332,14 @@ def _read_jsonl(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
 def _warn_unknown(report: ImportReport, columns: list[str]) -> None:
     ignored = [(c, why) for c in columns if (why := _unknown_column(c)) is not None]
     if ignored:
-        names = ", ".join(f"{c!r}" + ("" if why == "unknown" else f" ({why})") for c, why in ignored)
-        report.warnings.append(f"column(s) not imported: {names}")
+        names = [f"{c!r}" + ("" if why == "unknown" else f" ({why})") for c, why in ignored]
+        report.warnings.append(f"column(s) not imported: {_some(names)}")
+
+
+def _some(names: list[str], shown: int = 20) -> str:
+    """The first names of a list that may hold 100,000 of them."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 # Validating ------------------------------------------------------------------------------
@@ -375,6 +382,7 @@ class _RowValidator:
         # Only the values given: blank ones change nothing. Text is stripped once, here.
         given: dict[str, Any] = {}
         for name, value in raw.items():
+            _checked(name, validation.check_storable, value)
             if isinstance(value, str):
                 if len(value) > MAX_FIELD_CHARS:
                     raise _RowError(name, f"too long: {len(value)} characters, at most {MAX_FIELD_CHARS}")
@@ -428,6 +436,7 @@ class _RowValidator:
                 key = name[len(ATTR_PREFIX) :]
                 # CSV text is typed (7 -> int); JSON Lines values already carry their type
                 attributes[key] = validation.typed_attribute(value) if isinstance(value, str) else value
+        _checked("attributes", validation.check_storable, attributes)  # JSON text may escape a NUL
         if _json_size_may_exceed(attributes) and len(json.dumps(attributes)) > MAX_ATTRIBUTES_CHARS:
             raise _RowError("attributes", f"too large: more than {MAX_ATTRIBUTES_CHARS} characters as JSON")
         return attributes

@@ -77,6 +77,9 @@ _RELATIVE_DATE_RE = re.compile(r"^([+-])(\d{1,4})([dwmy])$")
 
 
 MAX_FILTER_DEPTH = 50
+# YAML aliases let a short file repeat a filter inside itself until it holds billions of
+# conditions: a filter is counted (up to this many) before anything is compiled.
+MAX_FILTER_CONDITIONS = 2_000
 
 
 class SegmentError(ValueError):
@@ -124,7 +127,10 @@ def load_segments(path: Path | None = None) -> dict[str, Segment]:
         if not isinstance(spec, dict) or set(spec) - {"description", "filter"}:
             raise SegmentError(f"segment {name!r}: expected 'description' and 'filter' keys only")
         segment = Segment(name, str(spec.get("description") or ""), spec.get("filter") or {})
-        compile_filter(segment.filter, segment=name)
+        try:
+            compile_filter(segment.filter, segment=name)
+        except SegmentError as exc:
+            raise SegmentError(f"{source}: {exc}") from None
         segments[name] = segment
     return segments
 
@@ -179,7 +185,26 @@ def count_audience(session: Any, segment: Segment | str, extra: dict | None = No
 
 def compile_filter(filter: dict, *, segment: str = "<inline>") -> ColumnElement[bool]:
     """The filter as a SQLAlchemy boolean expression (never NULL, so ``not`` is exact)."""
+    _check_size(filter, segment)
     return _Compiler(segment, utcnow().date()).node(filter, "filter")
+
+
+def _check_size(spec: Any, segment: str) -> None:
+    """Counts mapping entries and lists, and their depth, stopping at the first limit passed."""
+    count, stack = 0, [(spec, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            count += 1
+            stack.extend((v, depth) for v in item if isinstance(v, dict | list))
+        if depth > MAX_FILTER_DEPTH:
+            raise SegmentError(f"segment {segment!r}: filter: nested deeper than {MAX_FILTER_DEPTH} levels")
+        if count > MAX_FILTER_CONDITIONS or len(stack) > MAX_FILTER_CONDITIONS:
+            raise SegmentError(f"segment {segment!r}: filter: more than {MAX_FILTER_CONDITIONS} conditions "
+                               "(YAML aliases repeating a filter?): refused")
 
 
 class _Compiler:
@@ -221,7 +246,7 @@ class _Compiler:
         channels = value if isinstance(value, list) else [value]
         parts = []
         for channel in channels:
-            if channel not in REACHABILITY:
+            if not isinstance(channel, str) or channel not in REACHABILITY:
                 raise self.error(path, f"unknown channel {channel!r} (channels: {', '.join(REACHABILITY)})")
             parts.append(or_(*(_present(_CUSTOMER.c[c]) for c in REACHABILITY[channel])))
         if not parts:

@@ -165,6 +165,34 @@ def check_attribute_key(key: str) -> str:
     return key
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def check_storable(value: Any) -> None:
+    """Refuses what a database cannot store faithfully, in any nested value.
+
+    PostgreSQL text and JSON cannot hold a NUL character; an unpaired surrogate (``"\\ud800"``
+    in JSON) is not Unicode text at all; NaN and Infinity are not JSON numbers. SQLite would
+    take them and hand back something else, so both databases refuse the same rows.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("contains a NUL character (\\x00), which the database cannot store")
+            if not item.isascii() and _SURROGATE_RE.search(item):
+                raise ValueError("contains an unpaired surrogate (not Unicode text)")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f"{item} is not a number the database can store")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def typed_attribute(text: str) -> Any:
     """A CSV attribute value as int, float or bool when it reads as one, else the text itself."""
     if _INT_RE.match(text):

@@ -1,6 +1,8 @@
 """The contact policy (policy.yaml): schema, validation and loading.
 
-Errors name the exact key path (``topics.marketing.when_capped``) and what is wrong with it.
+Errors name the exact key path (``topics.marketing.when_capped``, ``caps[0].window``) and what is
+wrong with it. Numbers are bounded (windows up to a year, caps, priorities, costs), so a typo such
+as ``99999999w`` is an error here, not an overflow in the ledger query that uses it.
 """
 
 from __future__ import annotations
@@ -10,18 +12,30 @@ from datetime import time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.models import Channel
 from orchestrator.policy.rates import Rates, parse_rates
 
 CHANNELS = tuple(c.value for c in Channel)
 ALL = "all"
-_WINDOW = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
+_WINDOW = re.compile(r"^\s*(\d{1,12})\s*([hdw])\s*$")
 _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+MAX_WINDOW = timedelta(days=366)
+MAX_CAP = 1_000_000  # messages in one window
+MAX_PRIORITY = 1_000  # either way; ledger rows store it as a 32-bit integer
+MAX_COST = 1_000_000.0
 
 
 class PolicyError(ValueError):
@@ -32,10 +46,17 @@ def parse_window(value: Any) -> timedelta:
     """``"48h"``, ``"2d"``, ``"1w"`` -> timedelta."""
     if isinstance(value, timedelta):
         return value
-    match = _WINDOW.match(str(value))
+    match = _WINDOW.match(str(value)[:100])
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"window must look like '12h', '2d' or '1w', got {value!r}")
-    return timedelta(hours=int(match.group(1)) * _UNIT_HOURS[match.group(2)])
+        raise ValueError(f"window must look like '12h', '2d' or '1w', got {str(value)[:40]!r}")
+    hours = int(match.group(1)) * _UNIT_HOURS[match.group(2)]
+    if hours > MAX_WINDOW.days * 24:
+        longest = f"{MAX_WINDOW.days}d"
+        raise ValueError(f"window {match.group(0).strip()!r} is longer than {longest}, the longest allowed")
+    return timedelta(hours=hours)
+
+
+Window = Annotated[timedelta, BeforeValidator(parse_window)]
 
 
 def parse_clock(value: Any) -> time:
@@ -59,11 +80,11 @@ class WhenCapped(StrEnum):
 
 
 class ChannelSettings(_Strict):
-    cost: float = Field(default=1.0, ge=0)
+    cost: float = Field(default=1.0, ge=0, le=MAX_COST, allow_inf_nan=False)
 
 
 class Topic(_Strict):
-    priority: int = 0
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     # In order of preference; a nested list ranks channels equally (cheapest first).
     channels: list[str]
     tone: str = "neutral"
@@ -91,15 +112,10 @@ class Topic(_Strict):
 
 class CapRule(_Strict):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    max: int = Field(ge=1)
-    window: timedelta
+    max: int = Field(ge=1, le=MAX_CAP)
+    window: Window
     channel: str = ALL
     topics: list[str] | Literal["all"] = ALL
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window(cls, value: Any) -> timedelta:
-        return parse_window(value)
 
     @field_validator("channel")
     @classmethod
@@ -145,17 +161,10 @@ class Policy(_Strict):
     channels: dict[str, ChannelSettings] = Field(default_factory=dict)
     topics: dict[str, Topic]
     caps: list[CapRule] = Field(default_factory=list)
-    preference_caps: dict[Literal["daily", "weekly", "monthly"], timedelta] = Field(default_factory=dict)
+    preference_caps: dict[Literal["daily", "weekly", "monthly"], Window] = Field(default_factory=dict)
     quiet_hours: dict[str, QuietWindow] = Field(default_factory=dict)
     high_touch: list[HighTouchRule] = Field(default_factory=list)
     rates: Rates = Field(default_factory=Rates)  # set by parse_policy: validating it needs the topics
-
-    @field_validator("preference_caps", mode="before")
-    @classmethod
-    def _pref_windows(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        return {k: parse_window(v) for k, v in value.items()}
 
     @field_validator("channels", "quiet_hours")
     @classmethod
@@ -175,11 +184,11 @@ class Policy(_Strict):
             if cap.topics != ALL:
                 for t in cap.topics:
                     if t not in self.topics:
-                        problems.append(f"caps.{i}.topics: unknown topic {t!r}")
+                        problems.append(f"caps[{i}].topics: unknown topic {t!r}")
         for i, rule in enumerate(self.high_touch):
             for t in rule.topics:
                 if t not in self.topics:
-                    problems.append(f"high_touch.{i}.topics: unknown topic {t!r}")
+                    problems.append(f"high_touch[{i}].topics: unknown topic {t!r}")
         if problems:
             raise ValueError("; ".join(problems))
         # Resolve equal-rank channel groups by cost (frozen model: write through __dict__).
@@ -219,8 +228,12 @@ class Policy(_Strict):
 
 def _format_error(exc: ValidationError) -> str:
     lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    errors = exc.errors()
+    if len(errors) > 10:  # a file repeating one mistake (through YAML aliases) gets a short answer
+        lines.append(f"{len(errors)} problems, the first 10")
+    for err in errors[:10]:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        path = path or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {msg}")
     return "; ".join(lines)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from orchestrator.customer_import import ImportReport, import_customers
+from orchestrator.customer_import import CustomerImportError, ImportReport, import_customers
 from orchestrator.db import session_scope
 from orchestrator.models import ContactPreference, Customer, Message
 from orchestrator.policy import Intent, PolicyError, load_policy, reserve_chunk
@@ -192,3 +192,106 @@ def test_corpus_files_are_what_they_claim():
     with pytest.raises(json.JSONDecodeError):
         json.loads(lines[3])
     assert yaml.safe_load((CORPUS / "policies" / "list_at_top.yaml").read_text()) == ["marketing", "outage"]
+
+
+def test_values_a_database_cannot_store_reject_their_row_on_sqlite_and_postgresql(db_url, tmp_path, figure):
+    # PostgreSQL refuses a NUL in text and JSON; an unpaired surrogate is not text; NaN is not JSON.
+    # One such row used to fail its whole chunk on PostgreSQL: now it is rejected alone, on both.
+    csv_file = tmp_path / "nul.csv"
+    csv_file.write_bytes(
+        b"external_id,name,email,attr.note,attributes\n"
+        b"n-ok-1,Ada,ada@example.com,,\n"
+        b"n-name,Nul\x00Byte,nul@example.com,,\n"
+        b"n-attr,Bo,bo@example.com,before\x00after,\n"
+        b'n-json,Cy,cy@example.com,,"{""note"": ""a\\u0000b""}"\n'
+        b'n-nan,Di,di@example.com,,"{""score"": NaN}"\n'
+        b"n-id\x00,Ed,ed@example.com,,\n"
+        b"n-ok-2,Flo,flo@example.com,,\n"
+    )
+    jsonl_file = tmp_path / "nul.jsonl"
+    jsonl_file.write_text("\n".join([
+        '{"external_id": "j-ok-1", "name": "Grace"}',
+        '{"external_id": "j-name", "name": "a\\u0000b"}',
+        '{"external_id": "j-surrogate", "name": "half \\ud800 a pair"}',
+        '{"external_id": "j-nested", "attributes": {"tags": ["ok", {"deep": "x\\u0000"}]}}',
+        '{"external_id": "j-key", "attributes": {"ok": {"bad\\u0000key": 1}}}',
+        '{"external_id": "j-inf", "attributes": {"score": Infinity}}',
+        '{"external_id": "j-ok-2", "name": "Hedy", "attributes": {"score": 1.5}}',
+    ]) + "\n", encoding="utf-8")
+
+    csv_report = import_customers(csv_file)
+    jsonl_report = import_customers(jsonl_file)
+
+    assert _rejected(csv_report) == {3: "name", 4: "attr.note", 5: "attributes", 6: "attributes",
+                                     7: "external_id"}
+    assert _rejected(jsonl_report) == {2: "name", 3: "name", 4: "attributes", 5: "attributes",
+                                       6: "attributes"}
+    assert "NUL" in next(r.reason for r in csv_report.rejected if r.line == 3)
+    assert sorted(_customers()) == ["j-ok-1", "j-ok-2", "n-ok-1", "n-ok-2"]
+    assert (csv_report.imported, jsonl_report.imported) == (2, 2)
+    rejected = len(csv_report.rejected) + len(jsonl_report.rejected)
+    figure("bad input (unstorable values)", f"{rejected} rows with a NUL byte, an unpaired surrogate or "
+           "NaN/Infinity (in a field, an attribute, nested JSON or a key) rejected with line and field "
+           "on SQLite and PostgreSQL; the 4 good rows around them imported")
+
+
+class _CountedName(str):
+    """A column name that counts how often it is compared with another one."""
+
+    comparisons = 0
+    limit = 1_000_000  # ten per column of the header below: a quadratic check stops here, failing
+
+    def __eq__(self, other: object) -> bool:
+        _CountedName.comparisons += 1
+        assert _CountedName.comparisons <= _CountedName.limit, "column names compared pairwise"
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_a_header_of_100000_columns_is_checked_in_linear_time(sqlite_url, tmp_path, monkeypatch, figure):
+    import orchestrator.customer_import as customer_import
+
+    width = 100_000
+    wide = tmp_path / "wide.csv"
+    names = ["external_id", "name", *(f"extra_{i}" for i in range(width - 2))]
+    wide.write_text(",".join(names) + "\n" + ",".join(["w-1", "Wide", *[""] * (width - 2)]) + "\n")
+    real = customer_import._column_name
+    monkeypatch.setattr(customer_import, "_column_name", lambda raw: _CountedName(real(raw)))
+    _CountedName.comparisons = 0
+
+    report = import_customers(wide)
+
+    assert report.imported == 1 and report.rejected == []
+    # one look at each name (a quadratic check made 5 billion comparisons here)
+    assert _CountedName.comparisons <= 10 * width
+    assert len(report.warnings) == 1 and report.warnings[0].endswith(f"and {width - 2 - 20} more")
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text(",".join(["external_id", *(["dup"] * 1000)]) + "\n")
+    with pytest.raises(CustomerImportError, match="more than once in the header: dup$"):
+        import_customers(repeated)
+    figure("bad input (wide header)", f"a CSV header of {width:,} columns checked with "
+           f"{_CountedName.comparisons:,} name comparisons (linear) and reported in one short warning")
+
+
+def test_a_segments_file_that_expands_through_aliases_is_refused_before_compiling(
+        sqlite_url, monkeypatch, figure):
+    import orchestrator.segments as segments
+
+    compiled = 0
+    real = segments._Compiler.entry
+
+    def counted(self, key, value, path):
+        nonlocal compiled
+        compiled += 1
+        assert compiled <= segments.MAX_FILTER_CONDITIONS, "compiling a filter that expands without end"
+        return real(self, key, value, path)
+
+    monkeypatch.setattr(segments._Compiler, "entry", counted)
+    for name in ("alias_bomb", "self_reference"):
+        with pytest.raises(SegmentError, match=f"{name}.yaml.*(more than 2000 conditions|nested deeper)"):
+            load_segments(CORPUS / "segments" / f"{name}.yaml")
+    assert compiled == 0
+    figure("bad input (YAML aliases)", "a 12-line segments file expanding through YAML aliases to 10^9 "
+           f"conditions, and one containing itself, refused before compiling (limit "
+           f"{segments.MAX_FILTER_CONDITIONS:,} conditions)")

@@ -26,8 +26,6 @@ from tests.support.fakes import FakeSendGrid, FakeTwilio
 from tests.support.fakes.twilio import INVALID_NUMBER
 from tests.support.flow_world import MARKETING_FACTS, add_customer, artifacts, use_fake_providers
 
-pytestmark = pytest.mark.slow
-
 SECRETS = {
     "ORCH_SENDGRID_API_KEY": "SG.privacy-sendgrid-api-key-4711",
     "ORCH_TWILIO_AUTH_TOKEN": "privacy-twilio-auth-token-4711",
@@ -65,6 +63,7 @@ def _leaks(text: str, secret_values: list[str]) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_flows_leave_no_personal_data_or_secret_in_logs_or_artifacts(
         prefect_harness, sqlite_url, monkeypatch, caplog, everything_logged, fake_x, figure):
     caplog.set_level(logging.DEBUG)
@@ -111,3 +110,58 @@ def test_flows_leave_no_personal_data_or_secret_in_logs_or_artifacts(
     assert len(api_logs) > 0 and len(found) > 0 and "***" in api_text + artifact_text  # masked, not missing
     for source in (handler_text, caplog.text, api_text, artifact_text):
         assert [line for line in source.splitlines() if _leaks(line, secrets)][:5] == []
+
+
+# Addresses and numbers a log line may carry, and text that only looks like them.
+MUST_MASK = {
+    "ascii email": ("bounce for grace.hopper@example.com (550)", "grace.hopper@example.com"),
+    "idn domain": ("to josé.garcía@exämple.de", "exämple.de"),
+    "cyrillic tld": ("to ivan@пример.рф", "пример.рф"),
+    "chinese address": ("to 用户@例子.广告", "用户@例子.广告"),
+    "ideographic dot": ("to 用户@例子。中国", "例子。中国"),
+    "devanagari tld": ("to ajay@डाटामेल.भारत", "डाटामेल.भारत"),
+    "greek address": ("to δοκιμή@παράδειγμα.δοκιμή", "παράδειγμα.δοκιμή"),
+    "punycode tld": ("to ivan@xn--e1afmkfd.xn--p1ai", "xn--e1afmkfd.xn--p1ai"),
+    "e164": ("sms to +14155550123 failed", "4155550123"),
+    "spaced international": ("call +44 7700 900461 back", "7700 900461"),
+    "us national": ("call (415) 555-0123 now", "555-0123"),
+    "dotted national": ("number 415.555.0123 invalid", "415.555.0123"),
+    "uk national": ("number 07700 900461 invalid", "07700 900461"),
+    "key value": ("phone=4155550123", "4155550123"),
+    "date-like prefix": ("number 2026113008 invalid", "2026113008"),
+    "plus after hyphen": ("sms-+14155550123", "4155550123"),
+}
+MUST_KEEP = {
+    "run name": "flow run dispatch-due-20261130-085446 started",
+    "timestamp": "batch 20261130-085446 settled",
+    "compact timestamp": "window 20261130085446 closed",
+    "iso timestamp": "at 2026-11-30T08:54:46+00:00",
+    "uuid": "run 123e4567-e89b-12d3-a456-426614174000",
+    "decimal": "ratio 0.4615384615 of sends",
+    "external id": "customer cust-4155550123 imported",
+    "incident": "incident INC-20261130-1 resolved",
+    "count": "1234567 rows in 12345678 ms",
+    "package version": "installed pkg@1.2.3",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MUST_MASK))
+def test_log_masking_hides_internationalised_emails_and_phone_numbers(case):
+    from orchestrator.privacy import redact_text
+
+    text, secret = MUST_MASK[case]
+    assert secret not in redact_text(text)
+    assert "***" in redact_text(text)
+
+
+@pytest.mark.parametrize("case", sorted(MUST_KEEP))
+def test_log_masking_leaves_what_is_not_an_address_alone(case):
+    from orchestrator.privacy import redact_text
+
+    assert redact_text(MUST_KEEP[case]) == MUST_KEEP[case]
+
+
+def test_log_masking_figures(figure):
+    figure("privacy (masking)", f"{len(MUST_MASK)} log lines with emails (IDN domains and TLDs in 5 "
+           f"scripts, punycode) and phone numbers masked; {len(MUST_KEEP)} lines with run names, time "
+           "stamps, ids and decimals left as they are")
