@@ -60,14 +60,18 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
         port: int = typer.Option(8000, "--port", help="Port to listen on."),
+        access_log: bool = typer.Option(True, "--access-log/--no-access-log",
+                                        help="One line per request (route, status, time; no tokens)."),
     ) -> None:
         """Run the web app: provider webhooks, SMS replies, unsubscribe, preference centre, incidents."""
         import uvicorn
 
         from orchestrator.settings import get_settings
         from orchestrator.web import create_app
+        from orchestrator.web.server import server_config
 
         console.print(f"Serving on http://{host}:{port} (public URL {get_settings().public_base_url})")
-        # No access log: unsubscribe and preference URLs carry customers' signed tokens.
-        uvicorn.run(create_app(launch_incident=launch_outage_notice), host=host, port=port,
-                    log_config=None, access_log=False, proxy_headers=True)
+        if access_log:
+            logging.getLogger("orchestrator.web.access").setLevel(logging.INFO)
+        app_ = create_app(launch_incident=launch_outage_notice)
+        uvicorn.Server(server_config(app_, host, port)).run()

@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from orchestrator.web import (
     events,
@@ -17,6 +18,7 @@ from orchestrator.web import (
     twilio_callbacks,
     unsubscribe,
 )
+from orchestrator.web.access_log import AccessLog
 from orchestrator.web.common import PAGE_HEADERS, templates
 from orchestrator.web.incidents import IncidentLauncher
 from orchestrator.web.limits import BodySizeLimit
@@ -48,7 +50,10 @@ def create_app(
     app.state.launch_incident = launch_incident
     app.state.verifiers = verifiers or provider_verifiers()
     app.add_middleware(BodySizeLimit)
-    for module in (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents, events):
+    modules = (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents, events)
+    # Outermost, so it logs refusals too; it matches those against the routes to name them.
+    app.add_middleware(AccessLog, routes=[route for module in modules for route in module.router.routes])
+    for module in modules:
         app.include_router(module.router)
 
     @app.exception_handler(HTTPException)
@@ -60,6 +65,11 @@ def create_app(
                 headers={**PAGE_HEADERS, **(exc.headers or {})},
             )
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):
+        # The client left (or was cut off for sending too slowly) mid-body: nobody to answer.
+        return Response(status_code=408)
 
     @app.get("/healthz", include_in_schema=False)
     def _health() -> dict:
