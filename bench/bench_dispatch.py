@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 from bench.databases import backends, database, postgres_available, print_report
 from channels.base import Limits, OutboundMessage, ResultStatus, SendResult
 from orchestrator.db import get_engine
-from orchestrator.dispatch import dispatch_due
+from orchestrator.dispatch.run import dispatch_due
 from orchestrator.models import Customer, Message, utcnow
 from orchestrator.settings import REPO_ROOT
 

@@ -66,7 +66,7 @@ def instrument() -> StageClock:
     """Wraps reservation, rendering, provider calls and dispatch as the flows call them."""
     import flows.common
     import flows.pipeline
-    import orchestrator.dispatch
+    import orchestrator.dispatch.compose
     from channels.phone import PhoneTaskAdapter
     from channels.sendgrid_email import SendGridEmailAdapter
     from channels.twilio_sms import TwilioSmsAdapter
@@ -74,7 +74,8 @@ def instrument() -> StageClock:
 
     clock = StageClock()
     flows.pipeline.reserve_chunk = clock.wrap("plan_reserve", flows.pipeline.reserve_chunk)
-    orchestrator.dispatch._render_all = clock.wrap("render", orchestrator.dispatch._render_all)
+    compose = orchestrator.dispatch.compose
+    compose.render_messages = clock.wrap("render", compose.render_messages)
     flows.common.dispatch_due = clock.wrap("dispatch_total", flows.common.dispatch_due)
     for adapter in (SendGridEmailAdapter, TwilioSmsAdapter, XSocialAdapter, PhoneTaskAdapter):
         adapter.send = clock.wrap("provider_calls", adapter.send, send=True)  # type: ignore[method-assign]

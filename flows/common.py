@@ -35,10 +35,10 @@ from prefect.exceptions import MissingContextError
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from orchestrator.dispatch import dispatch_due
+from orchestrator.dispatch.report import OUTCOMES, DispatchReport
+from orchestrator.dispatch.run import dispatch_due
 from orchestrator.logging_setup import install_redaction
 from orchestrator.models import utcnow
-from orchestrator.outcomes import OUTCOMES, DispatchReport
 from orchestrator.policy.explain import reconcile_hint
 from orchestrator.privacy import redact_text
 

@@ -25,8 +25,9 @@ from flows.common import (
     stamped,
     summary_table_artifact,
 )
-from orchestrator.dispatch import count_due, reconcile_stuck
-from orchestrator.outcomes import DispatchReport
+from orchestrator.dispatch.report import DispatchReport
+from orchestrator.ledger.queue import count_due
+from orchestrator.ledger.reconcile import reconcile_stuck
 
 
 class DispatchConfigurationError(RuntimeError):

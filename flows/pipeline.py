@@ -34,8 +34,9 @@ from flows.common import (
     summary_table_artifact,
 )
 from orchestrator.db import session_scope
+from orchestrator.dispatch.report import OUTCOMES, DispatchReport
+from orchestrator.ledger.changes import Failure
 from orchestrator.models import Message, MessageStatus
-from orchestrator.outcomes import OUTCOMES, DispatchReport, Failure
 from orchestrator.policy import Intent, ReserveResult, reserve_chunk
 from orchestrator.policy.fallback import reserve_fallbacks
 from orchestrator.segments import count_audience, iter_audience_chunks

@@ -10,9 +10,11 @@ from sqlmodel import select
 from channels.base import ConfigurationError, Permanent, PermanentReason, Transient
 from orchestrator.consent import current_consent, record_consent, suppress_address
 from orchestrator.db import session_scope
-from orchestrator.dispatch import claim_due, dispatch_due, reconcile_stuck, resolve_reconcile
+from orchestrator.dispatch.run import dispatch_due
+from orchestrator.ledger.queue import claim_due
+from orchestrator.ledger.reconcile import reconcile_stuck, resolve_reconcile
+from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.models import Customer, MessageStatus, Suppression, utcnow
-from orchestrator.outcomes import RetryPolicy
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
 from tests.support.recording_adapter import RecordingAdapter
 

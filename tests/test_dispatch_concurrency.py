@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from orchestrator.dispatch import dispatch_due
+from orchestrator.dispatch.report import DispatchReport
+from orchestrator.dispatch.run import dispatch_due
 from orchestrator.models import MessageStatus
-from orchestrator.outcomes import DispatchReport
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
 from tests.support.recording_adapter import RecordingAdapter
 

@@ -12,7 +12,7 @@ from channels.sendgrid_email import SendGridEmailAdapter
 from channels.twilio_sms import TwilioSmsAdapter
 from orchestrator.consent import current_consent
 from orchestrator.db import session_scope
-from orchestrator.dispatch import dispatch_due
+from orchestrator.dispatch.run import dispatch_due
 from orchestrator.models import Customer, MessageStatus, OutboxEntry, Suppression, utcnow
 from orchestrator.settings import REPO_ROOT
 from tests.support.fakes import FakeSendGrid, FakeTwilio

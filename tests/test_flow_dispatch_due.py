@@ -24,8 +24,9 @@ from sqlmodel import select
 from flows.common import artifact_key, dispatch_markdown, run_name
 from flows.dispatch_due import DispatchConfigurationError, dispatch_due_flow
 from orchestrator.db import session_scope
+from orchestrator.dispatch.report import DispatchReport
+from orchestrator.ledger.changes import Failure
 from orchestrator.models import MessageStatus, OutboxEntry, utcnow
-from orchestrator.outcomes import DispatchReport, Failure
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
 
 

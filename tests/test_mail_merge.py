@@ -11,7 +11,7 @@ import yaml
 
 from channels.base import OutboundMessage, PermanentReason, ResultStatus
 from channels.sendgrid_email import SendGridEmailAdapter
-from orchestrator.dispatch import dispatch_due
+from orchestrator.dispatch.run import dispatch_due
 from orchestrator.models import MessageStatus
 from orchestrator.settings import REPO_ROOT, get_settings
 from orchestrator.templating import build_context, reload_templates, render

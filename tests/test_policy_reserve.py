@@ -242,7 +242,7 @@ def test_explain_names_the_campaign_or_incident_update_and_how_to_settle_a_flagg
 def test_run_summaries_call_out_flagged_messages_with_the_command_that_settles_them(capsys):
     from flows.common import dispatch_markdown
     from orchestrator.cli.flow_runs import print_flow_summary
-    from orchestrator.outcomes import DispatchReport
+    from orchestrator.dispatch.report import DispatchReport
 
     report = DispatchReport()
     report.reconcile.extend([7, 9])

@@ -5,7 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.dispatch import dispatch_due
+from orchestrator.dispatch.run import dispatch_due
 from orchestrator.models import MessageStatus
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
 from tests.support.recording_adapter import RecordingAdapter

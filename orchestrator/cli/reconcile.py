@@ -60,7 +60,7 @@ def settle(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Record what the provider said about flagged messages. Ids not in `reconcile` are left alone."""
-    from orchestrator.dispatch import settle_reconcile
+    from orchestrator.ledger.reconcile import settle_reconcile
 
     if provider_id and not sent:
         fail("--provider-id goes with --sent", code=2)

@@ -23,8 +23,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, or_, select, update
 
 from orchestrator.db import session_scope
+from orchestrator.ledger.changes import Failure
 from orchestrator.models import Message, MessageStatus
-from orchestrator.outcomes import Failure
 from orchestrator.policy.config import Policy, WhenCapped, load_policy
 from orchestrator.policy.intents import Intent
 from orchestrator.policy.reserve import ReserveResult, reserve_chunk

@@ -21,7 +21,8 @@ from sqlalchemy import text
 from channels.sendgrid_email import SendGridEmailAdapter
 from channels.twilio_sms import TwilioSmsAdapter
 from orchestrator.db import get_engine, is_sqlite
-from orchestrator.dispatch import dispatch_due, reconcile_stuck
+from orchestrator.dispatch.run import dispatch_due
+from orchestrator.ledger.reconcile import reconcile_stuck
 from orchestrator.models import MessageStatus, utcnow
 from tests.reliability import workers
 from tests.support.fakes import FakeSendGrid, FakeTwilio

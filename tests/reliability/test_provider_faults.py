@@ -15,9 +15,9 @@ import pytest
 
 from channels.sendgrid_email import SendGridEmailAdapter
 from channels.twilio_sms import TwilioSmsAdapter
-from orchestrator.dispatch import dispatch_due
+from orchestrator.dispatch.run import dispatch_due
+from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.models import MessageStatus, utcnow
-from orchestrator.outcomes import RetryPolicy
 from tests.reliability.workers import OUTAGE_FACTS
 from tests.support.fakes import FakeProvider, FakeSendGrid, FakeTwilio, Fault, RecordedRequest
 from tests.support.ledger import add_customers, add_messages, messages

@@ -22,7 +22,7 @@ import channels.sendgrid_email  # noqa: F401 - preloaded so a worker starts with
 import channels.twilio_sms  # noqa: F401
 from channels.registry import adapter_for
 from orchestrator.db import get_engine, session_scope
-from orchestrator.dispatch import dispatch_due
+from orchestrator.dispatch.run import dispatch_due
 from orchestrator.policy import Intent, load_policy, reserve_chunk
 from orchestrator.settings import REPO_ROOT, get_settings
 from orchestrator.templating import render  # noqa: F401 - template machinery preloaded

@@ -1,0 +1,148 @@
+"""Compose: the claimed messages as their customers will see them, or the reason they cannot go out.
+
+Customers, consent and suppressions are loaded in bulk; each message is rendered for its
+channel, tone and locale. A message that cannot go out (past its deadline, no address, opted
+out, suppressed address, render error) is settled here without a provider call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from channels.base import OutboundMessage
+from orchestrator.consent import consent_allows, current_consent, suppressed_addresses
+from orchestrator.db import session_scope
+from orchestrator.ledger.changes import LedgerChange, settled
+from orchestrator.ledger.queue import ClaimedMessage
+from orchestrator.links import unsubscribe_url
+from orchestrator.models import ContactPreference, Customer, MessageStatus, address_for
+
+CUSTOMER = Customer.metadata.tables[Customer.__tablename__]
+
+
+@dataclass
+class ReadyMessage:
+    """A claimed message rendered for its channel, with the address it goes to."""
+
+    message: ClaimedMessage
+    outbound: OutboundMessage
+    address: str
+
+
+@dataclass
+class Composed:
+    ready: list[ReadyMessage]
+    settled: list[LedgerChange]  # decided here: no provider call
+
+
+def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topics: Collection[str],
+            url: str | None = None) -> Composed:
+    """Checks each message against what changed since the decision, then renders the rest.
+
+    ``required_topics`` still reach a customer who asked for no contact after the decision.
+    """
+    customer_ids = sorted({m.customer_id for m in messages.values()})
+    with session_scope(url) as session:
+        found = session.execute(select(CUSTOMER).where(CUSTOMER.c.id.in_(customer_ids)))
+        customers: dict[int, Any] = {c.id: c for c in found}
+        consent = current_consent(session, customer_ids)
+        do_not_contact = set(session.scalars(select(ContactPreference.customer_id).where(
+            ContactPreference.customer_id.in_(customer_ids), ContactPreference.do_not_contact.is_(True))))
+        address_of: dict[int, str | None] = {}
+        by_channel: dict[str, set[str]] = {}
+        for mid, m in messages.items():
+            customer = customers.get(m.customer_id)
+            address = address_of[mid] = address_for(m.channel, customer) if customer else None
+            if address:
+                by_channel.setdefault(m.channel, set()).add(address)
+        blocked = {ch: suppressed_addresses(session, ch, addrs) for ch, addrs in by_channel.items()}
+    out = Composed([], [])
+    renderable: list[tuple[ClaimedMessage, Any, str]] = []
+    for mid, m in messages.items():
+        customer = customers.get(m.customer_id)
+        address = address_of[mid]
+        outcome: LedgerChange
+        if m.deadline is not None and m.deadline < now:
+            outcome = settled(m, MessageStatus.failed, "expired:deadline",
+                              f"deadline {m.deadline:%Y-%m-%d %H:%M} UTC passed")
+        elif customer is None or not address:
+            outcome = settled(m, MessageStatus.failed, f"no_address:{m.channel}", "no address on file")
+        elif not consent_allows(consent, customer.id, m.channel, m.topic):
+            outcome = settled(m, MessageStatus.suppressed, "consent:opted_out",
+                              f"opted out of {m.topic} on {m.channel} since the decision")
+        elif customer.id in do_not_contact and m.topic not in required_topics:
+            outcome = settled(m, MessageStatus.suppressed, "do_not_contact",
+                              "asked not to be contacted since the decision")
+        elif address in blocked.get(m.channel, set()):
+            outcome = settled(m, MessageStatus.suppressed, f"suppressed:{m.channel}",
+                              "address is on the suppression list")
+        else:
+            renderable.append((m, customer, address))
+            continue
+        out.settled.append(outcome)
+    for result in render_messages(renderable, now):
+        (out.ready if isinstance(result, ReadyMessage) else out.settled).append(result)
+    return out
+
+
+def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetime
+                    ) -> list[ReadyMessage | LedgerChange]:
+    """The messages as their customers will see them, merged where the templates allow (see
+    ``templating.merge``); a template problem fails the message (never a hole sent).
+
+    ``pending``: (message, customer row, address) triples.
+    """
+    from orchestrator.templating import TemplateProblem, build_context, message_info
+    from orchestrator.templating.context import brand
+    from orchestrator.templating.merge import Item, render_many
+
+    results: list[ReadyMessage | LedgerChange] = []
+    renderable, items = [], []
+    brand_info = brand()
+    for m, customer, address in pending:
+        try:
+            context = build_context(customer, dict(m.data or {}), topic=m.topic, message_id=m.id,
+                                    brand_info=brand_info)
+        except TemplateProblem as exc:  # e.g. a customer_since that is not a date
+            results.append(settled(m, MessageStatus.failed, "render_error", str(exc)))
+            continue
+        renderable.append((m, customer, address))
+        items.append(Item(m.template, m.tone, m.channel, m.locale or customer.locale or "en",
+                          "dm" if m.channel == "social" else None, context))
+    outcomes = render_many(items)
+    for (m, customer, address), item, outcome in zip(renderable, items, outcomes, strict=True):
+        if outcome.rendered is None:
+            results.append(settled(m, MessageStatus.failed, "render_error", str(outcome.problem)))
+            continue
+        rendered = outcome.rendered
+        marketing = bool(message_info(m.template).marketing)
+        due_in = int((m.deadline - now).total_seconds()) if m.deadline is not None else None
+        unsubscribe = None
+        if marketing:  # an email's context has already signed this link
+            links = item.context.get("links") or {}
+            unsubscribe = links.get("unsubscribe_url") if m.channel == "email" else None
+            unsubscribe = unsubscribe or unsubscribe_url(customer.id, m.topic, m.channel, message_id=m.id)
+        outbound = OutboundMessage(
+            message_id=m.id,
+            channel=m.channel,
+            to=str(customer.id) if m.channel == "phone" else address,
+            body=rendered.text,
+            subject=rendered.subject,
+            html=rendered.html,
+            topic=m.topic,
+            marketing=marketing,
+            unsubscribe_url=unsubscribe,
+            customer_id=customer.id,
+            priority=m.priority,
+            due_in_seconds=due_in,
+            categories=[m.topic, m.template],
+            meta={"campaign_id": m.campaign_id, "incident_id": m.incident_id},
+            merge=outcome.merge,
+        )
+        results.append(ReadyMessage(m, outbound, address))
+    return results

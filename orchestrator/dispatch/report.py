@@ -1,0 +1,50 @@
+"""The dispatch report: counts per channel and outcome, what was not sent and why, what needs a look."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from orchestrator.ledger.changes import Failure
+
+# Outcomes a dispatch run reports, per channel, in this order.
+OUTCOMES = ("sent", "deferred", "failed", "suppressed", "reconcile")
+
+
+@dataclass
+class DispatchReport:
+    """Counts per channel and outcome, every message that was not sent, and what needs a look."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    reconcile: list[int] = field(default_factory=list)  # outcome unknown: an operator checks the provider
+    configuration_errors: dict[str, str] = field(default_factory=dict)  # channel -> what is wrong
+
+    def add(self, channel: str, outcome: str, n: int = 1) -> None:
+        self.counts.setdefault(channel, Counter())[outcome] += n
+
+    def total(self, outcome: str | None = None) -> int:
+        return sum(c[outcome] if outcome else sum(c.values()) for c in self.counts.values())
+
+    @property
+    def processed(self) -> int:
+        return self.total()
+
+    def merge(self, other: DispatchReport) -> DispatchReport:
+        for channel, counter in other.counts.items():
+            self.counts.setdefault(channel, Counter()).update(counter)
+        self.failures.extend(other.failures)
+        self.reconcile.extend(other.reconcile)
+        self.configuration_errors.update(other.configuration_errors)
+        return self
+
+    def rows(self) -> list[dict[str, int | str]]:
+        """One row per channel with a column per outcome (for tables and artifacts)."""
+        return [
+            {"channel": channel, **{outcome: self.counts[channel][outcome] for outcome in OUTCOMES}}
+            for channel in sorted(self.counts)
+        ]
+
+    def reasons(self) -> Counter[str]:
+        """How many messages were not sent, per reason code."""
+        return Counter(f.reason for f in self.failures)

@@ -1,0 +1,180 @@
+"""Dispatch: sends the ledger's due messages through channel adapters, never twice.
+
+Each round claims a set of due messages (``ledger.queue``), then takes it through three steps,
+each a module of its own: **compose** (``dispatch.compose``), **send** (``dispatch.send``) and
+**record** (``dispatch.record``). Policy stays out: a failed message is reported
+(``on_permanent``) so the caller may route it to another channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from channels.base import ChannelAdapter
+from orchestrator.dispatch import compose as compose_step
+from orchestrator.dispatch.compose import ReadyMessage
+from orchestrator.dispatch.record import add_to_report, record
+from orchestrator.dispatch.report import DispatchReport
+from orchestrator.dispatch.send import send_channel
+from orchestrator.ledger.changes import Failure, LedgerChange, released
+from orchestrator.ledger.queue import ClaimedMessage, claim_due
+from orchestrator.ledger.retry import RetryPolicy
+from orchestrator.models import utcnow
+from orchestrator.policy.config import load_policy
+from orchestrator.privacy import redact_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLAIM_SIZE = 1000
+
+ProgressCallback = Callable[[DispatchReport], None]
+FailureHook = Callable[[list[Failure]], None]
+
+
+def dispatch_due(
+    *,
+    now: datetime | None = None,
+    limit: int = 5000,
+    channels: list[str] | None = None,
+    campaign_id: int | None = None,
+    incident_id: int | None = None,
+    message_ids: list[int] | None = None,
+    adapters: Mapping[str, ChannelAdapter] | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_permanent: FailureHook | None = None,
+    retry: RetryPolicy | None = None,
+    claim_size: int = DEFAULT_CLAIM_SIZE,
+    url: str | None = None,
+) -> DispatchReport:
+    """Sends up to ``limit`` due messages (optionally only those matching the filters).
+
+    ``now`` fixes the clock (tests, replays); by default the real clock is read as work proceeds.
+    ``adapters`` maps channel -> adapter (the caller keeps ownership); channels missing from it
+    use the configured adapter from the registry, closed again at the end. ``on_progress`` gets
+    the report after every batch; ``on_permanent`` gets every message that ended failed or
+    suppressed once all claimed work is recorded (so a policy can create a fallback row).
+    """
+    if limit < 0 or claim_size < 1:
+        raise ValueError("limit must be >= 0 and claim_size >= 1")
+    clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
+    retry = retry or RetryPolicy()
+    report = DispatchReport()
+    pool = AdapterPool(adapters)
+    try:
+        remaining = limit
+        while remaining > 0:
+            wanted = min(claim_size, remaining)
+            claimed = claim_due(
+                now=clock(), limit=wanted, channels=channels, campaign_id=campaign_id,
+                incident_id=incident_id, message_ids=message_ids, url=url,
+            )
+            if not claimed:
+                break
+            remaining -= len(claimed)
+            batch = ClaimedBatch(claimed, pool, report, clock, retry, on_progress, url)
+            try:
+                batch.dispatch()
+            except BaseException:
+                batch.release_unsent()
+                raise
+            if len(claimed) < wanted:
+                break
+    finally:
+        pool.close()
+    if report.processed:
+        log.info(
+            "dispatch: %d sent, %d deferred, %d failed, %d suppressed, %d to reconcile",
+            *(report.total(o) for o in ("sent", "deferred", "failed", "suppressed", "reconcile")),
+        )
+    if on_permanent is not None and report.failures:
+        on_permanent(list(report.failures))
+    return report
+
+
+class AdapterPool:
+    """Adapters by channel: the caller's first, else the registry's (created once, closed at the end)."""
+
+    def __init__(self, given: Mapping[str, ChannelAdapter] | None) -> None:
+        self._given = dict(given or {})
+        self._owned: dict[str, ChannelAdapter] = {}
+
+    def get(self, channel: str) -> ChannelAdapter:
+        if channel in self._given:
+            return self._given[channel]
+        if channel not in self._owned:
+            from channels.registry import adapter_for  # imported late: it loads provider SDKs
+
+            self._owned[channel] = adapter_for(channel)
+        return self._owned[channel]
+
+    def close(self) -> None:
+        for adapter in self._owned.values():
+            try:
+                adapter.close()
+            except Exception:  # closing must not hide the run's outcome
+                log.warning("closing the %s adapter failed", adapter.channel, exc_info=True)
+
+
+class ClaimedBatch:
+    """One claimed set of messages on its way through compose, send and record."""
+
+    def __init__(
+        self,
+        claimed: list[ClaimedMessage],
+        pool: AdapterPool,
+        report: DispatchReport,
+        clock: Callable[[], datetime],
+        retry: RetryPolicy,
+        on_progress: ProgressCallback | None,
+        url: str | None,
+    ) -> None:
+        self.messages = {m.id: m for m in claimed}
+        self.pool, self.report, self.clock, self.retry = pool, report, clock, retry
+        self.on_progress, self.url = on_progress, url
+        self.handed: set[int] = set()  # given to an adapter: only a provider answer may settle them
+        self.recorded: set[int] = set()
+        # A customer who asked for no contact after the decision still gets the required topics.
+        self.required_topics = {name for name, topic in load_policy().topics.items() if topic.required}
+
+    def dispatch(self) -> None:
+        composed = compose_step.compose(self.messages, self.clock(), self.required_topics, self.url)
+        if composed.settled:
+            self.record(composed.settled, [])
+        by_channel: dict[str, list[ReadyMessage]] = {}
+        for item in composed.ready:
+            by_channel.setdefault(item.message.channel, []).append(item)
+        for channel, items in by_channel.items():
+            send_channel(channel, items, adapter_for=self.pool.get, recorder=self, clock=self.clock,
+                         retry=self.retry, handed=self.handed)
+
+    def release_unsent(self) -> None:
+        """After an error: messages that never reached an adapter go back to the queue at once
+        (the rest stay ``sending`` until reconciled). Best effort: the database may be the problem."""
+        done = self.handed | self.recorded
+        unsent = [m for mid, m in self.messages.items() if mid not in done]
+        try:
+            self.release("", unsent, "dispatch interrupted before the provider call", configuration=False)
+        except Exception:
+            log.warning("could not release %d unsent message(s); they will be reconciled", len(unsent),
+                        exc_info=True)
+
+    def release(self, channel: str, unsent: list[ClaimedMessage], why: str, *, configuration: bool = True
+                ) -> None:
+        """Messages that never reached the provider: back to ``deferred``, the attempt given back.
+        ``configuration``: the channel's set-up is at fault (reported per channel)."""
+        if configuration:
+            self.report.configuration_errors[channel] = redact_text(why)
+        if not unsent:
+            return
+        now = self.clock()
+        self.record([released(m.id, why, attempts=m.attempts, deadline=m.deadline, now=now, retry=self.retry)
+                     for m in unsent], [])
+
+    def record(self, changes: list[LedgerChange], sent: list[ReadyMessage]) -> None:
+        record(self.messages, changes, sent, self.clock(), self.url)
+        self.recorded.update(change.message_id for change in changes)
+        add_to_report(self.report, self.messages, changes)
+        if self.on_progress is not None:
+            self.on_progress(self.report)

@@ -1,0 +1,92 @@
+"""Send: a channel's ready messages through its adapter, in batches of ``adapter.limits.max_batch``.
+
+Concurrency inside a batch is the adapter's job. What the provider answered becomes ledger
+changes; what never reached it goes back to the queue with its attempt given back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from channels.base import ChannelAdapter, ConfigurationError, SendResult
+from orchestrator.dispatch.compose import ReadyMessage
+from orchestrator.ledger.changes import (
+    LedgerChange,
+    change_for_result,
+    is_unauthorized,
+    settled,
+    unauthorized_text,
+)
+from orchestrator.ledger.queue import ClaimedMessage
+from orchestrator.ledger.retry import RetryPolicy
+from orchestrator.models import MessageStatus
+from orchestrator.privacy import redact_text
+
+log = logging.getLogger(__name__)
+
+
+class Recorder(Protocol):
+    """Where the send step leaves its outcomes (``ClaimedBatch`` in ``dispatch.run``)."""
+
+    def record(self, changes: list[LedgerChange], sent: list[ReadyMessage]) -> None: ...
+
+    def release(self, channel: str, unsent: list[ClaimedMessage], why: str, *, configuration: bool = True
+                ) -> None: ...
+
+
+def send_channel(channel: str, items: list[ReadyMessage], *, adapter_for: Callable[[str], ChannelAdapter],
+                 recorder: Recorder, clock: Callable[[], datetime], retry: RetryPolicy,
+                 handed: set[int]) -> None:
+    """Sends ``items`` batch by batch; ``handed`` collects every message given to the adapter.
+
+    A configuration problem (no credentials, or credentials the provider refuses) stops the
+    channel: its later messages go back to the queue unsent. An adapter that raises mid-call
+    leaves its batch to reconciliation: the provider may have the messages.
+    """
+    try:
+        adapter = adapter_for(channel)
+        size = max(1, adapter.limits.max_batch)
+    except ConfigurationError as exc:
+        recorder.release(channel, [i.message for i in items], f"configuration: {exc}")
+        return
+    for start in range(0, len(items), size):
+        batch = items[start : start + size]
+        handed.update(i.message.id for i in batch)
+        try:
+            results = adapter.send([item.outbound for item in batch])
+        except ConfigurationError as exc:  # raised before anything is sent
+            recorder.release(channel, [i.message for i in items[start:]], f"configuration: {exc}")
+            return
+        except Exception as exc:  # the adapter broke mid-call: the provider may have the messages
+            log.error("the %s adapter raised %s; %d message(s) need reconciling", channel,
+                      type(exc).__name__, len(batch))
+            why = redact_text(f"adapter raised {type(exc).__name__}: {exc}")
+            recorder.record([settled(i.message, MessageStatus.reconcile, "reconcile:adapter_error", why,
+                                     attempted=True) for i in batch], [])
+            recorder.release(channel, [i.message for i in items[start + size :]], why, configuration=False)
+            return
+        recorder.record(changes_for_results(batch, results, clock(), retry), batch)
+        refused = next((r for r in results if is_unauthorized(r)), None)
+        if refused is not None:  # every later batch would be refused the same way
+            recorder.release(channel, [i.message for i in items[start + size :]], unauthorized_text(refused))
+            return
+
+
+def changes_for_results(batch: list[ReadyMessage], results: list[SendResult], now: datetime,
+                        retry: RetryPolicy) -> list[LedgerChange]:
+    """One ledger change per message of the batch; a message the adapter gave no result for is in doubt."""
+    by_id = {r.message_id: r for r in results}
+    changes = []
+    for item in batch:
+        m = item.message
+        result = by_id.get(m.id)
+        if result is None:
+            changes.append(settled(m, MessageStatus.reconcile, "reconcile:no_result",
+                                   "the adapter returned no result for this message", attempted=True))
+            continue
+        changes.append(change_for_result(result, attempts=m.attempts, deadline=m.deadline, now=now,
+                                         retry=retry))
+    return changes

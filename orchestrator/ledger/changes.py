@@ -1,0 +1,208 @@
+"""What happens to a claimed ledger row, and the bulk UPDATE that records it.
+
+A provider result maps to exactly one ledger change:
+
+- accepted            -> ``sent`` with the provider's message id;
+- ``Transient``       -> ``deferred`` to ``now + max(retry_after, backoff(attempts))``, or ``failed``
+                         (``gave_up:attempts`` / ``gave_up:deadline``) once retrying is pointless;
+- ``Permanent``       -> ``failed`` with ``permanent:<reason>``;
+- ``Permanent(unauthorized)``: the message is fine, the credentials are not. It goes back to the
+  queue with its attempt given back (as when an adapter is not configured): retrying it on a
+  transient schedule would use up its attempts while nobody fixes the set-up.
+
+Messages decided without a provider call (``settled``) and messages handed back unsent
+(``released``) give their claimed attempt back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, or_, update
+from sqlmodel import Session
+
+from channels.base import Permanent, PermanentReason, SendResult, Transient
+from orchestrator.ledger.queue import ClaimedMessage
+from orchestrator.ledger.retry import RetryPolicy
+from orchestrator.ledger.tables import MESSAGE
+from orchestrator.models import MessageStatus
+from orchestrator.privacy import redact_text
+
+# Outcomes that end a message's journey without a send: their reason joins the row's reason codes.
+TERMINAL = (MessageStatus.failed, MessageStatus.suppressed, MessageStatus.reconcile)
+
+
+@dataclass
+class LedgerChange:
+    """The new state of one claimed message. ``reason`` is a machine-readable code for failures."""
+
+    message_id: int
+    status: MessageStatus
+    reason: str | None = None  # e.g. permanent:invalid_address, render_error, gave_up:deadline
+    detail: str = ""  # human text, personal data masked
+    send_at: datetime | None = None  # deferred: the next attempt
+    provider: str | None = None
+    provider_message_id: str | None = None
+    attempts_delta: int = 0  # -1 gives back an attempt that never reached the provider
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message that ended without being sent (failed or suppressed), for the report and fallbacks."""
+
+    message_id: int
+    customer_id: int
+    channel: str
+    topic: str
+    status: str  # "failed" or "suppressed"
+    reason: str
+    detail: str = ""
+
+
+def is_unauthorized(result: SendResult) -> bool:
+    """The provider refused our credentials: nothing about the message itself is wrong."""
+    return isinstance(result.error, Permanent) and result.error.reason is PermanentReason.unauthorized
+
+
+def unauthorized_text(result: SendResult) -> str:
+    detail = result.error.detail if isinstance(result.error, Permanent) else ""
+    return f"configuration: unauthorized: {detail}".rstrip(": ")
+
+
+def change_for_result(
+    result: SendResult,
+    *,
+    attempts: int,
+    deadline: datetime | None,
+    now: datetime,
+    retry: RetryPolicy,
+) -> LedgerChange:
+    """The ledger change for one provider result; ``attempts`` already counts this attempt."""
+    error = result.error
+    if result.ok:
+        return LedgerChange(
+            result.message_id,
+            MessageStatus.sent,
+            provider=result.provider,
+            provider_message_id=result.provider_message_id,
+        )
+    if is_unauthorized(result):
+        return released(result.message_id, unauthorized_text(result), attempts=attempts, deadline=deadline,
+                        now=now, retry=retry)
+    if isinstance(error, Permanent):
+        return LedgerChange(
+            result.message_id,
+            MessageStatus.failed,
+            reason=f"permanent:{error.reason.value}",
+            detail=redact_text(error.detail),
+            provider=result.provider,
+        )
+    if isinstance(error, Transient):
+        why, retry_after = error.reason, error.retry_after
+    else:
+        why, retry_after = f"provider returned status {result.status} without an error", None
+    return retry_later(
+        result.message_id, why, attempts=attempts, deadline=deadline, now=now, retry=retry,
+        retry_after=retry_after, provider=result.provider,
+    )
+
+
+def retry_later(
+    message_id: int,
+    why: str,
+    *,
+    attempts: int,
+    deadline: datetime | None,
+    now: datetime,
+    retry: RetryPolicy,
+    retry_after: float | None = None,
+    provider: str | None = None,
+    reason: str = "transient",
+) -> LedgerChange:
+    """Deferred to the next attempt, or failed when attempts or the deadline have run out."""
+    detail = redact_text(why)
+    if attempts >= retry.max_attempts:
+        return LedgerChange(
+            message_id, MessageStatus.failed, reason="gave_up:attempts",
+            detail=f"{attempts} attempts, last: {detail}", provider=provider,
+        )
+    next_at = now + timedelta(seconds=max(retry_after or 0.0, retry.backoff(attempts)))
+    if deadline is not None and next_at > deadline:
+        return LedgerChange(
+            message_id, MessageStatus.failed, reason="gave_up:deadline",
+            detail=f"next attempt would be after the deadline, last: {detail}", provider=provider,
+        )
+    return LedgerChange(
+        message_id, MessageStatus.deferred, reason=reason, detail=detail, send_at=next_at,
+        provider=provider,
+    )
+
+
+def released(message_id: int, why: str, *, attempts: int, deadline: datetime | None, now: datetime,
+             retry: RetryPolicy) -> LedgerChange:
+    """A claimed message that never reached the provider: back to the queue, its attempt given back."""
+    change = retry_later(message_id, why, attempts=attempts - 1, deadline=deadline, now=now, retry=retry,
+                         reason="not_sent")
+    change.attempts_delta = -1
+    return change
+
+
+def settled(m: ClaimedMessage, status: MessageStatus, reason: str, detail: str, *, attempted: bool = False
+            ) -> LedgerChange:
+    """A message decided without the provider's answer; unless the provider was called, its
+    claimed attempt is given back."""
+    return LedgerChange(m.id, status, reason=reason, detail=redact_text(detail),
+                        attempts_delta=0 if attempted else -1)
+
+
+def error_text(change: LedgerChange) -> str | None:
+    if not change.reason:
+        return None
+    return f"{change.reason}: {change.detail}" if change.detail else change.reason
+
+
+def record_changes(session: Session, claimed: Mapping[int, ClaimedMessage], changes: list[LedgerChange],
+                   now: datetime) -> None:
+    """Writes the changes of claimed messages (one executemany UPDATE, in the caller's transaction)."""
+    rows = []
+    for change in changes:
+        m = claimed[change.message_id]
+        terminal = change.status in TERMINAL and change.reason
+        rows.append(row_values(
+            m.id, change.status, now,
+            send_at=change.send_at or m.send_at,
+            provider=change.provider or m.provider,
+            provider_message_id=change.provider_message_id or m.provider_message_id,
+            sent_at=now if change.status is MessageStatus.sent else m.sent_at,
+            last_error=error_text(change) or m.last_error,
+            reason_codes=[*m.reason_codes, change.reason] if terminal else m.reason_codes,
+            attempts=m.attempts + change.attempts_delta,
+        ))
+    update_in_flight(session, rows)
+
+
+def update_in_flight(session: Session, rows: list[dict[str, Any]]) -> None:
+    """One executemany UPDATE; every row carries the same columns (``b_<column>`` plus ``b_id``).
+
+    Only rows still in flight change (``reconcile`` included: a late but real provider answer
+    settles a message the lease had given up on).
+    """
+    if not rows:
+        return
+    columns = [key[2:] for key in rows[0] if key != "b_id"]
+    statement = (
+        update(MESSAGE)
+        .where(MESSAGE.c.id == bindparam("b_id"),
+               or_(MESSAGE.c.status == MessageStatus.sending, MESSAGE.c.status == MessageStatus.reconcile))
+        .values({col: bindparam(f"b_{col}") for col in columns})
+    )
+    session.connection().execute(statement, rows)
+
+
+def row_values(message_id: int, status: MessageStatus, now: datetime, **values: Any) -> dict[str, Any]:
+    """The parameters of one row for ``update_in_flight``."""
+    return {"b_id": message_id, "b_status": status.value, "b_updated_at": now,
+            **{f"b_{col}": value for col, value in values.items()}}
