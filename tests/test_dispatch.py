@@ -246,6 +246,30 @@ def test_a_configuration_error_defers_everything_and_is_reported(db_url):
     assert report.configuration_errors == {"email": "configuration: ORCH_SENDGRID_API_KEY is not set"}
 
 
+def test_refused_credentials_are_a_configuration_problem_not_a_transient_error(db_url):
+    now = utcnow()
+    ids = add_messages(add_customers(5))
+    refusing = RecordingAdapter(max_batch=2,
+                                answer=lambda m: Permanent(PermanentReason.unauthorized, "invalid API key"))
+    policy = RetryPolicy(base_seconds=60, max_attempts=2)
+
+    for minute in range(0, 12, 2):  # every time the messages are due again, the key is still wrong
+        report = dispatch_due(now=now + timedelta(minutes=minute), adapters={"email": refusing}, retry=policy)
+        assert report.configuration_errors == {"email": "configuration: unauthorized: invalid API key"}
+        assert report.failures == []
+
+    rows = messages()
+    assert {rows[i].status for i in ids} == {MessageStatus.deferred}  # waiting for the fix, never given up
+    assert {rows[i].attempts for i in ids} == {0}
+    assert rows[ids[0]].last_error == "not_sent: configuration: unauthorized: invalid API key"
+    assert refusing.batches == [2] * 6  # one refused batch per run: the rest of the channel waits
+
+    fixed = RecordingAdapter()
+    dispatch_due(now=now + timedelta(minutes=15), adapters={"email": fixed}, retry=policy)
+    assert {messages()[i].status for i in ids} == {MessageStatus.sent}
+    assert fixed.calls_per_message() == dict.fromkeys(ids, 1)
+
+
 def test_messages_stuck_in_sending_are_flagged_for_reconciliation_not_resent(db_url):
     now = utcnow()
     ids = add_messages(add_customers(2))
