@@ -44,7 +44,7 @@ def _measure(label: str, url: str, path: Path, rows: int, validation: float) -> 
     start = time.perf_counter()
     second = import_customers(path, session_factory=factory)
     second_s = time.perf_counter() - start
-    assert first.imported == rows and second.updated == rows, (first.to_dict(), second.to_dict())
+    assert first.imported == rows and second.unchanged == rows, (first.to_dict(), second.to_dict())
     print(
         f"{label:<10} first import {first_s:6.2f} s wall, {first_cpu:6.2f} s CPU in this process "
         f"({rows / first_s:>8,.0f} rows/s), "

@@ -37,19 +37,21 @@ def record_consent(
     return True
 
 
-def current_consent(session: Session, customer_ids: Iterable[int]) -> dict[tuple[int, str, str], str]:
+def current_consent(
+    session: Session, customer_ids: Iterable[int], source: str | None = None
+) -> dict[tuple[int, str, str], str]:
     """The consent state in force for each (customer, channel, topic) that has any record.
 
-    ``channel`` and ``topic`` may be ``*``. One query for the whole chunk of customers.
+    ``channel`` and ``topic`` may be ``*``. One query for the whole chunk of customers. With
+    ``source``, what that source said last instead (an import compares the file with it).
     """
     ids = list(customer_ids)
     if not ids:
         return {}
-    latest = (
-        select(func.max(ConsentEvent.id))
-        .where(ConsentEvent.customer_id.in_(ids))
-        .group_by(ConsentEvent.customer_id, ConsentEvent.channel, ConsentEvent.topic)
-    )
+    latest = select(func.max(ConsentEvent.id)).where(ConsentEvent.customer_id.in_(ids))
+    if source is not None:
+        latest = latest.where(ConsentEvent.source == source)
+    latest = latest.group_by(ConsentEvent.customer_id, ConsentEvent.channel, ConsentEvent.topic)
     rows = session.exec(  # type: ignore[call-overload]
         select(ConsentEvent.customer_id, ConsentEvent.channel, ConsentEvent.topic, ConsentEvent.state)
         .where(ConsentEvent.id.in_(latest))

@@ -10,9 +10,10 @@ Rules worth knowing:
 - customers are matched by ``external_id``: new ones are inserted, known ones updated;
 - a blank value (or a column that is absent) leaves the stored value as it is, so a file
   with a few columns updates only those; attributes are merged key by key;
-- consent columns record (channel, ``*``) or (``*``, marketing) consent with source
-  ``import``, and only when the state in force differs; preference changes are recorded in
-  the preference audit trail, again only when something changes;
+- consent and preference columns apply only what differs from what the import said last time
+  (read from the audit trails, whose rows carry their source): re-importing an unchanged file
+  never undoes a STOP, an unsubscribe or a preference-centre change made since. A value the
+  file changed is recorded with source ``import`` and applied;
 - the same external_id twice in one file: the first valid row wins, later ones are rejected;
 - ``attr.<key>`` columns override the same key in the ``attributes`` JSON column.
 """
@@ -94,8 +95,9 @@ class RejectedRow:
 
 @dataclass
 class ImportReport:
-    imported: int = 0
-    updated: int = 0
+    imported: int = 0  # new customers
+    updated: int = 0  # known customers of whom something changed
+    unchanged: int = 0  # known customers the file says nothing new about
     rejected: list[RejectedRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -185,7 +187,7 @@ class _ChunkWriter:
         self.report = report
         self.progress = progress
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="customer-import")
-        self.pending: tuple[Future[tuple[int, int]], int] | None = None
+        self.pending: tuple[Future[tuple[int, int, int]], int] | None = None
 
     def submit(self, rows: list[_ValidRow], handled: int) -> None:
         self.collect()
@@ -199,9 +201,10 @@ class _ChunkWriter:
             return
         future, handled = self.pending
         self.pending = None
-        imported, updated = future.result()
+        imported, updated, unchanged = future.result()
         self.report.imported += imported
         self.report.updated += updated
+        self.report.unchanged += unchanged
         if self.progress is not None:
             self.progress(handled)
 
@@ -499,8 +502,8 @@ def _upsert(session: Session, table: Table, key: str, rows: list[dict[str, Any]]
     session.execute(stmt, rows)
 
 
-def _write_chunk(session_factory: SessionFactory, rows: list[_ValidRow]) -> tuple[int, int]:
-    """Writes one chunk in one transaction; returns (inserted, updated)."""
+def _write_chunk(session_factory: SessionFactory, rows: list[_ValidRow]) -> tuple[int, int, int]:
+    """Writes one chunk in one transaction; returns (inserted, updated, unchanged)."""
     now = utcnow()
     settings = get_settings()
     columns = ["external_id", *PROFILE_COLUMNS, "attributes"]
@@ -536,44 +539,74 @@ def _write_chunk(session_factory: SessionFactory, rows: list[_ValidRow]) -> tupl
         if new:
             query = select(_CUSTOMER.c.external_id, _CUSTOMER.c.id).where(_CUSTOMER.c.external_id.in_(new))
             ids.update({k: v for k, v in session.execute(query)})
-        inserted = len(new)
-        _write_consent(session, rows, ids, now)
-        _write_preferences(session, rows, ids, now)
-    return inserted, len(rows) - inserted
+        changed = {ids[w["external_id"]] for w in writes}
+        changed |= _write_consent(session, rows, ids, now)
+        changed |= _write_preferences(session, rows, ids, now)
+    inserted = len(new)
+    updated = sum(1 for k in existing if ids[k] in changed)
+    return inserted, updated, len(existing) - updated
 
 
-def _write_consent(session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime) -> None:
+def _write_consent(session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime) -> set[int]:
+    """Records the consent the file states where it differs from what the import said last."""
     wanted = [(ids[r.external_id], key, state) for r in rows for key, state in r.consent.items()]
     if not wanted:
-        return
-    in_force = current_consent(session, {cid for cid, _, _ in wanted})
+        return set()
+    said = current_consent(session, {cid for cid, _, _ in wanted}, source=SOURCE)
     events = [
         {"customer_id": cid, "channel": channel, "topic": topic, "state": state, "source": SOURCE,
          "created_at": now}
         for cid, (channel, topic), state in wanted
-        if in_force.get((cid, channel, topic)) != state
+        if said.get((cid, channel, topic)) != state
     ]  # fmt: skip
     if events:
         session.execute(insert(_CONSENT), events)
+    return {e["customer_id"] for e in events}
 
 
-def _write_preferences(session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime) -> None:
+def _preferences_said(session: Session, customer_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """What the import said last about each preference, from the preference audit trail."""
+    query = (
+        select(_PREFERENCE_EVENT.c.customer_id, _PREFERENCE_EVENT.c.changes)
+        .where(_PREFERENCE_EVENT.c.customer_id.in_(customer_ids), _PREFERENCE_EVENT.c.source == SOURCE)
+        .order_by(_PREFERENCE_EVENT.c.id)
+    )
+    said: dict[int, dict[str, Any]] = {}
+    for customer_id, changes in session.execute(query):
+        said.setdefault(customer_id, {}).update(changes)
+    return said
+
+
+def _write_preferences(
+    session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime
+) -> set[int]:
+    """Applies the preferences the file states where they differ from what the import said last.
+
+    A value the import said before is left alone, whatever the customer chose since. A new
+    value is recorded in the audit trail even when the stored one already matches, so the next
+    import knows what this source says.
+    """
     wanted = {ids[r.external_id]: r.preferences for r in rows if r.preferences}
     if not wanted:
-        return
+        return set()
     columns = [_PREFERENCE.c.customer_id, *(_PREFERENCE.c[c] for c in PREFERENCE_COLUMNS)]
     query = select(*columns).where(_PREFERENCE.c.customer_id.in_(list(wanted)))
     stored = {m["customer_id"]: m for m in session.execute(query).mappings()}
+    said = _preferences_said(session, list(wanted))
     writes: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for customer_id, prefs in wanted.items():
+        before = said.get(customer_id, {})
+        news = {k: v for k, v in prefs.items() if k not in before or before[k] != v}
+        if not news:
+            continue
+        events.append({"customer_id": customer_id, "changes": news, "source": SOURCE, "created_at": now})
         old = stored.get(customer_id)
         base = _PREFERENCE_DEFAULTS if old is None else {c: old[c] for c in PREFERENCE_COLUMNS}
-        diff = {k: v for k, v in prefs.items() if base[k] != v}
-        if not diff:
-            continue
-        writes.append({"customer_id": customer_id, **base, **diff, "updated_at": now})
-        events.append({"customer_id": customer_id, "changes": diff, "source": SOURCE, "created_at": now})
+        if any(base[k] != v for k, v in news.items()):
+            writes.append({"customer_id": customer_id, **base, **news, "updated_at": now})
     if writes:
         _upsert(session, _PREFERENCE, "customer_id", writes, [*PREFERENCE_COLUMNS, "updated_at"])
+    if events:
         session.execute(insert(_PREFERENCE_EVENT), events)
+    return {e["customer_id"] for e in events}

@@ -30,7 +30,7 @@ def test_import_reports_counts_and_reimport_updates(sqlite_url):
     first = run_json("customers", "import", str(SAMPLES / "customers.csv"))
     assert (first["imported"], first["updated"], first["rejected"]) == (300, 0, [])
     second = run_json("customers", "import", str(SAMPLES / "customers.csv"))
-    assert (second["imported"], second["updated"]) == (0, 300)
+    assert (second["imported"], second["updated"], second["unchanged"]) == (0, 0, 300)
 
 
 def test_import_with_rejected_rows_succeeds_and_lists_them(sqlite_url):

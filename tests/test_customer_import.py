@@ -42,7 +42,7 @@ def test_sample_files_import_and_jsonl_rendering_changes_nothing(db_url):
     assert (first.imported, first.updated, first.rejected, first.warnings) == (300, 0, [], [])
     events = count(ConsentEvent), count(PreferenceEvent)
     second = import_customers(SAMPLES / "customers.jsonl")
-    assert (second.imported, second.updated, second.rejected) == (0, 40, [])
+    assert (second.imported, second.updated, second.unchanged, second.rejected) == (0, 0, 40, [])
     assert (count(ConsentEvent), count(PreferenceEvent)) == events
     kathmandu = [c for c in _all_customers() if c.timezone == "Asia/Kathmandu"]
     assert kathmandu and all(c.phone is None or c.phone.startswith("+977") for c in kathmandu)
@@ -77,12 +77,13 @@ def test_reimport_changes_nothing_and_a_changed_value_records_one_event(db_url, 
     assert (first.imported, first.updated) == (2, 0)
     stamp = customer("a").updated_at
     second = import_customers(path)
-    assert (second.imported, second.updated, second.rejected) == (0, 2, [])
+    assert (second.imported, second.updated, second.unchanged, second.rejected) == (0, 0, 2, [])
     assert (count(ConsentEvent), count(PreferenceEvent)) == (3, 1)
     assert customer("a").updated_at == stamp
 
     write(path, header + "a,Ann,no,no,weekly,22:00,07:00,9\nb,Bo,no,,,,,\n")
-    import_customers(path)
+    third = import_customers(path)
+    assert (third.updated, third.unchanged) == (1, 1)
     assert count(ConsentEvent) == 4
     with session_scope() as s:
         consent = current_consent(s, [customer("a").id])

@@ -87,6 +87,7 @@ def _print_report(report: Any) -> None:
     summary.add_column("count", justify="right")
     summary.add_row("imported (new)", str(report.imported))
     summary.add_row("updated", str(report.updated))
+    summary.add_row("unchanged", str(report.unchanged))
     summary.add_row("rejected", str(len(report.rejected)), style="red" if report.rejected else None)
     console.print(summary)
     for warning in report.warnings:
@@ -132,7 +133,7 @@ def register(app: typer.Typer) -> None:
             print_json(report.to_dict())
         else:
             _print_report(report)
-        if report.imported + report.updated == 0:
+        if report.imported + report.updated + report.unchanged == 0:
             fail("nothing was imported" + (": every row was rejected" if report.rejected else ""), 1)
 
     @customers.command("show")

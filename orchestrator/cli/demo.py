@@ -75,7 +75,8 @@ def register(app: typer.Typer) -> None:
             console.print(f"Starting over: removed {len(removed)} file(s).")
         report = groundwork.prepare(url)
         console.print(f"Database {redact_url(url)}: {report.imported} customer(s) imported, "
-                      f"{report.updated} updated from {groundwork.SAMPLE_CUSTOMERS.name}.")
+                      f"{report.updated} updated, {report.unchanged} unchanged "
+                      f"from {groundwork.SAMPLE_CUSTOMERS.name}.")
         console.print("Running the flows (the first one starts a local Prefect server, ~10 s)...")
         runs = _run_flows()
         for title, result in runs:
