@@ -266,3 +266,24 @@ def test_a_regional_translation_uses_the_language_partials(tmp_path, monkeypatch
                    locale="es-MX")
     assert email.locale == "es-MX" and "Lo sentimos mucho." in email.text
     assert email.text.startswith("Hola, Amara:") and "Elija cómo le contactamos" in email.text
+
+
+def test_the_help_reply_says_who_we_are_what_we_text_how_to_stop_and_how_to_reach_a_person(
+        tmp_path, monkeypatch):
+    text = render("sms_help", tone=None, channel="sms", context=build_context(None, {}, topic="support")).text
+    assert text.startswith("Example Co: texts about your account")
+    assert "Reply STOP to opt out" in text
+    assert "Help: +1 415 555 0100 or https://example.com/help." in text
+    assert text.rstrip().endswith("- Example Co")  # signed with the brand's name
+    # The brand and its contacts come from brand.yaml, whatever brand.yaml says.
+    root = copy_templates(tmp_path, monkeypatch)
+    (root / "brand.yaml").write_text("name: Acme Telecom\nsupport_email: care@acme.test\n")
+    reload_templates()
+    text = render("sms_help", tone=None, channel="sms", context=build_context(None, {}, topic="support")).text
+    assert text.startswith("Acme Telecom:") and "Help: care@acme.test." in text
+    assert text.rstrip().endswith("- Acme Telecom") and "Example Co" not in text
+    # No contact at all: an error that says what to set, not a HELP reply without one.
+    (root / "brand.yaml").write_text("name: Acme Telecom\nwebsite: https://acme.test\n")
+    reload_templates()
+    with pytest.raises(RenderError, match="care_contact"):
+        render("sms_help", tone=None, channel="sms", context=build_context(None, {}, topic="support"))

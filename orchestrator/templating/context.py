@@ -57,10 +57,28 @@ def customer_fields(customer: Customer | dict[str, Any] | None) -> dict[str, Any
     }
 
 
+CARE_CONTACT_KEYS = ("support_phone", "support_email", "support_url")
+
+
+def care_contact(configured: dict[str, Any]) -> str:
+    """How a customer reaches a person (brand.yaml's support phone, email and URL, as given):
+    what a HELP reply must carry. An error when brand.yaml gives none."""
+    found = [str(configured[k]).strip() for k in CARE_CONTACT_KEYS if str(configured.get(k) or "").strip()]
+    if not found:
+        raise RenderError("brand.yaml gives no customer-care contact (brand.care_contact): set one of "
+                          + ", ".join(CARE_CONTACT_KEYS))
+    return " or ".join(found)
+
+
 def brand() -> dict[str, Any]:
     configured = get_catalog().brand
-    return {**configured, "name": configured.get("name", DEFAULT_BRAND_NAME),
-            "postal_address": get_settings().company_postal_address}
+    out = {**configured, "name": configured.get("name", DEFAULT_BRAND_NAME),
+           "postal_address": get_settings().company_postal_address}
+    try:
+        out["care_contact"] = care_contact(configured)
+    except RenderError:
+        pass  # a template that needs it fails on the missing variable, naming it
+    return out
 
 
 def build_context(customer: Customer | dict[str, Any] | None, data: dict[str, Any], *, topic: str,
