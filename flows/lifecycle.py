@@ -16,7 +16,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -28,6 +28,7 @@ from orchestrator.db import session_scope
 from orchestrator.models import Customer, utcnow
 from orchestrator.policy import Intent
 from orchestrator.policy.explain import UnknownCustomer, find_customer_id
+from orchestrator.surveys import check_scale
 
 MILESTONE_YEARS = (1, 5, 10, 15, 20, 25, 30)
 LOYALTY_SEND_TIME = "10:00"  # the customer's local time
@@ -182,12 +183,15 @@ def complaint_resolved(
     survey_url: str,
     survey_subject: str = "how we handled your complaint",
     minutes: int = 2,
+    survey_scale: Literal["csat", "nps"] = "csat",
 ) -> dict[str, Any]:
+    """``survey_scale``: one-click answers in the message, CSAT 1-5 or NPS 0-10 (orchestrator.surveys)."""
     install_prefect_redaction()
     cid, _tier = _customer_id(customer)
     key = f"survey:complaint:{complaint_id}"
     intent = Intent(customer_id=cid, topic="feedback", template="feedback_survey", dedupe_key=key,
-                    data={"survey_subject": survey_subject, "survey_url": survey_url, "minutes": minutes})
+                    data={"survey_subject": survey_subject, "survey_url": survey_url, "minutes": minutes,
+                          "survey_scale": check_scale(survey_scale)})
     tag_flow_run("feedback", "complaint")
     out = _single(complaint_id, [intent], f"Survey for complaint {complaint_id}", f"survey-{complaint_id}",
                   {"complaint": complaint_id})

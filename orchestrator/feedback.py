@@ -53,6 +53,7 @@ from orchestrator.models import (
 from orchestrator.phone_tasks import TaskRequest, open_tasks
 from orchestrator.policy import load_policy
 from orchestrator.privacy import mask_address, redact_text
+from orchestrator.surveys import answer_from_sms
 
 log = logging.getLogger(__name__)
 
@@ -493,7 +494,7 @@ def sms_keyword(body: str, opt_out_type: str | None = None) -> str | None:
 
 @dataclass
 class InboundOutcome:
-    kind: str  # opt_out, opt_in, help, feedback, duplicate
+    kind: str  # opt_out, opt_in, help, feedback, survey_answer, duplicate
     customer_ids: list[int] = field(default_factory=list)
     reply: str | None = None  # text to answer with, if any
     feedback_id: int | None = None
@@ -542,6 +543,9 @@ def handle_inbound_sms(
             session.delete(row)
     elif keyword == "help":
         outcome.reply = help_text(brand)
+    elif (answer := answer_from_sms(session, _reply_owner(session, customer_ids), body, now)) is not None:
+        outcome.kind, outcome.feedback_id, outcome.phone_task_id = (
+            "survey_answer", answer.feedback.id, answer.phone_task_id)
     else:
         owner = _reply_owner(session, customer_ids)
         source = SOURCE_SMS_REPLY if owner is not None else f"{SOURCE_SMS_REPLY}:unknown_number"

@@ -1,7 +1,7 @@
-"""Signed, expiring links for customers: one-click unsubscribe and the preference centre.
+"""Signed, expiring links for customers: one-click unsubscribe, the preference centre, survey ratings.
 
 Tokens are ``payload.signature`` with an HMAC-SHA256 over the payload (base64url JSON with
-the purpose, customer id, optional topic/channel and expiry), keyed by ORCH_SECRET_KEY.
+the purpose, customer id, optional topic/channel/message and expiry), keyed by ORCH_SECRET_KEY.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ class InvalidToken(ValueError):
 
 @dataclass(frozen=True)
 class LinkClaims:
-    purpose: str  # "unsubscribe" or "preferences"
+    purpose: str  # "unsubscribe", "preferences" or "rating"
     customer_id: int
     topic: str | None = None
     channel: str | None = None
-    message_id: int | None = None  # the message the link came in: reports attribute the unsubscribe
+    # The message the link came in: the one an unsubscribe comes from, the survey a rating answers.
+    message_id: int | None = None
 
 
 def _b64(data: bytes) -> str:

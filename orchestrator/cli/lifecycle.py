@@ -50,12 +50,14 @@ def complaint_resolved(
     customer: str = typer.Argument(..., help="The customer's external id."),
     complaint_id: str = typer.Option(..., "--id", help="The complaint's case reference."),
     survey_url: str = typer.Option(..., "--survey-url", help="Where the survey is."),
+    scale: str = typer.Option("csat", "--scale", help="One-click answers: csat (1-5) or nps (0-10)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Ask once for feedback after a complaint is resolved."""
+    """Ask once for feedback after a complaint is resolved (answers in one click or by SMS)."""
     from flows.lifecycle import complaint_resolved as resolved_flow
 
-    result = run_flow(resolved_flow, customer=customer, complaint_id=complaint_id, survey_url=survey_url)
+    result = run_flow(resolved_flow, customer=customer, complaint_id=complaint_id, survey_url=survey_url,
+                      survey_scale=scale)
     print_json(result) if as_json else print_flow_summary(result, f"Survey for complaint {complaint_id}")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from orchestrator.links import preferences_url, unsubscribe_url
 from orchestrator.models import Customer, utcnow
 from orchestrator.settings import get_settings
+from orchestrator.surveys import rating_links
 from orchestrator.templating.catalog import get_catalog
 from orchestrator.templating.errors import RenderError
 
@@ -91,5 +92,8 @@ def build_context(customer: Customer | dict[str, Any] | None, data: dict[str, An
         "unsubscribe_url": unsubscribe_url(int(customer_id), topic, message_id=message_id),
         "preferences_url": preferences_url(int(customer_id)),
     }
+    scale = (data or {}).get("survey_scale")
+    if customer_id is not None and message_id is not None and scale:  # one-click survey answers
+        links.update(rating_links(int(customer_id), message_id, str(scale)))
     return {"customer": fields, "brand": brand_info if brand_info is not None else brand(), "links": links,
             "data": dict(data or {}), "topic": topic, "message_id": message_id}

@@ -14,6 +14,7 @@ from orchestrator.web import (
     events,
     incidents,
     preference_centre,
+    ratings,
     sendgrid_events,
     twilio_callbacks,
     unsubscribe,
@@ -50,7 +51,8 @@ def create_app(
     app.state.launch_incident = launch_incident
     app.state.verifiers = verifiers or provider_verifiers()
     app.add_middleware(BodySizeLimit)
-    modules = (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents, events)
+    modules = (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents, events,
+               ratings)
     # Outermost, so it logs refusals too; it matches those against the routes to name them.
     app.add_middleware(AccessLog, routes=[route for module in modules for route in module.router.routes])
     for module in modules:
@@ -59,7 +61,7 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def _errors(request: Request, exc: HTTPException):
         # Customers following a link get a page; machines get JSON.
-        if request.url.path.startswith(("/unsubscribe/", "/preferences/")):
+        if request.url.path.startswith(("/unsubscribe/", "/preferences/", "/rate/")):
             return templates.TemplateResponse(
                 request, "problem.html", {"message": exc.detail}, status_code=exc.status_code,
                 headers={**PAGE_HEADERS, **(exc.headers or {})},
