@@ -2,7 +2,9 @@
 
 Each round puts fresh email and SMS messages in the ledger, starts a worker that dispatches them
 through the real adapters to the fake providers (with a little latency, so a kill can land
-anywhere), kills it after a seeded random delay, then recovers in this process the way an operator
+anywhere), kills it after a seeded random delay (every other round counted from the first request a
+fake provider received, so kills land in the window between acceptance and the ledger write even
+on a busy machine), then recovers in this process the way an operator
 would: ``reconcile_stuck`` (the worker is dead, so its ``sending`` rows are stale at once) and a
 normal ``dispatch_due``. Per message, from the fakes' own records: sent exactly once, or flagged
 ``reconcile`` and received at most once; never sent blind a second time, never silently dropped.
@@ -31,7 +33,7 @@ from tests.support.ledger import add_customers, add_messages, messages
 pytestmark = pytest.mark.slow
 
 KILLS = 20  # SIGKILLs that must land while the dispatch is running
-MAX_ROUNDS = 80  # a kill that comes after the run finished does not count: try again
+MAX_ROUNDS = 60  # a kill that comes after the run finished does not count: try again
 PER_CHANNEL = 25  # messages per channel and round
 CLAIM = 10  # several claims per round: kills land between them too
 LATENCY = 0.01
@@ -59,6 +61,15 @@ def _wait_for_dead_locks(url: str) -> None:
     raise AssertionError("a killed worker's locks were never released")
 
 
+def _wait_for_first_request(worker, fakes, ids: list[int], timeout: float = 30.0) -> None:
+    """Returns once a fake has received one of ``ids`` (or the worker has ended)."""
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and time.monotonic() < deadline:
+        if any(fake.requests_for(mid) for fake in fakes for mid in ids):
+            return
+        time.sleep(0.002)
+
+
 def _phase(exitcode: int | None, statuses: Counter[str], accepted_unrecorded: int) -> str:
     if exitcode == 0:
         return "after the run finished"
@@ -72,10 +83,7 @@ def _phase(exitcode: int | None, statuses: Counter[str], accepted_unrecorded: in
 
 
 def _more_rounds(rounds: int, phases: Counter[str]) -> bool:
-    """Until enough kills landed mid-dispatch and one of them in the dangerous window.
-
-    On a busy machine the worker starts slowly and early kills land before the first claim.
-    """
+    """Until enough kills landed mid-dispatch and one of them in the dangerous window."""
     enough = (rounds - phases["after the run finished"] >= KILLS
               and phases["provider accepted, ledger not yet written"] > 0)
     return not enough and rounds < MAX_ROUNDS
@@ -107,7 +115,11 @@ def test_sigkill_at_random_points_never_sends_twice_and_loses_nothing(db_url, fa
             worker = ctx.Process(target=workers.dispatch_until_killed, args=(env, CLAIM, ready))
             worker.start()
             assert ready.wait(60), "the worker did not start"
-            time.sleep(rng.uniform(0.0, 0.4))
+            if n % 2:  # a moment after the providers started answering: the dangerous window
+                _wait_for_first_request(worker, (sendgrid, twilio), ids)
+                time.sleep(rng.uniform(0.0, 0.05))
+            else:  # any moment at all
+                time.sleep(rng.uniform(0.0, 0.4))
             worker.kill()
             worker.join(30)
 
