@@ -142,7 +142,8 @@ def test_reports_equal_the_known_history_of_a_campaign_and_an_incident(prefect_h
 
     # The incident: investigating, then resolved, for the customers in region eu.
     assert outage_notice(**INCIDENT, status="investigating", return_state=True).is_completed()
-    assert outage_notice(**{**INCIDENT, "summary": "Fixed"}, status="resolved", return_state=True).is_completed()
+    resolved_run = outage_notice(**{**INCIDENT, "summary": "Fixed"}, status="resolved", return_state=True)
+    assert resolved_run.is_completed()
     notices = ledger("incident:inc-9:")
     first_update = by_customer(ledger("incident:inc-9:investigating"), "email")
     resolved = by_customer(ledger("incident:inc-9:resolved"), "email")
@@ -185,7 +186,8 @@ def test_reports_equal_the_known_history_of_a_campaign_and_an_incident(prefect_h
     funnel = incident["funnel"]
     assert (funnel["audience"], funnel["messages"], funnel["sent"]) == (4, 9, 9)
     # Delivered: 3 + 1 reported, the SMS notice, and e1's all-clear (a proxy fetched it from the inbox).
-    assert (funnel["delivered"], funnel["opened"], funnel["machine_opened"], funnel["replies"]) == (6, 1, 1, 1)
+    assert (funnel["delivered"], funnel["opened"], funnel["machine_opened"]) == (6, 1, 1)
+    assert funnel["replies"] == 1
     assert (funnel["phone_tasks_opened"], funnel["phone_tasks_done_within_sla"]) == (1, 1)
     assert {r["value"]: r["counts"]["messages"] for r in incident["breakdown"]["template"]} == {
         "outage_notice": 5, "outage_resolved": 4}
