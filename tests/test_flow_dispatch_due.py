@@ -146,7 +146,8 @@ def test_prefect_yaml_deploys_every_flow_to_the_process_pool():
 
     config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in config["deployments"]}
-    assert set(deployments) == {"campaign", "outage-notice", "lifecycle-daily", "dispatch-due"}
+    assert set(deployments) == {"campaign", "outage-notice", "lifecycle-daily", "dispatch-due",
+                                "report-daily"}
     assert {d["work_pool"]["name"] for d in deployments.values()} == {"orchestrator-pool"}
     assert deployments["dispatch-due"]["schedules"] == [{"interval": 60}]
     assert deployments["campaign"]["schedules"][0]["timezone"] == "America/New_York"

@@ -6,6 +6,6 @@ comparison and the sender-health flags, all counted with grouped SQL on SQLite o
 """
 
 from orchestrator.reports.report import build_report, sender_health
-from orchestrator.reports.slices import ReportSlice, UnknownSlice, parse_period
+from orchestrator.reports.slices import ReportSlice, UnknownSlice, parse_period, recent_slices
 
-__all__ = ["ReportSlice", "UnknownSlice", "build_report", "parse_period", "sender_health"]
+__all__ = ["ReportSlice", "UnknownSlice", "build_report", "parse_period", "recent_slices", "sender_health"]

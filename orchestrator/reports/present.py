@@ -113,3 +113,11 @@ def markdown(report: dict[str, Any]) -> str:
     parts += ["## Sender health (last 30 days)", markdown_table(FLAG_HEADER, flag_rows(report))]
     parts += ["## Notes", "\n".join(f"- {escape_markdown(n)}" for n in report["notes"])]
     return "\n\n".join(parts) + "\n"
+
+
+def channel_table(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per channel with its counts and rates (the Prefect table artifact)."""
+    return [{"channel": row["value"], **{k: row["counts"][k] for k in BREAKDOWN_COLUMNS},
+             **{r.name: percent(row["rates"][r.name]["value"]) for r in RATES}}
+            for row in report["breakdown"]["channel"]]
+

@@ -49,6 +49,15 @@ class ReportSlice:
             parts.append(f"until {self.until:%Y-%m-%d %H:%M} UTC")
         return ", ".join(parts) or "every message"
 
+    @property
+    def name(self) -> str:
+        """``campaign-<name>``, ``incident-<id>`` or ``overview``: for run and artifact names."""
+        if self.campaign:
+            return f"campaign-{self.campaign}"
+        if self.incident:
+            return f"incident-{self.incident}"
+        return "overview"
+
     def as_dict(self) -> dict[str, Any]:
         return {"campaign": self.campaign, "incident": self.incident, "topic": self.topic,
                 "since": self.since.isoformat() if self.since else None,
@@ -90,3 +99,16 @@ def parse_period(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a period: write a positive number of hours, days or weeks "
                          "such as 12h, 30d or 2w")
     return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+def recent_slices(session: Session, since: datetime) -> list[ReportSlice]:
+    """Campaigns and incidents that decided a message at or after ``since``, oldest first."""
+    c = MESSAGE.c
+    campaigns = session.execute(
+        select(Campaign.name).join(MESSAGE, c.campaign_id == Campaign.id).where(c.created_at >= since)
+        .group_by(Campaign.id, Campaign.name).order_by(Campaign.id)).scalars()
+    incidents = session.execute(
+        select(Incident.incident_key).join(MESSAGE, c.incident_id == Incident.id).where(c.created_at >= since)
+        .group_by(Incident.id, Incident.incident_key).order_by(Incident.id)).scalars()
+    return ([ReportSlice(campaign=name) for name in campaigns]
+            + [ReportSlice(incident=key) for key in incidents])
