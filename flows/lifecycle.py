@@ -2,8 +2,11 @@
 
 All through the same policy as everything else, so caps, quiet hours and consent hold:
 
-- ``lifecycle_daily``: customers whose customer-since anniversary is today (Feb 29 customers on
-  Feb 28 in other years) hear from us at 10:00 their time; milestone years get the
+- ``lifecycle_daily``: customers hear from us at 10:00 their time on their customer-since
+  anniversary (Feb 29 customers on Feb 28 in other years). The run of day D (06:00 UTC) takes
+  every anniversary whose 10:00 local falls in the 24 hours from D 06:00 UTC: in Tokyo or
+  Kathmandu, where 10:00 on D has already passed, that is tomorrow's, sent at 10:00 tomorrow
+  local, so each zone from UTC-12 to UTC+14 hears on the day itself. Milestone years get the
   ``loyalty_milestone`` message, the others ``anniversary``. One per customer per year
   (dedupe key ``anniversary:<year>``), so running the day twice sends nothing new.
 - ``complaint_acknowledgement``: fast and empathetic; premium customers also get a call
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -28,10 +31,12 @@ from orchestrator.db import session_scope
 from orchestrator.models import Customer, utcnow
 from orchestrator.policy import Intent
 from orchestrator.policy.explain import UnknownCustomer, find_customer_id
+from orchestrator.policy.timing import local_to_utc, zone_for
 from orchestrator.surveys import check_scale
 
 MILESTONE_YEARS = (1, 5, 10, 15, 20, 25, 30)
 LOYALTY_SEND_TIME = "10:00"  # the customer's local time
+DAILY_RUN_UTC = time(6, 0)  # lifecycle-daily's schedule in prefect.yaml
 PREMIUM_TIERS = ("premium",)
 
 _customer = Customer.__table__  # type: ignore[attr-defined]
@@ -52,24 +57,51 @@ def anniversary_condition(day: date) -> Any:
     return and_(since.is_not(None), since <= date(day.year - 1, 12, 31), same_day)
 
 
-def anniversary_chunks(day: date, chunk_size: int) -> Iterator[list[tuple[int, date]]]:
-    """(customer id, customer since) of today's anniversaries, a chunk at a time."""
+def celebrates(since: date, day: date) -> bool:
+    """``anniversary_condition`` for one customer, in Python."""
+    if since.year >= day.year:
+        return False
+    if (since.month, since.day) == (day.month, day.day):
+        return True
+    return (since.month, since.day, day.month, day.day) == (2, 29, 2, 28) and not calendar.isleap(day.year)
+
+
+def anniversary_for_run(since: date, timezone: str | None, day: date) -> date | None:
+    """The anniversary the run of ``day`` recognises for this customer, or None.
+
+    The one whose 10:00 local falls in the 24 hours from ``day`` at 06:00 UTC: the local
+    date may be the day before ``day`` (west), ``day`` or the day after (east of UTC+4).
+    """
+    start = datetime.combine(day, DAILY_RUN_UTC, UTC)
+    zone, clock = zone_for(timezone), time.fromisoformat(LOYALTY_SEND_TIME)
+    for local_day in (day - timedelta(days=1), day, day + timedelta(days=1)):
+        at = local_to_utc(local_day, clock, zone)
+        if celebrates(since, local_day) and start <= at < start + timedelta(days=1):
+            return local_day
+    return None
+
+
+def anniversary_chunks(day: date, chunk_size: int) -> Iterator[list[tuple[int, date, date]]]:
+    """(customer id, customer since, anniversary) of the run's anniversaries, a chunk at a time."""
     c = _customer.c
+    candidates = or_(*(anniversary_condition(day + timedelta(days=n)) for n in (-1, 0, 1)))
     reads, last = ShortReads(), 0
     while True:
-        rows = [(r.id, r.customer_since) for r in reads.execute(
-            select(c.id, c.customer_since).where(anniversary_condition(day), c.id > last)
+        rows = list(reads.execute(
+            select(c.id, c.customer_since, c.timezone).where(candidates, c.id > last)
             .order_by(c.id).limit(chunk_size)
-        )]
-        if rows:
-            yield rows
+        ))
+        due = [(r.id, r.customer_since, local_day) for r in rows
+               if (local_day := anniversary_for_run(r.customer_since, r.timezone, day)) is not None]
+        if due:
+            yield due
         if len(rows) < chunk_size:
             return
-        last = rows[-1][0]
+        last = rows[-1].id
 
 
 def recognition(customer_id: int, since: date, day: date, gift: str, reward: str) -> Intent:
-    """The anniversary message, or the milestone message in milestone years."""
+    """The anniversary message (on ``day``, the customer's local date), or the milestone message."""
     years = day.year - since.year
     if years in MILESTONE_YEARS:
         unit = "year" if years == 1 else "years"
@@ -77,8 +109,11 @@ def recognition(customer_id: int, since: date, day: date, gift: str, reward: str
                                                "years": years}
     else:
         template, data = "anniversary", {"gift": gift, "years": years}
+    # 10:00 on that date in the customer's zone (an ISO time without offset is local): a run
+    # that starts late still sends on the day, at once, rather than at 10:00 the day after.
     return Intent(customer_id=customer_id, topic="loyalty", template=template,
-                  dedupe_key=f"anniversary:{day.year}", data=data, send_time=LOYALTY_SEND_TIME)
+                  dedupe_key=f"anniversary:{day.year}", data=data,
+                  send_time=f"{day.isoformat()}T{LOYALTY_SEND_TIME}")
 
 
 @flow(
@@ -100,12 +135,12 @@ def lifecycle_daily(
 
     def chunks() -> Iterator[tuple[str, list[Intent]]]:
         for rows in anniversary_chunks(day, chunk_size):
-            yield id_range([cid for cid, _ in rows]), [recognition(cid, since, day, gift, reward)
-                                                       for cid, since in rows]
+            yield id_range([cid for cid, _, _ in rows]), [recognition(cid, since, local_day, gift, reward)
+                                                          for cid, since, local_day in rows]
 
     tag_flow_run("loyalty", "lifecycle")
     run = run_pipeline(chunks(), progress=None)
-    ledger = ledger_summary(dedupe_prefix=f"anniversary:{day.year}", created_since=started)
+    ledger = ledger_summary(dedupe_prefix="anniversary:", created_since=started)
     facts = {"day": day.isoformat(), "customers": run.customers}
     publish(f"lifecycle-daily-{day.isoformat()}", f"Loyalty recognition for {day.isoformat()}", facts, ledger,
             run)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from flows.lifecycle import (
     anniversary_condition,
+    anniversary_for_run,
+    celebrates,
     complaint_acknowledgement,
     complaint_resolved,
     lifecycle_daily,
 )
 from orchestrator.db import session_scope
 from orchestrator.models import Customer, MessageStatus, PhoneTask
-from tests.support.flow_world import DAYTIME, add_customer, by_customer, ledger, use_fake_providers
+from tests.support.flow_world import add_customer, by_customer, ledger, use_fake_providers
 from tests.support.ledger import add_messages
 
 
@@ -40,28 +44,70 @@ def test_anniversaries_are_matched_by_month_and_day_and_leap_day_customers_celeb
 def test_the_daily_run_recognises_each_customer_once_a_year(prefect_harness, sqlite_url, monkeypatch,
                                                            fake_sendgrid):
     use_fake_providers(monkeypatch, sendgrid=fake_sendgrid)
-    today = date.today()
-    # It is 13:00 for them, so the 10:00 local send time is tomorrow morning: the message waits.
-    first_year = add_customer("one", email="one@example.com",
-                              customer_since=today.replace(year=today.year - 1))
-    third_year = add_customer("three", email="three@example.com",
-                              customer_since=today.replace(year=today.year - 3), hour=DAYTIME)
+    today = datetime.now(UTC).date()
+    tomorrow = today + timedelta(days=1)
+    # Tokyo's 10:00 tomorrow (01:00 UTC) falls in today's run (from 06:00 UTC): they hear tomorrow,
+    # on the anniversary itself; their anniversary today was yesterday's run's.
+    first_year = _customer_in("one", "Asia/Tokyo", tomorrow.replace(year=tomorrow.year - 1))
+    third_year = _customer_in("three", "Asia/Tokyo", tomorrow.replace(year=tomorrow.year - 3))
+    _customer_in("tokyo-today", "Asia/Tokyo", today.replace(year=today.year - 2))
     add_customer("other", email="other@example.com", customer_since=date(2001, 1, 1)
-                 if (today.month, today.day) != (1, 1) else date(2001, 1, 2))
+                 if (tomorrow.month, tomorrow.day) != (1, 1) else date(2001, 1, 2))
 
     result = lifecycle_daily(day=today)
 
-    rows = by_customer(ledger(f"anniversary:{today.year}"))
+    rows = by_customer(ledger(f"anniversary:{tomorrow.year}"))
     assert set(rows) == {first_year, third_year}
     assert rows[first_year].template == "loyalty_milestone"
     assert rows[first_year].data["milestone"] == "1 year with us"
     assert rows[third_year].template == "anniversary" and rows[third_year].data["years"] == 3
     assert {m.status for m in rows.values()} == {MessageStatus.deferred}
-    assert all("send_time:10:00" in m.reason_codes for m in rows.values())
+    ten_in_tokyo = datetime.combine(tomorrow, time(10), ZoneInfo("Asia/Tokyo")).astimezone(UTC)
+    assert {m.send_at.replace(tzinfo=UTC) for m in rows.values()} == {ten_in_tokyo}
+    assert all(f"send_time:{tomorrow.isoformat()}T10:00:00" in m.reason_codes for m in rows.values())
     assert result["reserved"] == {"deferred": 2}
 
     assert lifecycle_daily(day=today)["reserved"] == {"duplicate": 2}
     assert len(ledger("anniversary:")) == 2 and fake_sendgrid.requests == []
+
+
+def _customer_in(external_id: str, zone: str, since: date) -> int:
+    with session_scope() as s:
+        customer = Customer(external_id=external_id, email=f"{external_id}@example.com", timezone=zone,
+                            customer_since=since)
+        s.add(customer)
+        s.flush()
+        return customer.id
+
+
+# Every whole-hour offset from UTC-12 to UTC+14 (Etc/GMT signs are inverted), and the odd ones.
+ZONES = [f"Etc/GMT{-h:+d}" if h else "UTC" for h in range(-12, 15)] + [
+    "Asia/Kathmandu", "Asia/Kolkata", "Pacific/Chatham", "Australia/Eucla", "Pacific/Marquesas",
+    "America/St_Johns", "Asia/Tokyo", "Pacific/Kiritimati", "America/New_York", "Europe/Berlin",
+]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("anniversary", [date(2026, 6, 15), date(2026, 3, 8), date(2026, 11, 1),
+                                         date(2027, 1, 1), date(2027, 2, 28)])
+def test_every_zone_hears_on_the_anniversary_itself_at_10_local(zone, anniversary):
+    # joined in 2020; the Feb 28 case is a leap-day customer, who celebrates on Feb 28 in 2027
+    since = date(2024, 2, 29) if anniversary == date(2027, 2, 28) else anniversary.replace(year=2020)
+    runs = [anniversary + timedelta(days=n) for n in range(-3, 4)]
+    taken = [(run, local_day) for run in runs if (local_day := anniversary_for_run(since, zone, run))]
+    assert len(taken) == 1, taken  # exactly one daily run recognises it
+    [(run, local_day)] = taken
+    assert local_day == anniversary
+    ten_local = datetime.combine(anniversary, time(10), ZoneInfo(zone))
+    run_start = datetime.combine(run, time(6), UTC)
+    # the run comes before 10:00 local on the day, so "10:00" is that day's, not the next
+    assert run_start <= ten_local < run_start + timedelta(days=1)
+
+
+def test_celebrates_matches_the_sql_condition():
+    leap, march = date(2024, 2, 29), date(2020, 3, 1)
+    assert celebrates(leap, date(2027, 2, 28)) and not celebrates(leap, date(2028, 2, 28))
+    assert celebrates(march, date(2027, 3, 1)) and not celebrates(date(2027, 3, 1), date(2027, 3, 1))
 
 
 def test_a_complaint_is_acknowledged_at_once_and_premium_customers_also_get_a_call(
