@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 from sqlalchemy import insert, select
 
 from channels.base import BroadcastResult, Limits, OutboundMessage, SendResult
-from channels.results import accepted
-from orchestrator.db import session_scope
+from channels.results import accepted, transient
+from orchestrator.db import brief_cause, is_unavailable, session_scope
 from orchestrator.models import OutboxEntry, utcnow
 from orchestrator.settings import Settings, get_settings
 
@@ -71,7 +71,14 @@ class OutboxAdapter:
             }
             for m in batch
         ]
-        ids = self._insert(rows)
+        try:
+            ids = self._insert(rows)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # The INSERT rolled back: nothing was "sent", so nothing is in doubt. Try again later.
+            why = f"outbox database unavailable: {brief_cause(exc)}"
+            return [transient(m, PROVIDER, why, retry_after=5.0) for m in batch]
         self._append_lines(rows, ids, now)
         return [
             accepted(

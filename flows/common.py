@@ -35,6 +35,7 @@ from prefect.exceptions import MissingContextError
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from orchestrator.db import DatabaseUnavailable
 from orchestrator.dispatch.report import OUTCOMES, DispatchReport
 from orchestrator.dispatch.run import dispatch_due
 from orchestrator.logging_setup import install_redaction
@@ -197,7 +198,7 @@ def retry_on_infrastructure_errors(_task: Any, _task_run: Any, state: Any) -> bo
     """Retry when the database or network hiccuped; a bug or bad input fails at once."""
     try:
         state.result()
-    except (OperationalError, InterfaceError, ConnectionError, TimeoutError):
+    except (OperationalError, InterfaceError, DatabaseUnavailable, ConnectionError, TimeoutError):
         return True
     except Exception:
         return False

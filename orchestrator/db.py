@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 
+from orchestrator.privacy import redact_text
 from orchestrator.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0  # how long a SQLite writer waits for another one's lock
+# Waits between attempts of work that must survive a database blip (a PostgreSQL restart, a
+# SQLite lock held past the busy timeout): about a minute in all.
+BLIP_RETRY_DELAYS: Sequence[float] = (0.5, 1, 2, 4, 8, 15, 15, 15)
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database did not answer (locked, restarting, unreachable) for as long as we waited.
+    Its message is one line, without SQL or parameters."""
 
 
 def normalise_url(url: str) -> str:
@@ -32,7 +49,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
     cur.close()
 
 
@@ -45,7 +62,8 @@ def _sqlite_begin_immediate(conn) -> None:
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
         event.listen(engine, "connect", _sqlite_pragmas)
 
         @event.listens_for(engine, "connect")
@@ -77,6 +95,49 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A database error that says "not now" (lock, lost connection, server restarting), not "never"
+    (a constraint, a missing table): the transaction rolled back and trying again is safe."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):  # SQLite says "no such table" this way too
+        text = str(exc.orig).lower()
+        return any(word in text for word in ("locked", "busy", "disk i/o", "unable to open"))
+    return True
+
+
+def brief_cause(exc: BaseException) -> str:
+    """The driver's first line, without SQLAlchemy's SQL and parameters, masked."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return redact_text(f"{type(orig).__name__}: {first}"[:300])
+
+
+def retry_while_unavailable(work: Callable[[], T], *, what: str,
+                            delays: Sequence[float] | None = None) -> T:
+    """Runs ``work`` (one transaction) again after each blip, waiting ``delays`` in turn; then
+    ``DatabaseUnavailable`` saying what could not be done. Other errors pass through at once."""
+    waits = list(BLIP_RETRY_DELAYS if delays is None else delays)
+    for attempt in range(len(waits) + 1):
+        try:
+            return work()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            if attempt == len(waits):
+                raise DatabaseUnavailable(
+                    f"the database was unavailable while {what} ({attempt + 1} attempts): {brief_cause(exc)}"
+                ) from exc
+            log.warning("database unavailable while %s (%s); trying again in %g s", what, brief_cause(exc),
+                        waits[attempt])
+            time.sleep(waits[attempt])
+    raise AssertionError("unreachable")
 
 
 def alembic_config(url: str):

@@ -33,11 +33,20 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, Any]:
 
 
 def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
-    """Runs a flow in this process; bad input (any ValueError) becomes a clean error, exit code 2."""
+    """Runs a flow in this process; bad input (any ValueError) becomes a clean error, exit code 2;
+    a database that stayed unavailable one line, exit code 1."""
+    from orchestrator.db import DatabaseUnavailable, brief_cause, is_unavailable
+
     try:
         return flow(**parameters)
     except ValueError as exc:
         fail(str(exc), 2)
+    except Exception as exc:
+        if not (isinstance(exc, DatabaseUnavailable) or is_unavailable(exc)):
+            raise
+        why = str(exc) if isinstance(exc, DatabaseUnavailable) else brief_cause(exc)
+        fail(f"{why}. Run the same command again when the database is back: what went out is not sent "
+             "again, and `orchestrator reconcile list` shows anything left in doubt.")
 
 
 def describe_reason(code: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from channels.base import ChannelAdapter
+from orchestrator.db import DatabaseUnavailable, brief_cause, retry_while_unavailable
 from orchestrator.dispatch import compose as compose_step
 from orchestrator.dispatch.compose import ReadyMessage
 from orchestrator.dispatch.record import add_to_report, record
@@ -21,7 +22,7 @@ from orchestrator.dispatch.send import send_channel
 from orchestrator.ledger.changes import Failure, LedgerChange, released
 from orchestrator.ledger.queue import ClaimedMessage, claim_due
 from orchestrator.ledger.retry import RetryPolicy
-from orchestrator.models import utcnow
+from orchestrator.models import MessageStatus, utcnow
 from orchestrator.policy.config import load_policy
 from orchestrator.privacy import redact_text
 
@@ -66,10 +67,10 @@ def dispatch_due(
         remaining = limit
         while remaining > 0:
             wanted = min(claim_size, remaining)
-            claimed = claim_due(
-                now=clock(), limit=wanted, channels=channels, campaign_id=campaign_id,
+            claimed = retry_while_unavailable(lambda limit=wanted: claim_due(  # type: ignore[misc]
+                now=clock(), limit=limit, channels=channels, campaign_id=campaign_id,
                 incident_id=incident_id, message_ids=message_ids, url=url,
-            )
+            ), what="claiming due messages")
             if not claimed:
                 break
             remaining -= len(claimed)
@@ -135,6 +136,7 @@ class ClaimedBatch:
         self.on_progress, self.url = on_progress, url
         self.handed: set[int] = set()  # given to an adapter: only a provider answer may settle them
         self.recorded: set[int] = set()
+        self.unrecorded: tuple[list[LedgerChange], list[ReadyMessage]] | None = None  # being written
         # A customer who asked for no contact after the decision still gets the required topics.
         self.required_topics = {name for name, topic in load_policy().topics.items() if topic.required}
 
@@ -150,15 +152,22 @@ class ClaimedBatch:
                          retry=self.retry, handed=self.handed)
 
     def release_unsent(self) -> None:
-        """After an error: messages that never reached an adapter go back to the queue at once
-        (the rest stay ``sending`` until reconciled). Best effort: the database may be the problem."""
+        """After an error: what providers answered is recorded after all if the database is back,
+        and messages that never reached an adapter go back to the queue at once (the rest stay
+        ``sending`` until reconciled). Best effort: the database may be the problem."""
+        if self.unrecorded:
+            changes, sent = self.unrecorded
+            try:
+                self.record(changes, sent)
+            except Exception:
+                pass  # already logged with the provider ids, by record()
         done = self.handed | self.recorded
         unsent = [m for mid, m in self.messages.items() if mid not in done]
         try:
             self.release("", unsent, "dispatch interrupted before the provider call", configuration=False)
-        except Exception:
-            log.warning("could not release %d unsent message(s); they will be reconciled", len(unsent),
-                        exc_info=True)
+        except Exception as exc:
+            log.warning("could not release %d unsent message(s), they will be reconciled: %s", len(unsent),
+                        brief_cause(exc))
 
     def release(self, channel: str, unsent: list[ClaimedMessage], why: str, *, configuration: bool = True
                 ) -> None:
@@ -173,7 +182,20 @@ class ClaimedBatch:
                      for m in unsent], [])
 
     def record(self, changes: list[LedgerChange], sent: list[ReadyMessage]) -> None:
-        record(self.messages, changes, sent, self.clock(), self.url)
+        """Writes the changes, through database blips: until then they (and the provider ids they
+        carry) are only in memory, so they are kept until written or reported."""
+        self.unrecorded = (changes, sent)
+        try:
+            retry_while_unavailable(lambda: record(self.messages, changes, sent, self.clock(), self.url),
+                                    what=f"recording {len(changes)} dispatch outcome(s)")
+        except DatabaseUnavailable:
+            accepted = ", ".join(f"{c.message_id}={c.provider_message_id}" for c in changes
+                                 if c.status is MessageStatus.sent)
+            log.error("not recorded: %d dispatch outcome(s); they stay in sending until flagged for "
+                      "reconciliation. Accepted by the provider (message=provider id, for `orchestrator "
+                      "reconcile settle ID --sent --provider-id ...`): %s", len(changes), accepted or "none")
+            raise
+        self.unrecorded = None
         self.recorded.update(change.message_id for change in changes)
         add_to_report(self.report, self.messages, changes)
         if self.on_progress is not None:
