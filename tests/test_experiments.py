@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -105,6 +106,22 @@ def test_holdout_customers_get_a_suppressed_row_hear_nothing_and_keep_their_cap_
         stored = s.get(Campaign, rows[ids[0]].campaign_id)
         assert (stored.holdout_percent, stored.goal_event, stored.attribution_days) == (25.0, "purchase", 7)
         assert [v["name"] for v in stored.variants] == ["appreciative", "professional"]
+
+    # Conversions within the window count for the customer's group in the report.
+    from orchestrator.conversions import Conversion, record_conversions
+    from orchestrator.models import utcnow
+    from orchestrator.reports import ReportSlice, build_report
+
+    buyers = [cid for cid in ids if expected[cid] in (HOLDOUT, "professional")][:3]
+    with session_scope() as s:
+        soon = utcnow() + timedelta(hours=1)
+        record_conversions(s, [(n, Conversion(f"c{ids.index(cid)}", "purchase", soon))
+                               for n, cid in enumerate(buyers)], "test")
+        variants = build_report(s, ReportSlice(campaign="spring"))["variants"]
+    rows = {r["variant"]: r for r in variants["rows"]}
+    assert {v: r["customers"] for v, r in rows.items()} == Counter(expected.values())
+    assert sum(r["conversions"] for r in rows.values()) == len(buyers)
+    assert rows[HOLDOUT]["delivered"] == 0 and variants["winner"] is None  # twelve customers prove nothing
 
     # A re-run keeps every customer's group and sends nothing twice.
     again = campaign(**parameters, return_state=True).result()

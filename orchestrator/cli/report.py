@@ -49,7 +49,12 @@ def _print(report: dict[str, Any]) -> None:
     header, rows = present.variant_rows(report)
     if rows:
         say(_table("Variants", header, rows))
+        say(Text(present.verdict_text(report), style="bold"))
     say(Text(report["variants"]["note"]))
+    surveys = present.survey_rows(report)
+    if surveys:
+        say(_table("Survey answers", present.SURVEY_HEADER, surveys))
+        say(Text(report["surveys"]["note"]))
     flags = present.flag_rows(report, raised_only=True)
     if flags:
         say(_table("Sender health: RAISED (last 30 days)", present.FLAG_HEADER, flags), style="red")

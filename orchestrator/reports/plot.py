@@ -39,13 +39,17 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     if variants:
         ax = axes[0][1]
         names = [str(v["variant"]) for v in variants]
-        keys = [k for k in variants[0] if k.endswith("_rate")]
+        keys = [k for k, rate in variants[0]["rates"].items() if rate is not None]
         width = 0.8 / max(len(keys), 1)
         for i, key in enumerate(keys):
-            ax.bar([x + i * width for x in range(len(names))],
-                   [(v[key] or 0) * 100 for v in variants], width, label=key.replace("_", " "))
+            rates = [v["rates"][key] for v in variants]
+            values = [(r["value"] or 0) * 100 for r in rates]
+            errors = [[(r["value"] - r["low"]) * 100 if r["value"] is not None else 0 for r in rates],
+                      [(r["high"] - r["value"]) * 100 if r["value"] is not None else 0 for r in rates]]
+            ax.bar([x + i * width for x in range(len(names))], values, width, yerr=errors, capsize=3,
+                   label=key.replace("_", " "))
         ax.set_xticks([x + width * (len(keys) - 1) / 2 for x in range(len(names))], names)
-        ax.set_ylabel("% of delivered")
+        ax.set_ylabel("% (clicks, unsubscribes, replies of delivered; conversions of customers), 95% CI")
         ax.set_title("Variants")
         ax.legend()
     fig.tight_layout()

@@ -76,12 +76,77 @@ def flag_rows(report: dict[str, Any], raised_only: bool = False) -> list[list[st
 FLAG_HEADER = ("channel", "rule", "rate (30 days)", "threshold", "count", "state")
 
 
+def with_interval(rate: dict[str, Any] | None) -> str:
+    """``12.50% (9.10-16.90%)``: a rate and its 95% interval; "-" when there is nothing to divide by."""
+    if not rate or rate["value"] is None:
+        return "-"
+    return f"{percent(rate['value'])} ({rate['low'] * 100:.2f}-{rate['high'] * 100:.2f}%)"
+
+
+def _lift(lift: dict[str, Any] | None) -> str:
+    if not lift:
+        return "-"
+    relative = "" if lift["relative"] is None else f"{lift['relative'] * 100:+.1f}%, "
+    p = "-" if lift["p_value"] is None else f"{lift['p_value']:.3g}"
+    return f"{relative}p={p}{' *' if lift['significant'] else ''}"
+
+
+def _scores(row: dict[str, Any]) -> str:
+    parts = []
+    if row.get("csat"):
+        parts.append(f"CSAT {percent(row['csat']['csat']['value'])} of {row['csat']['answers']}")
+    if row.get("nps"):
+        parts.append(f"NPS {row['nps']['nps']:+g} of {row['nps']['answers']}")
+    return ", ".join(parts) or "-"
+
+
+VARIANT_HEADER = ("variant", "customers", "deliv", "clicks (rate, 95% CI)", "unsub (rate)", "replies (rate)",
+                  "surveys", "conversions (rate, 95% CI)", "lift vs holdout")
+
+
 def variant_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = report["variants"]["rows"]
     if not rows:
         return [], []
-    header = list(rows[0])
-    return header, [[percent(v) if k.endswith("_rate") else str(v) for k, v in r.items()] for r in rows]
+    out = []
+    for r in rows:
+        rates = r["rates"]
+        conversions = "-" if r["conversions"] is None else f"{r['conversions']}: " \
+            f"{with_interval(rates['conversion_rate'])}"
+        out.append([r["variant"], str(r["customers"]), str(r["delivered"]),
+                    f"{r['clicked']}: {with_interval(rates['click_rate'])}",
+                    f"{r['unsubscribed']}: {percent(rates['unsubscribe_rate']['value'])}",
+                    f"{r['replies']}: {percent(rates['reply_rate']['value'])}", _scores(r), conversions,
+                    _lift(r.get("lift_over_holdout"))])
+    return list(VARIANT_HEADER), out
+
+
+def verdict_text(report: dict[str, Any]) -> str:
+    """The experiment's verdict in one sentence (empty without variants)."""
+    v = report["variants"]
+    if not v["rows"]:
+        return ""
+    metric = v["metric"].replace("_", " ")
+    goal = f" (goal: {v['goal']['event']}, {v['goal']['window']})" if v.get("goal") else ""
+    if v["winner"] is None:
+        return f"Winner on {metric}{goal}: not enough data."
+    worst = max((t["p_value"] for t in v["tests"]), default=None)
+    return f"Winner on {metric}{goal}: {v['winner']} (p <= {worst:.3g} against every other group)."
+
+
+SURVEY_HEADER = ("by", "value", "CSAT (share 4-5, 95% CI)", "CSAT answers", "NPS", "NPS answers")
+
+
+def survey_rows(report: dict[str, Any]) -> list[list[str]]:
+    section = report.get("surveys") or {}
+    rows = []
+    for dimension, groups in (section.get("by") or {}).items():
+        for g in groups:
+            csat, nps = g["csat"], g["nps"]
+            rows.append([dimension, g["value"], with_interval(csat["csat"]) if csat else "-",
+                         str(csat["answers"]) if csat else "0", f"{nps['nps']:+g}" if nps else "-",
+                         str(nps["answers"]) if nps else "0"])
+    return rows
 
 
 def escape_markdown(text: str) -> str:
@@ -110,6 +175,12 @@ def markdown(report: dict[str, Any]) -> str:
     header, rows = variant_rows(report)
     parts += ["## Variants",
               markdown_table(header, rows) if rows else escape_markdown(report["variants"]["note"])]
+    if rows:
+        parts += [escape_markdown(verdict_text(report)), escape_markdown(report["variants"]["note"])]
+    surveys = survey_rows(report)
+    if surveys:
+        parts += ["## Survey answers", markdown_table(SURVEY_HEADER, surveys),
+                  escape_markdown(report["surveys"]["note"])]
     parts += ["## Sender health (last 30 days)", markdown_table(FLAG_HEADER, flag_rows(report))]
     parts += ["## Notes", "\n".join(f"- {escape_markdown(n)}" for n in report["notes"])]
     return "\n\n".join(parts) + "\n"

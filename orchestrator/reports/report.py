@@ -16,6 +16,7 @@ from orchestrator.models import MessageStatus, utcnow
 from orchestrator.reports import funnel
 from orchestrator.reports.rates import HEALTH_DAYS, health_flags, rates
 from orchestrator.reports.slices import ReportSlice, slice_condition
+from orchestrator.reports.surveys import survey_section
 from orchestrator.reports.variants import compare_variants
 
 NOTES = (
@@ -71,7 +72,8 @@ def build_report(session: Session, part: ReportSlice, now: datetime | None = Non
         "rates": rates(totals),
         "timing": {"send_to_delivered": funnel.delivery_times(session, where)},
         "breakdown": breakdown,
-        "variants": compare_variants(breakdown.get("variant")),
+        "variants": compare_variants(session, where, part, breakdown.get("variant")),
+        "surveys": survey_section(session, where),
         "flags": sender_health(session, now),
         "notes": list(NOTES),
     }
