@@ -19,44 +19,16 @@ from sqlmodel import select
 
 from flows.common import Progress, install_prefect_redaction, summary_table_artifact, tag_flow_run
 from flows.pipeline import audience_chunks, audience_size, id_range, ledger_summary, publish, run_pipeline
+from orchestrator.campaign_params import CampaignError, check_campaign
 from orchestrator.db import session_scope
 from orchestrator.experiments import Percent, VariantSpec, build_experiment, save_experiment
 from orchestrator.models import Campaign, utcnow
-from orchestrator.policy import Intent, load_policy
+from orchestrator.policy import Intent
 from orchestrator.policy.plan import plan_audience
-from orchestrator.policy.timing import parse_send_time
-
-
-class CampaignError(ValueError):
-    """The campaign's parameters cannot work; nothing was reserved or sent."""
 
 
 def dedupe_key(name: str) -> str:
     return f"campaign:{name}"
-
-
-def check_campaign(template: str, topic: str | None, data: dict[str, Any], send_time: str,
-                   tone: str | None = None) -> str:
-    """Validates the parameters before anything is written; returns the topic to use."""
-    from orchestrator.templating import TemplateProblem, message_info
-    from orchestrator.templating.catalog import get_catalog
-
-    try:
-        info = message_info(template)
-    except TemplateProblem as exc:
-        raise CampaignError(str(exc)) from None
-    topic = topic or info.topic
-    load_policy().topic(topic)  # an unknown topic is a PolicyError naming the known ones
-    if info.marketing and topic != info.topic:
-        raise CampaignError(f"{template} is a {info.topic} message: sending it as {topic} would dodge "
-                            f"the {info.topic} caps and consent rules")
-    missing = [fact for fact in info.required_variables if fact not in data]
-    if missing:
-        raise CampaignError(f"{template} needs these facts in data: {', '.join(missing)}")
-    if tone is not None and get_catalog().rules.resolve_tone(tone) is None:
-        raise CampaignError(f"unknown tone {tone!r}")
-    parse_send_time(send_time)  # SendTimeError (a ValueError) names the accepted forms
-    return topic
 
 
 def upsert_campaign(name: str, segment: str, topic: str, template: str, tone: str | None,

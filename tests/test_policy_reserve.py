@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -276,8 +278,8 @@ def test_plan_command_for_a_segment_writes_nothing(db_url):
     with session_scope() as s:
         record_consent(s, premium[0], "*", "marketing", "opted_out", "test")
     runner = CliRunner()
-    args = ["plan", "--segment", "premium", "--topic", "marketing", "--template", "promo",
-            "--at", "2026-05-06T01:00:00+00:00", "--send-time", "10:00"]
+    args = ["plan", "--segment", "premium", "--topic", "marketing", "--template", "spring_sale",
+            "--at", "2026-05-06T01:00:00+00:00", "--send-time", "10:00", "--sample-data"]
     out = runner.invoke(app, [*args, "--json"])
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
@@ -287,9 +289,54 @@ def test_plan_command_for_a_segment_writes_nothing(db_url):
     table = runner.invoke(app, args)
     assert table.exit_code == 0 and "defer" in table.stdout
     assert ledger() == []
-    unknown = runner.invoke(app, ["plan", "--segment", "nope", "--topic", "marketing", "--template", "p"])
+    unknown = runner.invoke(app, ["plan", "--segment", "nope", "--template", "spring_sale", "--sample-data"])
     assert unknown.exit_code == 2 and "unknown segment 'nope'" in unknown.output
-    bad_topic = runner.invoke(app, ["plan", "--segment", "premium", "--topic", "spam", "--template", "p"])
+    bad_topic = runner.invoke(app, ["plan", "--segment", "premium", "--topic", "spam", "--template",
+                                    "product_launch", "--sample-data"])
     assert bad_topic.exit_code == 2 and "unknown topic 'spam'" in bad_topic.output
-    bad_at = runner.invoke(app, [*args[:7], "--at", "yesterday"])
+    bad_at = runner.invoke(app, [*args[:7], "--at", "yesterday", "--sample-data"])
     assert bad_at.exit_code == 2 and "--at" in bad_at.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (["--template", "promo"], "unknown message 'promo'"),
+        (["--template", "spring_sale"], "needs these facts in data: offer, code, ends_on, shop_url"),
+        (["--template", "spring_sale", "--data", "offer=20%", "--data", "code=X"],
+         "needs these facts in data: ends_on, shop_url"),
+        (["--template", "spring_sale", "--topic", "security", "--sample-data"], "would dodge the marketing"),
+        (["--template", "spring_sale", "--topic", "gossip", "--sample-data"], "unknown topic 'gossip'"),
+        (["--template", "spring_sale", "--tone", "sarcastic", "--sample-data"], "unknown tone 'sarcastic'"),
+        (["--template", "spring_sale", "--sample-data", "--send-time", "25:99"], "send_time must be"),
+    ],
+)
+def test_plan_refuses_what_campaign_run_refuses_before_reading_the_audience(db_url, monkeypatch, extra,
+                                                                           error):
+    import orchestrator.policy.plan as plan_module
+
+    def audience_read(*args, **kwargs):
+        raise AssertionError("the audience was read before the parameters were checked")
+
+    monkeypatch.setattr(plan_module, "plan_audience", audience_read)
+    runner = CliRunner()
+    planned = runner.invoke(app, ["plan", "--segment", "all", *extra])
+    campaign = runner.invoke(app, ["campaign", "run", "check", "--segment", "all", "--dry-run", *extra])
+    for result in (planned, campaign):
+        assert result.exit_code == 2, result.output
+        assert error in " ".join(result.output.split())
+
+
+def test_bad_campaign_parameters_fail_before_prefect_is_loaded(sqlite_url):
+    # Prefect takes seconds to import and start: a typo must not wait for it.
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from orchestrator.cli import app\n"
+        "for args in (['plan', '--segment', 'all', '--template', 'spring_sale'],\n"
+        "             ['campaign', 'run', 'x', '--segment', 'all', '--template', 'spring_sale']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 2\n"
+        "print('prefect' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr

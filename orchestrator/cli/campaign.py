@@ -14,7 +14,17 @@ campaign_app = typer.Typer(help="Campaigns: one message to a segment, within cap
                            no_args_is_help=True)
 
 
-def _facts(template: str, pairs: list[str] | None, data_file: Path | None, sample: bool) -> dict[str, Any]:
+# The facts options, shared with ``plan`` (which checks the same facts).
+FactsOption = Annotated[
+    list[str] | None, typer.Option("--data", help="A template fact KEY=VALUE (repeatable).")]
+FactsFileOption = Annotated[
+    Path | None, typer.Option("--data-file", help="YAML or JSON file with the facts.")]
+SampleFactsOption = Annotated[
+    bool, typer.Option("--sample-data", help="Start from templates/sample_data.yaml.")]
+
+
+def read_facts(template: str, pairs: list[str] | None, data_file: Path | None,
+               sample: bool) -> dict[str, Any]:
     """The template's facts: the sample facts (``--sample-data``), then the file, then ``--data``."""
     import yaml
 
@@ -44,11 +54,9 @@ def run(
     tone: str = typer.Option(None, "--tone", help="Tone override (default: the topic's)."),
     send_time: str = typer.Option("now", "--send-time",
                                   help="'now', a local time of day 'HH:MM' (each customer's zone) or ISO."),
-    data: Annotated[list[str] | None, typer.Option("--data", help="A template fact KEY=VALUE (repeatable).")
-                    ] = None,
-    data_file: Annotated[Path | None, typer.Option("--data-file", help="YAML or JSON file with the facts.")
-                         ] = None,
-    sample_data: bool = typer.Option(False, "--sample-data", help="Start from templates/sample_data.yaml."),
+    data: FactsOption = None,
+    data_file: FactsFileOption = None,
+    sample_data: SampleFactsOption = False,
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan only: who would get what; writes nothing."),
     chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Customers per task."),
     variant: Annotated[list[str] | None, typer.Option(
@@ -61,10 +69,10 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Run a campaign: decide, reserve and send, a chunk of customers at a time."""
-    from flows.campaign import campaign, check_campaign
+    from orchestrator.campaign_params import check_campaign
     from orchestrator.experiments import build_experiment, parse_variant_option
 
-    facts = _facts(template, data, data_file, sample_data)
+    facts = read_facts(template, data, data_file, sample_data)
     try:  # bad input fails here, before a Prefect run starts
         topic_used = check_campaign(template, topic, facts, send_time, tone)
         variants = [parse_variant_option(text) for text in variant or []]
@@ -73,6 +81,8 @@ def run(
             check_campaign(arm.template or template, topic_used, facts, send_time, arm.tone or tone)
     except ValueError as exc:
         fail(str(exc), 2)
+    from flows.campaign import campaign  # Prefect loads here, after the parameters are known good
+
     result = run_flow(campaign, name=name, segment=segment, template=template, topic=topic, tone=tone,
                       send_time=send_time, data=facts, dry_run=dry_run, chunk_size=chunk_size,
                       variants=[v.model_dump() for v in variants] or None,

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.cli.campaign import FactsFileOption, FactsOption, SampleFactsOption, read_facts
 from orchestrator.cli.output import console, fail, print_json
 
 
@@ -63,16 +64,26 @@ def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
         segment: str = typer.Option(..., "--segment", help="Audience segment name (segments.yaml)."),
-        topic: str = typer.Option(..., "--topic", help="Policy topic, e.g. marketing."),
         template: str = typer.Option(..., "--template", help="Message template name."),
+        topic: str = typer.Option(None, "--topic", help="Policy topic (default: the template's)."),
+        tone: str = typer.Option(None, "--tone", help="Tone override (default: the topic's)."),
         at: str = typer.Option(None, "--at", help="Plan as of this ISO date-time (default: now)."),
         send_time: str = typer.Option("now", "--send-time", help="'now', local 'HH:MM' or ISO date-time."),
+        data: FactsOption = None,
+        data_file: FactsFileOption = None,
+        sample_data: SampleFactsOption = False,
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
-        """Dry run for an audience: per channel, deferred and suppressed, per reason. Writes nothing."""
+        """Dry run for an audience: per channel, deferred and suppressed, per reason. Writes nothing.
+
+        Template, topic, facts, tone and send time are checked as ``campaign run`` checks them.
+        """
+        from orchestrator.campaign_params import check_campaign
         from orchestrator.policy.plan import plan_audience
 
+        facts = read_facts(template, data, data_file, sample_data)
         try:
+            topic = check_campaign(template, topic, facts, send_time, tone)
             summary = plan_audience(segment, topic, template, _parse_at(at), send_time=send_time)
         except ValueError as exc:  # PolicyError, SendTimeError, SegmentError: bad input, clear message
             fail(str(exc), 2)
