@@ -86,6 +86,12 @@ BAD_TEMPLATES = [
         "messages/anniversary/appreciative/sms.txt",
         "Thank you {{ data.gift }} {{ data.coupon }}",
         "anniversary", "appreciative", "sms", "render", "coupon", id="missing_variable"),
+    pytest.param(  # the incident title names the problem: this would celebrate it
+        "messages/outage_resolved/empathetic/sms.txt",
+        "{{ brand.name }}: good news: {{ data.incident_title | lower }}, fixed at {{ data.resolved_at }}. "
+        "Cause: {{ data.cause_summary }}. Sorry. {{ data.status_page_url }}",
+        "outage_resolved", "empathetic", "sms", "banned_phrase", "good news: card payment delays",
+        id="good_news_about_the_problem"),
 ]
 
 

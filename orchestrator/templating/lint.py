@@ -20,7 +20,7 @@ from orchestrator.templating.context import build_context
 from orchestrator.templating.environment import TemplateSet, get_template_set
 from orchestrator.templating.errors import LengthError, TemplateProblem
 from orchestrator.templating.render import Rendered, render_with
-from orchestrator.templating.rules import ToneRule, ToneRules
+from orchestrator.templating.rules import MessageToneRule, ToneRule, ToneRules
 
 URL_RE = re.compile(r"https?://\S+")
 # Shouting: a run of two or more capitals standing alone (not part of a code like CASE-123 or SPRING20).
@@ -117,12 +117,15 @@ def check_variants_exist(templates: TemplateSet, info: MessageInfo) -> Iterator[
                           f"messages/{info.name}/{info.default_tone}/")
 
 
+def _message_rules(rules: ToneRules, message: str, tone: str, vkey: str) -> list[MessageToneRule]:
+    scoped = (rules.messages.get(message, {}).get(scope) for scope in ("*", tone))
+    return [extra for extra in scoped if extra and (extra.channels is None or vkey in extra.channels)]
+
+
 def _required_elements(rules: ToneRules, message: str, tone: str, vkey: str) -> dict[str, str]:
     required = dict(rules.tones[tone].required)
-    for scope in ("*", tone):
-        extra = rules.messages.get(message, {}).get(scope)
-        if extra and (extra.channels is None or vkey in extra.channels):
-            required.update(extra.required)
+    for extra in _message_rules(rules, message, tone, vkey):
+        required.update(extra.required)
     return required
 
 
@@ -167,10 +170,18 @@ def check_tone(rendered: Rendered, vkey: str, rule: ToneRule, rules: ToneRules) 
 
 
 def check_required(rendered: Rendered, vkey: str, rules: ToneRules) -> Iterator[Problem]:
+    """The elements the tone and the message require, and the phrases the message may not use."""
     full = f"{rendered.subject}\n{rendered.text}" if rendered.subject else rendered.text
     for name, pattern in _required_elements(rules, rendered.message, rendered.tone, vkey).items():
         if not re.search(pattern, full, re.IGNORECASE):
             yield ("required_element", f"missing {name} (pattern {pattern!r})", full)
+    lowered = full.lower()
+    for extra in _message_rules(rules, rendered.message, rendered.tone, vkey):
+        for phrase in extra.banned_phrases:
+            at = lowered.find(phrase.lower())
+            if at >= 0:
+                yield ("banned_phrase", f"uses banned phrase {phrase!r} (this message)",
+                       full[max(0, at - 40): at + len(phrase) + 40])
 
 
 def check_compliance(rendered: Rendered, vkey: str, context: dict[str, Any]) -> Iterator[Problem]:

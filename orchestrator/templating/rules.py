@@ -54,6 +54,7 @@ class ToneRule(_Strict):
 
 class MessageToneRule(_Strict):
     required: dict[str, str] = {}
+    banned_phrases: list[str] = []  # e.g. "good news" where the facts name the problem
     channels: list[str] | None = None  # None: every channel of the message
 
     _check_required = field_validator("required")(_compile)
