@@ -220,3 +220,34 @@ def test_the_escalate_command_reports_what_it_escalated(sqlite_url):
     assert row["action"] == "supervisor" and row["topic"] == "security"
     bad = runner.invoke(app, ["tasks", "escalate-overdue", "--action", "pager"])
     assert bad.exit_code == 2 and "--action must be" in bad.output
+
+
+def test_the_queue_shows_the_incident_or_campaign_of_each_call(sqlite_url, monkeypatch):
+    from orchestrator.cli.output import console
+    from orchestrator.models import Campaign, Incident
+
+    monkeypatch.setattr(console, "width", 250)
+    with session_scope() as session:
+        incident = Incident(incident_key="INC-7")
+        campaign = Campaign(name="winback-2026", segment="all", topic="support", template="t")
+        session.add_all([incident, campaign])
+        session.flush()
+        incident_id, campaign_id = incident.id, campaign.id
+    outage, winback, plain = ledger_message("outage"), ledger_message("support"), ledger_message("feedback")
+    with session_scope() as session:
+        for message, values in ((outage, {"incident_id": incident_id, "data": {"status": "identified"}}),
+                                (winback, {"campaign_id": campaign_id})):
+            row = session.get(Message, message.id)
+            for key, value in values.items():
+                setattr(row, key, value)
+    PhoneTaskAdapter().send([call(outage), call(winback), call(plain)])
+    runner = CliRunner()
+
+    rows = {r["message_id"]: r for r in json.loads(runner.invoke(app, ["tasks", "list", "--json"]).output)}
+    assert rows[outage.id]["for"] == "incident INC-7 (identified)"
+    assert rows[winback.id]["for"] == "campaign winback-2026"
+    assert rows[plain.id]["for"] == "complaint_acknowledgement (feedback-call)"
+    table = runner.invoke(app, ["tasks", "list"]).output
+    assert "incident INC-7 (identified)" in table and "campaign winback-2026" in table
+    claimed = runner.invoke(app, ["tasks", "claim", str(rows[outage.id]["id"]), "--agent", "grace"])
+    assert "for incident INC-7 (identified)" in " ".join(claimed.output.split())

@@ -24,7 +24,14 @@ def _customers(session: Any, ids: set[int]) -> dict[int, Any]:
     return {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(ids)))}
 
 
-def _task_dict(task: Any, customer: Any, now: Any, *, full_contact: bool = False) -> dict[str, Any]:
+def _origins(session: Any, tasks: list[Any]) -> dict[int, str]:
+    from orchestrator.policy.explain import message_origins
+
+    return message_origins(session, [t.message_id for t in tasks if t.message_id is not None])
+
+
+def _task_dict(task: Any, customer: Any, now: Any, *, full_contact: bool = False,
+               origin: str | None = None) -> dict[str, Any]:
     from orchestrator.phone_tasks import is_overdue
     from orchestrator.privacy import mask_phone
 
@@ -43,6 +50,7 @@ def _task_dict(task: Any, customer: Any, now: Any, *, full_contact: bool = False
         "assignee": task.assignee,
         "outcome": task.outcome,
         "message_id": task.message_id,
+        "for": origin or "",  # the campaign, incident update or template of the task's message
         **({"script": task.script} if full_contact else {}),
     }
 
@@ -79,7 +87,9 @@ def list_command(
             limit=limit,
         )
         customers = _customers(session, {t.customer_id for t in tasks})
-        rows = [_task_dict(t, customers.get(t.customer_id), now) for t in tasks]
+        origins = _origins(session, tasks)
+        rows = [_task_dict(t, customers.get(t.customer_id), now, origin=origins.get(t.message_id or 0))
+                for t in tasks]
     if as_json:
         print_json(rows)
         return
@@ -96,6 +106,7 @@ def list_command(
         "customer",
         "phone",
         "topic",
+        "for",
         "reason",
     ):
         table.add_column(column, overflow="fold")
@@ -103,7 +114,7 @@ def list_command(
         due = r["due_at"][:16].replace("T", " ") + (" [red]OVERDUE[/]" if r["overdue"] else "")
         table.add_row(
             str(r["id"]), str(r["priority"]), due, r["status"], r["assignee"] or "", r["customer"],
-            r["phone"], r["topic"], r["reason"],
+            r["phone"], r["topic"], r["for"], r["reason"],
         )  # fmt: skip
     console.print(table)
 
@@ -124,14 +135,16 @@ def claim_command(
         with session_scope() as session:
             task = claim_task(session, task_id, agent, now=now)
             customer = _customers(session, {task.customer_id}).get(task.customer_id)
-            data = _task_dict(task, customer, now, full_contact=True)
+            data = _task_dict(task, customer, now, full_contact=True,
+                              origin=_origins(session, [task]).get(task.message_id or 0))
     except TaskError as exc:
         fail(str(exc))
     if as_json:
         print_json(data)
         return
     console.print(f"[green]Task {task_id} claimed by {agent}.[/] Call {data['customer']} on {data['phone']}")
-    console.print(f"Reason: {data['reason']} (topic {data['topic']}, due {data['due_at'][:16]} UTC)")
+    about = f", for {data['for']}" if data["for"] else ""
+    console.print(f"Reason: {data['reason']} (topic {data['topic']}{about}, due {data['due_at'][:16]} UTC)")
     console.print(f"\n{data['script']}", highlight=False, markup=False)
 
 

@@ -67,21 +67,36 @@ def belongs_to(campaign: str | None, incident: str | None, data: dict[str, Any] 
     return f"{template} ({dedupe_key})"
 
 
+def _with_origin(*columns: Any) -> Any:
+    """A query over ledger rows with the names of their campaign and incident."""
+    messages, campaigns, incidents = (t.__table__ for t in (Message, Campaign, Incident))  # type: ignore[attr-defined]
+    m = messages.c
+    return (
+        select(*columns, m.id, m.template, m.dedupe_key, m.data, campaigns.c.name.label("campaign"),
+               incidents.c.incident_key.label("incident"))
+        .select_from(messages.outerjoin(campaigns, campaigns.c.id == m.campaign_id)
+                     .outerjoin(incidents, incidents.c.id == m.incident_id))
+    )
+
+
+def message_origins(session: Session, message_ids: Sequence[int]) -> dict[int, str]:
+    """What each message belongs to (``belongs_to``), by message id."""
+    if not message_ids:
+        return {}
+    m = Message.__table__.c  # type: ignore[attr-defined]
+    rows = session.connection().execute(_with_origin().where(m.id.in_(list(message_ids))))
+    return {r.id: belongs_to(r.campaign, r.incident, r.data, r.template, r.dedupe_key) for r in rows}
+
+
 def explain_customer(
     session: Session, external_id_or_id: str | int, limit: int = 20
 ) -> list[ExplainedDecision]:
     """The customer's most recent ledger rows, newest first, with their reasons."""
     customer_id = find_customer_id(session, external_id_or_id)
-    messages, campaigns, incidents = (t.__table__ for t in (Message, Campaign, Incident))  # type: ignore[attr-defined]
-    m, campaign, incident = messages.c, campaigns.c, incidents.c
+    m = Message.__table__.c  # type: ignore[attr-defined]
     rows = session.connection().execute(
-        select(
-            m.id, m.created_at, m.dedupe_key, m.topic, m.template, m.channel, m.tone, m.status, m.send_at,
-            m.reason_codes, m.reason_text, m.data, campaign.name.label("campaign"),
-            incident.incident_key.label("incident"),
-        )
-        .select_from(messages.outerjoin(campaigns, campaign.id == m.campaign_id)
-                     .outerjoin(incidents, incident.id == m.incident_id))
+        _with_origin(m.created_at, m.topic, m.channel, m.tone, m.status, m.send_at, m.reason_codes,
+                     m.reason_text)
         .where(m.customer_id == customer_id)
         .order_by(m.id.desc())
         .limit(limit)
