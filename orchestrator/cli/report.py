@@ -49,6 +49,7 @@ def _print(report: dict[str, Any]) -> None:
     header, rows = present.variant_rows(report)
     if rows:
         say(_table("Variants", header, rows))
+        say(Text(present.VARIANT_LEGEND))
         say(Text(present.verdict_text(report), style="bold"))
     say(Text(report["variants"]["note"]))
     surveys = present.survey_rows(report)

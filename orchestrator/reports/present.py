@@ -80,7 +80,7 @@ def with_interval(rate: dict[str, Any] | None) -> str:
     """``12.50% (9.10-16.90%)``: a rate and its 95% interval; "-" when there is nothing to divide by."""
     if not rate or rate["value"] is None:
         return "-"
-    return f"{percent(rate['value'])} ({rate['low'] * 100:.2f}-{rate['high'] * 100:.2f}%)"
+    return f"{percent(rate['value'])} [{rate['low'] * 100:.1f}, {rate['high'] * 100:.1f}]"
 
 
 def _lift(lift: dict[str, Any] | None) -> str:
@@ -100,8 +100,8 @@ def _scores(row: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
-VARIANT_HEADER = ("variant", "customers", "deliv", "clicks (rate, 95% CI)", "unsub (rate)", "replies (rate)",
-                  "surveys", "conversions (rate, 95% CI)", "lift vs holdout")
+VARIANT_HEADER = ("variant", "customers", "delivered", "clicks", "unsubscribes", "replies", "surveys",
+                  "conversions", "lift vs holdout")
 
 
 def variant_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -111,14 +111,18 @@ def variant_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     out = []
     for r in rows:
         rates = r["rates"]
-        conversions = "-" if r["conversions"] is None else f"{r['conversions']}: " \
-            f"{with_interval(rates['conversion_rate'])}"
+        conversions = "-" if r["conversions"] is None else \
+            f"{r['conversions']} = {with_interval(rates['conversion_rate'])}"
         out.append([r["variant"], str(r["customers"]), str(r["delivered"]),
-                    f"{r['clicked']}: {with_interval(rates['click_rate'])}",
-                    f"{r['unsubscribed']}: {percent(rates['unsubscribe_rate']['value'])}",
-                    f"{r['replies']}: {percent(rates['reply_rate']['value'])}", _scores(r), conversions,
+                    f"{r['clicked']} = {with_interval(rates['click_rate'])}",
+                    f"{r['unsubscribed']} = {percent(rates['unsubscribe_rate']['value'])}",
+                    f"{r['replies']} = {percent(rates['reply_rate']['value'])}", _scores(r), conversions,
                     _lift(r.get("lift_over_holdout"))])
     return list(VARIANT_HEADER), out
+
+
+VARIANT_LEGEND = ("Rates in %, with the 95% interval in brackets; clicks, unsubscribes and replies of "
+                  "delivered, conversions of customers; lift: relative to the holdout, * when significant.")
 
 
 def verdict_text(report: dict[str, Any]) -> str:
