@@ -15,9 +15,10 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from orchestrator.cli.output import console, err_console, fail, print_json
+from orchestrator.cli.output import DataTable, console, err_console, fail, plain, print_json
 from orchestrator.models import Customer
 from orchestrator.privacy import mask_email, mask_phone
 
@@ -43,7 +44,7 @@ LISTED_COLUMNS = ("external_id", "name", "email", "phone", "timezone", "locale",
 
 
 def customers_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
-    table = Table(title=title)
+    table = DataTable(title=plain(title) if title else None)
     for column in LISTED_COLUMNS:
         table.add_column(column)
     for row in rows:
@@ -91,9 +92,9 @@ def _print_report(report: Any) -> None:
     summary.add_row("rejected", str(len(report.rejected)), style="red" if report.rejected else None)
     console.print(summary)
     for warning in report.warnings:
-        err_console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+        err_console.print(Text.assemble(("Warning:", "yellow"), " ", plain(warning)), highlight=False)
     if report.rejected:
-        table = Table(title="Rejected rows")
+        table = DataTable(title="Rejected rows")
         table.add_column("line", justify="right")
         table.add_column("field")
         table.add_column("reason")
@@ -176,14 +177,14 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(data)
             return
-        profile = Table(title=f"Customer {customer.external_id}", show_header=False)
+        profile = DataTable(title=plain(f"Customer {customer.external_id}"), show_header=False)
         profile.add_column("field")
         profile.add_column("value")
         attributes = {f"attr.{k}": v for k, v in customer.attributes.items()}
         for key, value in {**data["profile"], **attributes}.items():
             profile.add_row(key, "" if value is None else str(value))
         console.print(profile)
-        consent_table = Table(title="Consent in force")
+        consent_table = DataTable(title="Consent in force")
         for column in ("channel", "topic", "state"):
             consent_table.add_column(column)
         for entry in data["consent"]:
@@ -191,8 +192,8 @@ def register(app: typer.Typer) -> None:
         console.print(consent_table if data["consent"] else "No consent records (allowed by default).")
         prefs = data["preferences"]
         shown = ", ".join(f"{k}={v}" for k, v in prefs.items()) if prefs else "none recorded (defaults)"
-        console.print(f"Preferences: {shown}", highlight=False)
-        ledger = Table(title="Last 10 ledger rows")
+        console.print(Text.assemble("Preferences: ", plain(shown)), highlight=False)
+        ledger = DataTable(title="Last 10 ledger rows")
         for column in ("id", "created", "channel", "topic", "status", "send at", "reasons"):
             ledger.add_column(column)
         for m in data["messages"]:

@@ -1,15 +1,66 @@
-"""Shared console helpers for the CLI: one Rich console, JSON output, clean errors."""
+"""Shared console helpers for the CLI: one Rich console, JSON output, clean errors.
+
+Customer text (names, attributes, SMS replies, file contents) reaches the terminal as text:
+control characters and escape sequences are shown (``␛``), never obeyed, whatever prints them,
+and tables of stored data (``DataTable``) and ``plain()`` values are never read as Rich markup.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
+from rich.table import Table
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+# C0 controls but tab and newline, DEL, C1 controls (CSI, OSC...), bidirectional overrides
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def neutralise(text: str) -> str:
+    """Control characters as visible symbols (ESC as ␛), one character for one."""
+    return _CONTROL.sub(_visible, text)
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # the Control Pictures block: ␀ .. ␟
+    return "␡" if code == 0x7F else "\ufffd"
+
+
+class SafeConsole(Console):
+    """A console that shows control characters instead of sending them to the terminal."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(neutralise(text), **kwargs)
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and _CONTROL.search(segment.text):
+                segment = Segment(neutralise(segment.text), segment.style)
+            yield segment
+
+
+def plain(value: Any) -> Text:
+    """A stored value as text: no markup, no control sequences."""
+    return Text(neutralise("" if value is None else str(value)))
+
+
+class DataTable(Table):
+    """A table of stored data (names, attributes, replies): its text cells are never markup."""
+
+    def add_row(self, *renderables: RenderableType | None, **kwargs: Any) -> None:
+        super().add_row(*(plain(c) if isinstance(c, str) else c for c in renderables), **kwargs)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True)
 
 
 def print_json(data: Any) -> None:
@@ -17,5 +68,5 @@ def print_json(data: Any) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]Error:[/] {message}", highlight=False)
+    err_console.print(Text.assemble(("Error:", "red"), " ", plain(message)), highlight=False)
     raise typer.Exit(code)

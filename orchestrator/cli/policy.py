@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli.campaign import FactsFileOption, FactsOption, SampleFactsOption, read_facts
-from orchestrator.cli.output import console, fail, print_json
+from orchestrator.cli.output import DataTable, console, fail, plain, print_json
 
 
 def _parse_at(value: str | None) -> datetime | None:
@@ -42,9 +42,9 @@ def register(app: typer.Typer) -> None:
             print_json([d.as_dict() for d in decisions])
             return
         if not decisions:
-            console.print(f"No decisions recorded for customer {customer}.")
+            console.print(Text.assemble("No decisions recorded for customer ", plain(customer), "."))
             return
-        table = Table(title=f"Recent decisions for {customer}")
+        table = DataTable(title=plain(f"Recent decisions for {customer}"))
         for column in ("id", "topic", "channel", "status", "send at (UTC)"):
             table.add_column(column, no_wrap=True)
         table.add_column("for", overflow="fold")

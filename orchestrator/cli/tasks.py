@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
-from orchestrator.cli.output import console, fail, print_json
+from orchestrator.cli.output import DataTable, console, fail, neutralise, plain, print_json
 
 tasks_app = typer.Typer(
     help="Phone tasks: calls for human agents, with SLAs and escalation.", no_args_is_help=True
@@ -96,7 +96,7 @@ def list_command(
     if not rows:
         console.print("No overdue tasks." if overdue else "No tasks in the queue.")
         return
-    table = Table(title="Overdue phone tasks" if overdue else "Phone tasks")
+    table = DataTable(title="Overdue phone tasks" if overdue else "Phone tasks")
     for column in (
         "id",
         "priority",
@@ -111,7 +111,7 @@ def list_command(
     ):
         table.add_column(column, overflow="fold")
     for r in rows:
-        due = r["due_at"][:16].replace("T", " ") + (" [red]OVERDUE[/]" if r["overdue"] else "")
+        due = Text.assemble(r["due_at"][:16].replace("T", " "), (" OVERDUE", "red") if r["overdue"] else "")
         table.add_row(
             str(r["id"]), str(r["priority"]), due, r["status"], r["assignee"] or "", r["customer"],
             r["phone"], r["topic"], r["for"], r["reason"],
@@ -142,10 +142,12 @@ def claim_command(
     if as_json:
         print_json(data)
         return
-    console.print(f"[green]Task {task_id} claimed by {agent}.[/] Call {data['customer']} on {data['phone']}")
+    console.print(Text.assemble((f"Task {task_id} claimed by {neutralise(agent)}.", "green"),
+                                " Call ", plain(data["customer"]), " on ", plain(data["phone"])))
     about = f", for {data['for']}" if data["for"] else ""
-    console.print(f"Reason: {data['reason']} (topic {data['topic']}{about}, due {data['due_at'][:16]} UTC)")
-    console.print(f"\n{data['script']}", highlight=False, markup=False)
+    console.print(Text.assemble("Reason: ", plain(data["reason"]),
+                                plain(f" (topic {data['topic']}{about}, due {data['due_at'][:16]} UTC)")))
+    console.print(Text.assemble("\n", plain(data["script"])), highlight=False)
 
 
 @tasks_app.command("done")
@@ -209,7 +211,7 @@ def escalate_command(
     if not rows:
         console.print("No overdue open tasks.")
         return
-    table = Table(title=f"Escalated {len(rows)} overdue task(s)")
+    table = DataTable(title=f"Escalated {len(rows)} overdue task(s)")
     for column in ("task", "customer", "topic", "overdue (min)", "fallback message", "note"):
         table.add_column(column, overflow="fold")
     for r in rows:
