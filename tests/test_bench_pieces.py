@@ -117,3 +117,17 @@ def test_baseline_c_sends_each_customer_once_in_requests_of_up_to_a_thousand(sql
     assert sorted(Counter(id(r.http) for r in accepted).values()) == [500, 1000]  # one locale
     first = accepted[0].http.data["personalizations"][0]["substitutions"]
     assert first["-name-"] and first["-unsubscribe_url-"].startswith("http")
+
+
+def test_the_report_benchmark_builds_its_history_in_bulk_and_times_both_reports(sqlite_url):
+    from bench.bench_report import seed_history, time_reports
+    from bench.run import report_section
+
+    seeded = seed_history(sqlite_url, 500)
+    assert seeded == {"messages": 500, "events": seeded["events"], "replies": 20}
+    assert 1300 <= seeded["events"] <= 1700  # about 3 per message
+    timed = time_reports(sqlite_url, 1)
+    assert timed["campaign_messages"] == timed["overview_messages"] == 500
+    assert timed["opened"] == 300  # delivered emails with i % 5 < 3, i % 4 == 0 or i % 10 == 1
+    rows = report_section([{"backend": "sqlite", **seeded, **timed}])
+    assert rows[2].startswith("## 6. Reports") and rows[-1].startswith("| sqlite | 500 |")

@@ -48,9 +48,7 @@ def _breakdown(groups: list[dict[str, Any]], dims: list[str]) -> dict[str, list[
 
 def sender_health(session: Session, now: datetime | None = None) -> list[dict[str, Any]]:
     """The health flags per channel over the last HEALTH_DAYS days of sent messages."""
-    since = (now or utcnow()) - timedelta(days=HEALTH_DAYS)
-    groups = funnel.grouped_counts(session, funnel.sent_since(since), {"channel": funnel.M.c.channel})
-    return health_flags({g["group"]["channel"]: g for g in groups})
+    return health_flags(funnel.channel_health(session, (now or utcnow()) - timedelta(days=HEALTH_DAYS)))
 
 
 def build_report(session: Session, part: ReportSlice, now: datetime | None = None) -> dict[str, Any]:
