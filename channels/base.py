@@ -69,6 +69,18 @@ class OutboundMessage:
     # Providers that merge on their side send the skeleton once for many recipients.
     merge: Merge | None = None
 
+    def unsubscribe_headers(self) -> dict[str, str]:
+        """The List-Unsubscribe headers of a marketing email (RFC 2369), with one-click
+        unsubscribe (RFC 8058) only when the link is HTTPS, as that RFC requires."""
+        from orchestrator.links import one_click_allowed
+
+        if not (self.marketing and self.unsubscribe_url):
+            return {}
+        headers = {"List-Unsubscribe": f"<{self.unsubscribe_url}>"}
+        if one_click_allowed(self.unsubscribe_url):
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        return headers
+
 
 @dataclass
 class SendResult:

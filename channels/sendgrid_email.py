@@ -103,11 +103,9 @@ class SendGridEmailAdapter:
         mail.custom_arg = CustomArg("message_id", str(message.message_id))
         if message.categories:
             mail.category = [Category(c) for c in message.categories]
-        if message.marketing and message.unsubscribe_url:
-            mail.header = [
-                Header("List-Unsubscribe", f"<{message.unsubscribe_url}>"),
-                Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            ]
+        headers = message.unsubscribe_headers()
+        if headers:
+            mail.header = [Header(name, value) for name, value in headers.items()]
         if self.sandbox:
             mail.mail_settings = MailSettings(sandbox_mode=SandBoxMode(True))
         return mail
@@ -267,9 +265,9 @@ def _personalization(message: OutboundMessage) -> dict[str, Any]:
     }
     if message.merge.substitutions:
         personalization["substitutions"] = dict(message.merge.substitutions)
-    if message.marketing and message.unsubscribe_url:
-        personalization["headers"] = {"List-Unsubscribe": f"<{message.unsubscribe_url}>",
-                                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    headers = message.unsubscribe_headers()
+    if headers:
+        personalization["headers"] = headers
     return personalization
 
 

@@ -12,7 +12,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from orchestrator.settings import get_settings
 
@@ -73,6 +73,21 @@ def verify_token(token: str, purpose: str, now: float | None = None) -> LinkClai
     message_id = body.get("m")
     return LinkClaims(purpose, int(body["c"]), body.get("t"), body.get("ch"),
                       int(message_id) if message_id is not None else None)
+
+
+def one_click_allowed(url: str | None) -> bool:
+    """RFC 8058: one-click unsubscribe (``List-Unsubscribe-Post``) only with an HTTPS link."""
+    return bool(url) and urlsplit(str(url)).scheme.lower() == "https"
+
+
+def one_click_warning() -> str | None:
+    """Why marketing email goes out without one-click unsubscribe, if it does (said at start-up)."""
+    base = get_settings().public_base_url
+    if one_click_allowed(base):
+        return None
+    return (f"ORCH_PUBLIC_BASE_URL ({base}) is not HTTPS, so marketing email goes out without one-click "
+            "unsubscribe (List-Unsubscribe-Post, RFC 8058), which Gmail and Yahoo require of bulk "
+            "senders. Set it to the HTTPS address where `orchestrator serve` is reached.")
 
 
 def unsubscribe_url(customer_id: int, topic: str | None = None, channel: str = "email",

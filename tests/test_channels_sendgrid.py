@@ -67,6 +67,13 @@ def test_a_marketing_email_carries_our_id_categories_and_one_click_unsubscribe(a
     assert body["personalizations"][0]["to"] == [{"email": "customer7@example.com"}]
 
 
+def test_one_click_unsubscribe_only_with_an_https_link(adapter, fake_sendgrid):
+    """RFC 8058 requires an HTTPS URI for List-Unsubscribe-Post; plain List-Unsubscribe stays."""
+    adapter.send([email(9, marketing=True, unsubscribe_url="http://127.0.0.1:8000/unsubscribe/abc")])
+    (request,) = fake_sendgrid.requests_for(9)
+    assert request.data["headers"] == {"List-Unsubscribe": "<http://127.0.0.1:8000/unsubscribe/abc>"}
+
+
 def test_a_transactional_email_has_no_unsubscribe_headers(adapter, fake_sendgrid):
     adapter.send([email(8, unsubscribe_url="https://brand.example/u/abc")])
     (request,) = fake_sendgrid.requests_for(8)

@@ -109,7 +109,8 @@ def _adapter(fake: FakeSendGrid, **options) -> SendGridEmailAdapter:
     return SendGridEmailAdapter(api_key=fake.api_key, host=fake.url, timeout=2, concurrency=2, **options)
 
 
-def _outbound(n: int, *, addresses: list[str] | None = None) -> list[OutboundMessage]:
+def _outbound(n: int, *, addresses: list[str] | None = None, base: str = "https://hooks.example.com"
+              ) -> list[OutboundMessage]:
     outcomes = render_many(items_for("spring_sale", "email", "professional", n=n))
     addresses = addresses or [f"c{i}@example.com" for i in range(n)]
     out = []
@@ -118,7 +119,7 @@ def _outbound(n: int, *, addresses: list[str] | None = None) -> list[OutboundMes
         out.append(OutboundMessage(
             message_id=500 + i, channel="email", to=addresses[i], body=r.text, subject=r.subject, html=r.html,
             marketing=True, categories=["marketing", "spring_sale"],
-            unsubscribe_url=f"https://hooks.example.com/unsubscribe/{i}", merge=outcome.merge))
+            unsubscribe_url=f"{base}/unsubscribe/{i}", merge=outcome.merge))
     return out
 
 
@@ -141,7 +142,21 @@ def test_sendgrid_sends_a_merge_as_personalizations_and_each_recipient_gets_thei
         assert fake_sendgrid.delivered(received) == {"subject": message.subject, "text": message.body,
                                                      "html": message.html}
         personalization = received.data["personalizations"][received.index]
-        assert personalization["headers"]["List-Unsubscribe"] == f"<{message.unsubscribe_url}>"
+        assert personalization["headers"] == {"List-Unsubscribe": f"<{message.unsubscribe_url}>",
+                                              "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+def test_merged_emails_with_http_links_carry_no_one_click_header(sqlite_url, fake_sendgrid):
+    batch = [m for m in _outbound(6, base="http://127.0.0.1:8000") if m.merge is not None]
+    adapter = _adapter(fake_sendgrid)
+    try:
+        adapter.send(batch)
+    finally:
+        adapter.close()
+    for message in batch:
+        (received,) = fake_sendgrid.requests_for(message.message_id)
+        personalization = received.data["personalizations"][received.index]
+        assert personalization["headers"] == {"List-Unsubscribe": f"<{message.unsubscribe_url}>"}
 
 
 def test_requests_hold_at_most_batch_size_and_never_one_address_twice(sqlite_url, fake_sendgrid):

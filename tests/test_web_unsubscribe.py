@@ -75,3 +75,32 @@ def test_forged_expired_or_foreign_tokens_and_plain_posts_change_nothing(web, sq
         assert "This link is not valid" in response.text
     assert web.client.post(good, data={"unsubscribe": "yes"}).status_code == 400
     assert consent_rows() == []
+
+
+def test_without_an_https_base_url_serve_and_marketing_campaigns_say_there_is_no_one_click(
+        sqlite_url, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import flows.campaign
+    from orchestrator.cli import app
+    from orchestrator.settings import get_settings
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)  # start-up only
+    monkeypatch.setattr(flows.campaign, "campaign", lambda **_: {"reserved": {}, "dispatched": {}})
+    runner = CliRunner()
+    campaign = ["campaign", "run", "spring", "--segment", "all", "--template", "spring_sale", "--sample-data"]
+
+    def said(args: list[str], base: str) -> bool:
+        monkeypatch.setenv("ORCH_PUBLIC_BASE_URL", base)
+        get_settings.cache_clear()
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return "without one-click unsubscribe" in " ".join(result.output.split())
+
+    assert said(["serve"], "http://hooks.example.com")
+    assert said(campaign, "http://hooks.example.com")
+    assert not said(["serve"], "https://hooks.example.com")
+    assert not said(campaign, "https://hooks.example.com")
+    service = ["campaign", "run", "n", "--segment", "all", "--template", "outage_notice", "--sample-data"]
+    assert not said(service, "http://hooks.example.com")  # no unsubscribe link in a service message

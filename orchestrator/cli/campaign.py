@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli.flow_runs import parse_pairs, print_flow_summary, run_flow
-from orchestrator.cli.output import fail, print_json
+from orchestrator.cli.output import err_console, fail, print_json
 
 campaign_app = typer.Typer(help="Campaigns: one message to a segment, within caps, quiet hours and consent.",
                            no_args_is_help=True)
@@ -81,6 +81,7 @@ def run(
             check_campaign(arm.template or template, topic_used, facts, send_time, arm.tone or tone)
     except ValueError as exc:
         fail(str(exc), 2)
+    _warn_without_one_click(template, [arm.template for arm in experiment.variants if arm.template])
     from flows.campaign import campaign  # Prefect loads here, after the parameters are known good
 
     result = run_flow(campaign, name=name, segment=segment, template=template, topic=topic, tone=tone,
@@ -88,6 +89,15 @@ def run(
                       variants=[v.model_dump() for v in variants] or None,
                       holdout=experiment.holdout_percent, goal_event=goal, attribution_days=attribution_days)
     print_json(result) if as_json else print_flow_summary(result, f"Campaign {name}")
+
+
+def _warn_without_one_click(template: str, others: list[str]) -> None:
+    from orchestrator.links import one_click_warning
+    from orchestrator.templating import message_info
+
+    warning = one_click_warning()
+    if warning and any(message_info(t).marketing for t in [template, *others]):
+        err_console.print(f"Warning: {warning}", style="yellow", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from orchestrator.cli.output import console
+from orchestrator.cli.output import console, err_console
 
 if TYPE_CHECKING:  # the CLI starts without loading the web stack
     from orchestrator.web.incidents import IncidentRequest
@@ -66,11 +66,15 @@ def register(app: typer.Typer) -> None:
         """Run the web app: provider webhooks, SMS replies, unsubscribe, preference centre, incidents."""
         import uvicorn
 
+        from orchestrator.links import one_click_warning
         from orchestrator.settings import get_settings
         from orchestrator.web import create_app
         from orchestrator.web.server import server_config
 
         console.print(f"Serving on http://{host}:{port} (public URL {get_settings().public_base_url})")
+        warning = one_click_warning()
+        if warning:
+            err_console.print(f"Warning: {warning}", style="yellow", markup=False, highlight=False)
         if access_log:
             logging.getLogger("orchestrator.web.access").setLevel(logging.INFO)
         app_ = create_app(launch_incident=launch_outage_notice)
