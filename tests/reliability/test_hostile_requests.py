@@ -123,6 +123,10 @@ def _hostile(web: WebApp, ada: Customer, email: Message, sms: Message) -> list[H
             SENDGRID, content=body, headers=web.signer.request(delivered, timestamp=now + 3600)[1])),
         Hostile("sendgrid malformed timestamp", lambda: client.post(
             SENDGRID, content=body, headers={**signed, "X-Twilio-Email-Event-Webhook-Timestamp": "soon"})),
+        *(Hostile(f"sendgrid timestamp {label}", lambda value=value: client.post(
+            SENDGRID, content=body, headers={**signed, "X-Twilio-Email-Event-Webhook-Timestamp": value}))
+          for label, value in (("of 400 digits", "9" * 400), ("of 5000 digits", "9" * 5000),
+                               ("with underscores", f"{now:_}"), ("negative", "-1"))),
         Hostile("sendgrid garbage signature", lambda: client.post(
             SENDGRID, content=body,
             headers={**signed, "X-Twilio-Email-Event-Webhook-Signature": "!!é".encode("latin-1")})),
