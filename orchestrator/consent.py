@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from orchestrator.models import (
@@ -75,14 +76,19 @@ def consent_allows(
 
 
 def suppress_address(session: Session, channel: str, address: str, reason: str, source: str) -> bool:
-    """Marks an address unusable (bounce, spam report, invalid number). Idempotent."""
-    existing = session.exec(
-        select(Suppression).where(Suppression.channel == channel, Suppression.address == address)
-    ).first()
-    if existing is not None:
-        return False
-    session.add(Suppression(channel=channel, address=address, reason=reason, source=source))
-    return True
+    """Marks an address unusable (bounce, spam report, invalid number). Idempotent, and safe
+    against a concurrent writer: of two webhooks about one address (a bounce and a drop, "STOP"
+    and "stop."), one inserts and the other waits for it and changes nothing, instead of both
+    inserting and the second failing on the unique key. Returns whether this call inserted."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Suppression)
+        .values(channel=channel, address=address, reason=reason, source=source, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["channel", "address"])
+        .returning(Suppression.id)
+    )
+    return session.connection().execute(statement).first() is not None
 
 
 def suppressed_addresses(session: Session, channel: str, addresses: Iterable[str]) -> set[str]:
