@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 import typer
 
+from orchestrator.cli.output import database_errors
 from orchestrator.logging_setup import configure_logging
 
 app = typer.Typer(
@@ -36,6 +38,38 @@ def _register_all() -> None:
 _register_all()
 
 
+def command() -> Any:
+    """The click command behind ``app``, with boolean flags shown as flags in ``--help``.
+
+    Typer labels every boolean option ``<bool>`` as if it took a value (``--json <bool>``);
+    a flag takes none, so its type column is left empty.
+    """
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        for param in current.params:
+            if getattr(param, "is_flag", False):  # typer's own click types: no isinstance
+                param.metavar = ""
+        current.get_help_option = _flag_help_option(current.get_help_option)
+        stack.extend(getattr(current, "commands", {}).values())
+    return root
+
+
+def _flag_help_option(make: Any) -> Any:
+    def get_help_option(ctx: Any) -> Any:
+        option = make(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return get_help_option
+
+
 def main() -> None:
     configure_logging()
-    app()
+    try:
+        with database_errors():  # any command: an unreachable or empty database is one line
+            command()(prog_name="orchestrator")
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None

@@ -7,8 +7,7 @@ file, unknown format, no external_id column, unknown segment).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,9 +15,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from orchestrator.cli.output import DataTable, console, err_console, fail, plain, print_json
+from orchestrator.cli.output import DataTable, console, database_errors, err_console, fail, plain, print_json
 from orchestrator.models import Customer
 from orchestrator.privacy import mask_email, mask_phone
 
@@ -50,18 +48,6 @@ def customers_table(rows: list[dict[str, Any]], title: str | None = None) -> Tab
     for row in rows:
         table.add_row(*(str(row[c] or "") for c in LISTED_COLUMNS))
     return table
-
-
-@contextmanager
-def database_errors() -> Iterator[None]:
-    """Database failures as one clear line (SQLAlchemy's text may carry customer data)."""
-    try:
-        yield
-    except DBAPIError as exc:
-        hint = ""
-        if isinstance(exc, OperationalError | ProgrammingError):
-            hint = "; run 'orchestrator init' if the database is new"
-        fail(f"database error ({type(exc.orig).__name__}){hint}")
 
 
 def _estimated_rows(path: Path, fmt: str) -> int | None:

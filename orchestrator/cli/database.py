@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli.output import console
+from orchestrator.cli.output import console, database_errors
 from orchestrator.privacy import redact_url
 
 
@@ -20,5 +20,6 @@ def register(app: typer.Typer) -> None:
         from orchestrator.settings import get_settings
 
         url = database_url or get_settings().database_url
-        revision = upgrade(url)
+        with database_errors(url):
+            revision = upgrade(url)
         console.print(f"[green]Database ready[/] at {redact_url(url)} (schema revision {revision})")

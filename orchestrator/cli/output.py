@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
@@ -68,5 +69,32 @@ def print_json(data: Any) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(Text.assemble(("Error:", "red"), " ", plain(message)), highlight=False)
+    err_console.print(Text.assemble(("Error:", "red"), " ", plain(message)), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def database_errors(url: str | None = None) -> Iterator[None]:
+    """A database that cannot be reached or is not set up, as one clear line, not a traceback.
+
+    Only the driver's first line is shown (redacted): statements and their parameters may
+    carry customer data.
+    """
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+    from orchestrator.privacy import redact_text, redact_url
+
+    try:
+        yield
+    except DBAPIError as exc:
+        if url is None:
+            from orchestrator.settings import get_settings
+
+            url = get_settings().database_url
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        if "connection to server" in reason and "failed: " in reason:
+            reason = reason.rsplit("failed: ", 1)[1]  # psycopg: the server's own words
+        hint = ""
+        if isinstance(exc, OperationalError | ProgrammingError):
+            hint = " (check ORCH_DATABASE_URL; 'orchestrator init' creates the schema)"
+        fail(f"database {redact_url(url)}: {redact_text(reason)}{hint}")
