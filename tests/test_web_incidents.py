@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-import types
-
 from orchestrator.cli.serve import launch_outage_notice
 from orchestrator.web.incidents import IncidentRequest
 from tests.support.web import INCIDENT_TOKEN, web_fixture  # noqa: F401
@@ -60,16 +56,51 @@ def test_a_launcher_failure_is_reported_as_such(web):
     assert web.client.post("/incidents", json=INCIDENT, headers=BEARER).status_code == 502
 
 
-def test_without_prefect_the_flow_runs_in_process_with_the_request_parameters(monkeypatch):
-    calls: list[dict] = []
-    done = threading.Event()
+def test_the_launcher_starts_the_notice_with_the_request_parameters_on_the_configured_server(monkeypatch):
+    import flows.trigger
+    from orchestrator.settings import get_settings
 
-    def outage_notice(**kwargs):
-        calls.append(kwargs)
-        done.set()
+    calls: list[tuple[dict, str | None]] = []
+    monkeypatch.setattr(flows.trigger, "start_outage_notice",
+                        lambda params, api: calls.append((params, api)) or "run-9")
+    monkeypatch.setenv("ORCH_PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    get_settings.cache_clear()
+    assert launch_outage_notice(IncidentRequest(**INCIDENT)) == "run-9"
+    assert calls == [(INCIDENT, "http://127.0.0.1:4200/api")]
 
-    monkeypatch.setitem(sys.modules, "flows.outage", types.SimpleNamespace(outage_notice=outage_notice))
-    run_id = launch_outage_notice(IncidentRequest(**INCIDENT))
-    assert done.wait(10)
-    assert run_id.startswith("local-")
-    assert calls == [INCIDENT]
+
+def test_a_retried_post_gets_the_same_run_and_starts_no_second_notice(prefect_harness, sqlite_url,
+                                                                      monkeypatch, fake_sendgrid):
+    """The real launcher: the run is created on the Prefect server and executed at once by the web
+    app's process; a retry (even after the web app restarted) is answered with the same run."""
+    import time
+    from uuid import UUID
+
+    from fastapi.testclient import TestClient
+
+    import flows.trigger
+    from orchestrator.web import create_app
+    from tests.support.flow_world import add_customer, artifacts, flow_run, ledger, use_fake_providers
+    from tests.support.web import configure
+
+    configure(monkeypatch)
+    use_fake_providers(monkeypatch, sendgrid=fake_sendgrid)
+    for i in range(3):
+        add_customer(f"eu-{i}", email=f"eu{i}@example.com", region="eu")
+    body = {key: value for key, value in INCIDENT.items() if key != "segment"} | {"incident_id": "inc-retry"}
+    with TestClient(create_app(launch_incident=launch_outage_notice)) as client:
+        first = client.post("/incidents", json=body, headers=BEARER)
+        retried = client.post("/incidents", json=body, headers=BEARER)
+        monkeypatch.setattr(flows.trigger, "_started", {})  # as after a restart of the web app
+        after_restart = client.post("/incidents", json=body, headers=BEARER)
+    assert first.status_code == retried.status_code == after_restart.status_code == 202
+    run_id = first.json()["run_id"]
+    assert retried.json()["run_id"] == run_id == after_restart.json()["run_id"]
+
+    deadline = time.monotonic() + 60
+    while not (run := flow_run(UUID(run_id))).state.is_final() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run.state.is_completed() and run.name == "outage-inc-retry-investigating"
+    assert artifacts(run.id)  # the run's summary is in the Prefect UI
+    assert len(fake_sendgrid.accepted()) == 3  # one notice per customer, not two or three
+    assert {m.status for m in ledger("incident:inc-retry").values()} == {"sent"}

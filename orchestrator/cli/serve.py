@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
-import uuid
 from typing import TYPE_CHECKING
 
 import typer
@@ -17,42 +15,18 @@ if TYPE_CHECKING:  # the CLI starts without loading the web stack
 
 log = logging.getLogger(__name__)
 
-OUTAGE_DEPLOYMENT = "outage-notice/outage-notice"
-
 
 def launch_outage_notice(incident: IncidentRequest) -> str:
-    """Starts the outage notice; returns the run id.
+    """Starts the outage notice at once in this process (``flows.trigger``); returns the flow run id.
 
-    With ORCH_PREFECT_API_URL set, a run of the ``outage-notice`` deployment (a worker picks it
-    up; a retried request with the same body does not start a second run). Otherwise the flow
-    runs in this process, in a background thread, and the id is a local one.
+    With ORCH_PREFECT_API_URL set the run is recorded on that Prefect server (UI, logs, artifacts);
+    otherwise on Prefect's temporary local server. A retried request with the same body gets the
+    same run id and starts nothing.
     """
+    from flows.trigger import start_outage_notice
     from orchestrator.settings import get_settings
 
-    parameters = incident.model_dump(exclude_none=True)
-    api_url = get_settings().prefect_api_url
-    if api_url:
-        from prefect.deployments import run_deployment
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        key = hashlib.sha256(incident.model_dump_json().encode()).hexdigest()
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            run = run_deployment(OUTAGE_DEPLOYMENT, parameters=parameters, timeout=0,
-                                 idempotency_key=f"incident-{key}", as_subflow=False)
-        return str(run.id)
-
-    from flows.outage import outage_notice
-
-    run_id = f"local-{uuid.uuid4()}"
-
-    def run() -> None:
-        try:
-            outage_notice(**parameters)
-        except Exception:
-            log.exception("outage notice %s for incident %s failed", run_id, incident.incident_id)
-
-    threading.Thread(target=run, name=f"outage-notice-{incident.incident_id}", daemon=True).start()
-    return run_id
+    return start_outage_notice(incident.model_dump(exclude_none=True), get_settings().prefect_api_url)
 
 
 def register(app: typer.Typer) -> None:
@@ -66,12 +40,16 @@ def register(app: typer.Typer) -> None:
         """Run the web app: provider webhooks, SMS replies, unsubscribe, preference centre, incidents."""
         import uvicorn
 
+        from flows.trigger import warm_up
         from orchestrator.links import one_click_warning
         from orchestrator.settings import get_settings
         from orchestrator.web import create_app
         from orchestrator.web.server import server_config
 
-        console.print(f"Serving on http://{host}:{port} (public URL {get_settings().public_base_url})")
+        settings = get_settings()
+        if settings.incident_token is not None:  # the first outage notice must not wait for imports
+            threading.Thread(target=warm_up, args=(settings.prefect_api_url,), daemon=True).start()
+        console.print(f"Serving on http://{host}:{port} (public URL {settings.public_base_url})")
         warning = one_click_warning()
         if warning:
             err_console.print(f"Warning: {warning}", style="yellow", markup=False, highlight=False)

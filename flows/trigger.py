@@ -1,0 +1,115 @@
+"""Starting an outage notice the moment support asks: the flow run is created and executed at once
+by the process that received the trigger (the web app for ``POST /incidents``).
+
+Why this and not a deployment picked up by a worker, a served flow or an automation: each of those
+waits for a poll (a worker polls its pool about every 10 s) and then starts a process that imports
+the project (seconds on a busy machine), while the web app already has everything loaded (see
+``warm_up``). The run is created on the Prefect server first, so it appears in the UI with its
+logs and artifacts like any other; a retried trigger carries the same idempotency key, gets the
+same flow run back from the server and does not start it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_started: dict[str, str] = {}  # idempotency key -> flow run id, for runs this process started
+_lock = threading.Lock()
+
+
+def idempotency_key(parameters: dict[str, Any]) -> str:
+    """The same trigger (same parameters) gives the same key: ``incident-<sha256>``."""
+    canonical = repr(sorted(parameters.items())).encode()
+    return f"incident-{hashlib.sha256(canonical).hexdigest()[:32]}"
+
+
+def start_outage_notice(parameters: dict[str, Any], api_url: str | None) -> str:
+    """Creates the outage notice's flow run (once per key) and runs it in a thread; returns its id.
+
+    ``api_url``: the Prefect server the run is recorded on; without one, Prefect's local temporary
+    server is used and the run id is only known to this process.
+    """
+    from flows.outage import outage_notice
+
+    key = idempotency_key(parameters)
+    with _lock:
+        if key in _started:
+            return _started[key]
+        flow_run, created = _create_run(outage_notice, parameters, key, api_url)
+        run_id = str(flow_run.id)
+        _started[key] = run_id
+    if created:
+        threading.Thread(target=_execute, args=(outage_notice, flow_run, parameters, api_url),
+                         name=f"outage-notice-{parameters.get('incident_id')}", daemon=True).start()
+    else:
+        log.info("outage notice for this trigger already exists: flow run %s", run_id)
+    return run_id
+
+
+def warm_up(api_url: str | None) -> None:
+    """Loads what an outage notice needs (flows, policy, templates, adapters, the API client) so the
+    first trigger does not pay for it."""
+    try:
+        import flows.outage  # noqa: F401
+        from channels.registry import DEFAULT_PROVIDERS, adapter_class
+        from orchestrator.policy import load_policy
+        from orchestrator.templating.environment import get_template_set
+
+        load_policy()
+        get_template_set()
+        for provider in DEFAULT_PROVIDERS.values():
+            adapter_class(provider)
+        with _settings(api_url):
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                client.hello()
+    except Exception:  # warming up is an optimisation: the first trigger will say what is wrong
+        log.warning("warming up for outage notices failed", exc_info=True)
+
+
+def _create_run(flow: Any, parameters: dict[str, Any], key: str, api_url: str | None) -> tuple[Any, bool]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import FlowCreate, FlowRunCreate
+    from prefect.client.schemas.objects import Flow, FlowRun, FlowRunPolicy
+    from prefect.states import Pending, to_state_create
+
+    name = f"outage-{parameters['incident_id']}-{parameters['status']}".lower()
+    with _settings(api_url), get_client(sync_client=True) as client:
+        flow_id = Flow.model_validate(
+            client.request("POST", "/flows/", json=FlowCreate(name=flow.name).model_dump(mode="json")).json()
+        ).id
+        create = FlowRunCreate(flow_id=flow_id, flow_version=flow.version, name=name, parameters=parameters,
+                               idempotency_key=key, state=to_state_create(Pending()),
+                               empirical_policy=FlowRunPolicy(retries=flow.retries,
+                                                              retry_delay=int(flow.retry_delay_seconds or 0)))
+        body = create.model_dump(mode="json", exclude_unset=True)
+        response = client.request("POST", "/flow_runs/", json=body)
+    flow_run = FlowRun.model_validate(response.json())
+    flow_run.parameters = parameters
+    return flow_run, response.status_code == 201  # 200: the server already had a run with this key
+
+
+def _execute(flow: Any, flow_run: Any, parameters: dict[str, Any], api_url: str | None) -> None:
+    from prefect.flow_engine import run_flow
+
+    try:
+        with _settings(api_url):
+            run_flow(flow, flow_run=flow_run, parameters=parameters)
+    except Exception:
+        log.exception("outage notice %s for incident %s failed", flow_run.id, parameters.get("incident_id"))
+
+
+def _settings(api_url: str | None) -> Any:
+    import contextlib
+
+    if not api_url:
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings({PREFECT_API_URL: api_url})
