@@ -53,8 +53,26 @@ def _tally(fakes: dict[str, Any], watched: frozenset[str]) -> dict[str, Any]:
             "max_per_address": max(per_address.values(), default=0),
             "max_per_message": max(per_message.values(), default=0),
             "watched_accepted": sum(per_address[a] for a in watched),
+            "rate_limited": fake.rate_limited,
         }
     return out
+
+
+def _marked(fakes: dict[str, Any], since: float, marker: bytes) -> dict[str, Any]:
+    """When requests carrying ``marker`` in their body first and last reached any fake after ``since``."""
+    times = []
+    for fake in fakes.values():
+        with fake._lock:
+            recent = [r for r in fake.requests if r.received_at >= since]
+        seen: set[int] = set()
+        for r in recent:
+            request = r.http or r
+            if id(request) in seen:
+                continue
+            seen.add(id(request))
+            if marker in request.body and request.status is not None and 200 <= request.status < 300:
+                times.append(request.received_at)
+    return {"first": min(times, default=None), "last": max(times, default=None), "requests": len(times)}
 
 
 def _serve(conn: Connection, latency: float) -> None:
@@ -69,6 +87,12 @@ def _serve(conn: Connection, latency: float) -> None:
             command, argument = conn.recv()
             if command == "tally":
                 conn.send(_tally(fakes, frozenset(argument or ())))
+            elif command == "marked":
+                conn.send(_marked(fakes, argument[0], argument[1].encode()))
+            elif command == "rates":
+                for name, rate in argument.items():
+                    fakes[name].enforce_rate(rate, burst=max(1.0, rate * 0.1) if rate else 1.0)
+                conn.send("ok")
             elif command == "reset":
                 for fake in fakes.values():
                     fake.reset()
@@ -110,6 +134,14 @@ class FakesProcess:
 
     def reset(self) -> None:
         self._ask("reset")
+
+    def marked(self, since: float, marker: str) -> dict[str, Any]:
+        """First and last accepted request carrying ``marker`` since ``since`` (epoch seconds)."""
+        return self._ask("marked", (since, marker))
+
+    def enforce_rates(self, rates: dict[str, float | None]) -> None:
+        """Requests per second each fake takes before it answers 429 (``None``: any)."""
+        self._ask("rates", rates)
 
     def __exit__(self, *exc: object) -> None:
         if self._conn is not None:
