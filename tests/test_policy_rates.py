@@ -105,3 +105,25 @@ def test_an_adapters_declared_rate_applies_unless_the_policy_sets_one():
     assert [(r.name, r.per_second) for r in by_channel.rules_for("sms", adapter, "outage")] == [("sms", 25)]
     by_adapter = Pacer(parse_policy(policy_with({"twilio": "5/s"})).rates)
     assert [(r.name, r.per_second) for r in by_adapter.rules_for("sms", adapter, "outage")] == [("twilio", 5)]
+
+
+def test_plan_estimates_when_the_last_message_goes_out_at_the_declared_rates():
+    from collections import Counter
+
+    from orchestrator.policy.plan import last_send_estimate
+
+    policy = parse_policy(policy_with({
+        "sms": "10/s", "marketing": {"rate": "600/min", "topics": ["marketing"]},
+        "phone": {"capacity": "30/h",
+                  "business_hours": {"start": "09:00", "end": "17:00", "days": "mon-fri"}},
+    }))
+    at = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)  # a Monday, an hour before the shift ends
+    # 3,000 SMS at 10/s: 300 s; the marketing rate (10/s across channels) also has 1,000 emails.
+    last, by = last_send_estimate(policy, "marketing", Counter(sms=3000, email=1000), at)
+    assert (last - at).total_seconds() == pytest.approx(400) and by == "marketing"
+    last, by = last_send_estimate(policy, "outage", Counter(sms=3000, email=1000), at)
+    assert (last - at).total_seconds() == pytest.approx(300) and by == "sms"
+    # 45 calls at 30 an hour: 30 before 17:00, the other 15 from 09:00 the next morning.
+    last, by = last_send_estimate(policy, "support", Counter(phone=45), at)
+    assert last == datetime(2026, 12, 1, 9, 30, tzinfo=UTC) and by == "phone"
+    assert last_send_estimate(policy, "outage", Counter(email=10), at) == (None, None)

@@ -112,3 +112,7 @@ def register(app: typer.Typer) -> None:
         for name, n in summary.reasons.most_common():
             reasons.add_row(name, str(n))
         console.print(outcomes, channels, reasons)
+        if summary.last_send_at is not None:
+            console.print(f"At the declared rates the last message sent at once goes out about "
+                          f"{summary.last_send_at:%Y-%m-%d %H:%M:%S} UTC (paced by the rate "
+                          f"{summary.paced_by!r}, pace:{summary.paced_by}).")

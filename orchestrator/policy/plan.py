@@ -26,6 +26,11 @@ class PlanSummary:
     channels: Counter[str] = field(default_factory=Counter)  # channel of rows that would go out
     reasons: Counter[str] = field(default_factory=Counter)  # reason code -> rows
     high_touch: int = 0  # additional phone rows
+    sending_now: Counter[str] = field(default_factory=Counter)  # channel -> rows that would go at once
+    # At the declared rates: when the last of the rows sent at once would go out, and the rate that
+    # sets it (None: no rate limits them).
+    last_send_at: datetime | None = None
+    paced_by: str | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -37,6 +42,8 @@ class PlanSummary:
             "channels": dict(self.channels),
             "reasons": dict(self.reasons.most_common()),
             "high_touch": self.high_touch,
+            "last_send_at": self.last_send_at.isoformat() if self.last_send_at else None,
+            "paced_by": self.paced_by,
         }
 
 
@@ -90,8 +97,34 @@ def plan_audience(
                     summary.outcomes[d.outcome] += 1
                     if d.outcome != "suppress":
                         summary.channels[d.channel] += 1
+                    if d.outcome == "send":
+                        summary.sending_now[d.channel] += 1
                     summary.reasons.update(d.reason_codes)
                 session.rollback()  # end each chunk's read: SQLite readers here hold the writer lock
         finally:
             session.rollback()
+    summary.last_send_at, summary.paced_by = last_send_estimate(policy, topic, summary.sending_now, at)
     return summary
+
+
+def last_send_estimate(policy: Policy, topic: str, sending: Counter[str], at: datetime
+                       ) -> tuple[datetime | None, str | None]:
+    """When the last of ``sending`` (messages per channel, all of ``topic``) goes out at the policy's
+    rates, and which rate decides it. Requests are counted as SendGrid merges them (up to
+    ``ORCH_SENDGRID_BATCH_SIZE`` a request); traffic already queued is not counted."""
+    from channels.registry import DEFAULT_PROVIDERS
+    from orchestrator.settings import get_settings
+
+    settings = get_settings()
+    units: dict[str, float] = {}
+    for channel, n in sending.items():
+        adapter = settings.channel_adapters.get(channel) or DEFAULT_PROVIDERS.get(channel, "")
+        for rule in policy.rates.for_message(channel, adapter, topic):
+            per_request = max(1, settings.sendgrid_batch_size) if channel == "email" else 1
+            units[rule.name] = units.get(rule.name, 0.0) + (
+                -(-n // per_request) if rule.unit == "requests" else n)
+    if not units:
+        return None, None
+    ends = {name: policy.rates.rules[name].finish(at, amount) for name, amount in units.items()}
+    name = max(ends, key=lambda k: ends[k])
+    return ends[name], name

@@ -135,6 +135,21 @@ class RateRule(_Strict):
     topics: list[str] | None = None  # a set of topics across channels
     business_hours: BusinessHours | None = None
 
+    def finish(self, start: datetime, units: float) -> datetime:
+        """When ``units`` starting at ``start`` are through at this rate (during business hours)."""
+        seconds = units / self.per_second
+        if self.business_hours is None:
+            return start + timedelta(seconds=seconds)
+        at = start
+        for _ in range(3660):  # shifts of ten years at most
+            at = self.business_hours.next_open(at)
+            shift = (self.business_hours.closes_after(at) - at).total_seconds()
+            if seconds <= shift:
+                return at + timedelta(seconds=seconds)
+            seconds -= shift
+            at = self.business_hours.closes_after(at)
+        return at
+
     @property
     def lane(self) -> bool:
         """A provider lane (429s lower it), as opposed to a rate per set of topics."""
