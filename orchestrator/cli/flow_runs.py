@@ -71,6 +71,8 @@ def describe_reason(code: str) -> str:
         "render_error": "the template could not be rendered",
         "deadline": f"could not go out on {channel} before its deadline",
         "reconcile": "outcome unknown: check the provider before sending again",
+        "pace": ("waits while urgent messages go first" if arg == "urgent"
+                 else f"waits for the send rate {arg} (goes at the time shown)"),
         "holdout": f"in the holdout group of campaign {arg} (kept from it to measure its effect)",
         "bypass": _describe_bypass(arg),
     }
