@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from orchestrator.templating.merge import Merge
@@ -99,7 +99,11 @@ class SendResult:
 @dataclass(frozen=True)
 class Limits:
     max_batch: int = 100  # messages per send() call
+    # The provider's default send rate (the policy's ``rates:`` may override it), in ``rate_unit``:
+    # "messages", or "requests" when one provider call carries several messages (an adapter that
+    # merges says how many calls a batch takes with ``requests_for(batch) -> int``).
     rate_per_second: float | None = None
+    rate_unit: Literal["messages", "requests"] = "messages"
     max_length: int | None = None  # characters (SMS: segments are checked at render time)
 
 

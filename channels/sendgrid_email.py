@@ -118,6 +118,10 @@ class SendGridEmailAdapter:
         by_id = {r.message_id: r for group in results for r in group}
         return [by_id[m.message_id] for m in batch]
 
+    def requests_for(self, batch: list[OutboundMessage]) -> int:
+        """How many Mail Send requests ``send(batch)`` makes: what a rate in requests counts."""
+        return len(self._requests(batch))
+
     def _requests(self, batch: list[OutboundMessage]) -> list[list[OutboundMessage]]:
         """Merged messages grouped by skeleton into requests of at most ``batch_size``, one
         personalization per address (SendGrid refuses an address twice in one request)."""

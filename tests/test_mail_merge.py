@@ -164,13 +164,14 @@ def test_requests_hold_at_most_batch_size_and_never_one_address_twice(sqlite_url
     batch = [m for m in _outbound(40, addresses=same) if m.merge is not None]
     adapter = _adapter(fake_sendgrid, batch_size=4)
     try:
+        expected_requests = adapter.requests_for(batch)  # what a send rate in requests counts
         results = adapter.send(batch)
     finally:
         adapter.close()
 
     assert all(r.ok for r in results)
     per_request = Counter(id(r.http or r) for r in fake_sendgrid.requests)
-    assert max(per_request.values()) <= 4
+    assert max(per_request.values()) <= 4 and len(per_request) == expected_requests
     for key in {id(r.http or r) for r in fake_sendgrid.requests}:
         addresses = [r.address for r in fake_sendgrid.requests if id(r.http or r) == key]
         assert len(addresses) == len(set(addresses))
