@@ -6,10 +6,9 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.output import console, fail, print_json
+from orchestrator.cli.output import DataTable, console, fail, plain, print_json
 
 report_app = typer.Typer(
     help="Results from the ledger and the delivery events: funnel, rates, breakdowns, health flags.",
@@ -22,10 +21,10 @@ PlotOption = Annotated[str | None, typer.Option("--plot", help="Also draw the fu
                                                                "into this PNG file.")]
 
 
-def _table(title: str, header: tuple[str, ...] | list[str], rows: list[Any]) -> Table:
-    table = Table(*header, title=title, title_justify="left")
+def _table(title: str, header: tuple[str, ...] | list[str], rows: list[Any]) -> DataTable:
+    table = DataTable(*header, title=title, title_justify="left")
     for row in rows:
-        table.add_row(*(Text(str(cell)) for cell in row))  # Text: ledger values are never markup
+        table.add_row(*(str(cell) for cell in row))  # ledger values are never markup
     return table
 
 
@@ -33,7 +32,7 @@ def _print(report: dict[str, Any]) -> None:
     from orchestrator.reports import present
 
     say = console.print
-    say(Text(f"Report: {report['slice']['title']}", style="bold"))
+    say(plain(f"Report: {report['slice']['title']}"))
     say(_table("Funnel", ("stage", "count"), present.funnel_rows(report)))
     say(_table("Rates", ("rate", "value", "of"), present.rate_rows(report)))
     say(Text(present.timing_text(report)))
@@ -45,13 +44,13 @@ def _print(report: dict[str, Any]) -> None:
         elif rows:
             single.append(f"{dimension} {rows[0]['value']}")
     if single:
-        say(Text("Every message shares " + ", ".join(single) + "."))
+        say(plain("Every message shares " + ", ".join(single) + "."))
     header, rows = present.variant_rows(report)
     if rows:
         say(_table("Variants", header, rows))
         say(Text(present.VARIANT_LEGEND))
         say(Text(present.verdict_text(report), style="bold"))
-    say(Text(report["variants"]["note"]))
+    say(plain(report["variants"]["note"]))
     surveys = present.survey_rows(report)
     if surveys:
         say(_table("Survey answers", present.SURVEY_HEADER, surveys))
