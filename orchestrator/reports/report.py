@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from orchestrator.models import MessageStatus, utcnow
@@ -54,6 +55,9 @@ def sender_health(session: Session, now: datetime | None = None) -> list[dict[st
 def build_report(session: Session, part: ReportSlice, now: datetime | None = None) -> dict[str, Any]:
     """The report of ``part``; raises UnknownSlice for a campaign or incident that does not exist."""
     now = now or utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        # A dozen short queries: compiling each with JIT cost ~0.2 s apiece, more than it saved.
+        session.execute(text("SET LOCAL jit = off"))
     where = slice_condition(session, part)
     dims = funnel.dimensions()
     groups = funnel.grouped_counts(session, where, dims)
