@@ -23,7 +23,8 @@ from bench.databases import backends, database, postgres_available, print_report
 from channels.base import Limits, OutboundMessage, ResultStatus, SendResult
 from orchestrator.db import get_engine
 from orchestrator.dispatch.run import dispatch_due
-from orchestrator.models import Customer, Message, utcnow
+from orchestrator.ledger.tables import MESSAGE
+from orchestrator.models import Customer, utcnow
 from orchestrator.settings import REPO_ROOT
 
 SAMPLE = yaml.safe_load((REPO_ROOT / "templates" / "sample_data.yaml").read_text())
@@ -60,7 +61,7 @@ def seed(url: str, n: int) -> None:
             ])
         ids = [r[0] for r in conn.execute(select(Customer.id).order_by(Customer.id))]
         for start in range(0, n, 10_000):
-            conn.execute(insert(Message.__table__), [  # type: ignore[attr-defined]
+            conn.execute(insert(MESSAGE), [
                 {"dedupe_key": "bench-incident", "customer_id": cid, "topic": "outage", "channel": "email",
                  "tone": "empathetic", "template": "outage_notice", "status": "planned", "send_at": now,
                  "reason_codes": [], "reason_text": "", "data": FACTS, "priority": 0, "attempts": 0,

@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 
 from orchestrator.db import get_engine, is_sqlite, upgrade
-from orchestrator.models import ConsentEvent, Customer, Message, MessageStatus, utcnow
+from orchestrator.ledger.tables import MESSAGE
+from orchestrator.models import ConsentEvent, Customer, MessageStatus, utcnow
 
 ZONES = ["UTC", "America/New_York", "America/Los_Angeles", "Europe/Berlin", "Europe/London",
          "Asia/Kathmandu", "Asia/Tokyo", "Australia/Sydney"]
@@ -27,7 +28,6 @@ REGIONS = ["us-east", "us-west", "eu-central", "eu-west", "ap-south", "ap-northe
 CHUNK = 10_000
 _customer = Customer.__table__  # type: ignore[attr-defined]
 _consent = ConsentEvent.__table__  # type: ignore[attr-defined]
-_message = Message.__table__  # type: ignore[attr-defined]
 
 
 def email_of(i: int) -> str:
@@ -89,7 +89,7 @@ def seed_marketing_history(url: str, every: int, *, hours_ago: float = 20) -> li
             last = found[-1].id
             chosen = [row for row in found if row.id % every == 0]
             if chosen:
-                conn.execute(insert(_message), [
+                conn.execute(insert(MESSAGE), [
                     {"dedupe_key": "campaign:earlier", "customer_id": row.id, "topic": "marketing",
                      "channel": "email", "tone": "playful", "template": "spring_sale",
                      "status": MessageStatus.sent.value, "send_at": sent_at, "sent_at": sent_at,

@@ -3,7 +3,7 @@
 Each customer gets at most one message per campaign name (dedupe key ``campaign:<name>``), so a
 re-run after a crash or a change of heart sends only what has not gone out yet. Messages the
 policy defers (quiet hours, a local send time such as "10:00", a full cap) wait in the ledger for
-the due-sweeper (``flows/dispatch_due.py``).
+the due-sweeper (``flows/dispatch_due.py``). The campaign's record: ``orchestrator.ledger.campaigns``.
 """
 
 from __future__ import annotations
@@ -14,49 +14,19 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
 
 from flows.common import Progress, install_prefect_redaction, summary_table_artifact, tag_flow_run
-from flows.pipeline import audience_chunks, audience_size, id_range, ledger_summary, publish, run_pipeline
+from flows.pipeline import audience_chunks, audience_size, id_range, publish, run_pipeline
 from orchestrator.campaign_params import CampaignError, check_campaign
-from orchestrator.db import session_scope
 from orchestrator.experiments import Percent, VariantSpec, build_experiment, save_experiment
-from orchestrator.models import Campaign, utcnow
+from orchestrator.ledger.campaigns import set_campaign_status, upsert_campaign
+from orchestrator.ledger.summaries import ledger_summary
 from orchestrator.policy import Intent
 from orchestrator.policy.plan import plan_audience
 
 
 def dedupe_key(name: str) -> str:
     return f"campaign:{name}"
-
-
-def upsert_campaign(name: str, segment: str, topic: str, template: str, tone: str | None,
-                    send_time: str) -> int:
-    """The campaign row for ``name``, created or updated; a re-run reuses it."""
-    for _ in range(2):  # a concurrent first run may create it between our read and write
-        try:
-            with session_scope() as session:
-                campaign = session.exec(select(Campaign).where(Campaign.name == name)).first()
-                if campaign is None:
-                    campaign = Campaign(name=name, segment=segment, topic=topic, template=template)
-                campaign.segment, campaign.topic, campaign.template = segment, topic, template
-                campaign.tone, campaign.send_time = tone, send_time
-                campaign.status, campaign.updated_at = "running", utcnow()
-                session.add(campaign)
-                session.flush()
-                return campaign.id  # type: ignore[return-value]
-        except IntegrityError:
-            continue
-    raise CampaignError(f"could not create campaign {name!r}")
-
-
-def _set_status(campaign_id: int, status: str) -> None:
-    with session_scope() as session:
-        campaign = session.get(Campaign, campaign_id)
-        if campaign is not None:
-            campaign.status, campaign.updated_at = status, utcnow()
-            session.add(campaign)
 
 
 @flow(
@@ -112,6 +82,8 @@ def campaign(
         return {"flow": "campaign", "name": name, "dry_run": True, **plan.as_dict()}
 
     campaign_id = upsert_campaign(name, segment, topic, template, tone, send_time)
+    if campaign_id is None:
+        raise CampaignError(f"could not create campaign {name!r}")
     save_experiment(campaign_id, experiment, goal_event, attribution_days)
     logger.info("campaign %s (id %d): %d customers in %s, %d chunk(s)", name, campaign_id, total, segment,
                 ceil(total / chunk_size))
@@ -128,7 +100,7 @@ def campaign(
     tag_flow_run(topic, f"campaign:{name}")
     progress = Progress(f"campaign-{name}-progress", total, description=f"Campaign {name}: customers done")
     run = run_pipeline(chunks(), progress=progress)
-    _set_status(campaign_id, "dispatched")
+    set_campaign_status(campaign_id, "dispatched")
     ledger = ledger_summary(campaign_id=campaign_id)
     publish(f"campaign-{name}", f"Campaign {name}", facts, ledger, run)
     return {"flow": "campaign", "name": name, "campaign_id": campaign_id, "dry_run": False,

@@ -1,220 +1,50 @@
-"""The outage notice: tell affected customers fast, once per update, and close the loop when resolved.
+"""The outage notice flow: tell affected customers fast, once per update, and close the loop when resolved.
 
-- One run per (incident, status). Its ledger rows share the dedupe key
-  ``incident:<id>:<status>``, so triggering the same update again notifies nobody twice.
 - The first chunk of customers is reserved and dispatched before the next is reserved, so the
   first message reaches a provider within seconds whatever the audience's size.
 - One public social post per update: the ``IncidentUpdate`` row is the claim. Only the run that
   records the update posts; a re-trigger finds the row and does not post again.
-- The policy's high-touch rules turn the first update of a major or critical incident into
-  phone tasks for premium accounts (``data.severity``); later updates do not call again.
 - ``resolved`` cancels this incident's earlier notices that have not gone out yet (reason
   ``superseded:resolved``) and tells everyone who did get one that it is over.
+
+Who is affected and what each update says: ``orchestrator.outage_notice``; the incident records
+and the notices' ledger rows: ``orchestrator.ledger.incidents``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy import bindparam, distinct, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from flows.common import Progress, install_prefect_redaction, tag_flow_run
-from flows.pipeline import (
-    ShortReads,
-    audience_chunks,
-    audience_size,
-    id_range,
-    ledger_summary,
-    publish,
-    run_pipeline,
+from flows.pipeline import audience_chunks, audience_size, id_range, publish, run_pipeline
+from orchestrator.ledger.incidents import (
+    OutageError,
+    cancel_superseded,
+    count_notified,
+    notified_customer_chunks,
+    record_update,
 )
-from orchestrator.db import is_sqlite, session_scope
-from orchestrator.models import Incident, IncidentUpdate, Message, MessageStatus, utcnow
+from orchestrator.ledger.summaries import ledger_summary
+from orchestrator.outage_notice import (
+    SEVERITIES,
+    STATUSES,
+    TOPIC,
+    Severity,
+    Status,
+    affected_filter,
+    dedupe_key,
+    notice_facts,
+)
 from orchestrator.policy import Intent
-from orchestrator.segments import ATTRIBUTE_PREFIXES, FIELDS, get_segment
-from orchestrator.settings import get_settings
-
-Status = Literal["investigating", "identified", "monitoring", "resolved"]
-Severity = Literal["minor", "major", "critical"]
-STATUSES = ("investigating", "identified", "monitoring", "resolved")
-SEVERITIES = ("minor", "major", "critical")
-TOPIC = "outage"
-SUPERSEDED = "superseded:resolved"
-# What we are doing, when the caller gives a title and no words of their own for it.
-ACTIONS = {
-    "investigating": "We are investigating and will keep you posted",
-    "identified": "We have found the cause and are working on a fix",
-    "monitoring": "A fix is in place and we are watching it closely",
-}
-NEXT_UPDATE_MINUTES = {"minor": 120, "major": 60, "critical": 30}
-# Ledger statuses of customers who did hear (or may have heard) about an earlier update.
-HEARD = (MessageStatus.sending, MessageStatus.sent, MessageStatus.delivered, MessageStatus.reconcile)
-
-_message = Message.__table__  # type: ignore[attr-defined]
-
-
-class OutageError(ValueError):
-    """The notice's parameters cannot work; nothing was sent."""
 
 
 class PostNotYetAccepted(RuntimeError):
     """The social network said "later" (rate limit, server error): the post task retries."""
-
-
-def dedupe_key(incident_id: str, status: str) -> str:
-    return f"incident:{incident_id}:{status}"
-
-
-def affected_filter(affected: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The affected attributes as a segment filter: ``{"region": "eu"}`` filters ``attributes.region``.
-
-    Customer fields (``tier``, ``timezone``...) and full segment filter keys pass as they are.
-    """
-    if not affected:
-        return None
-    keep = {*FIELDS, "and", "or", "not", "has"}
-    return {k if k in keep or k.startswith(ATTRIBUTE_PREFIXES) else f"attributes.{k}": v
-            for k, v in affected.items()}
-
-
-def describe_affected(segment: str | None, affected: dict[str, Any] | None) -> str:
-    """Words for the template's ``affected`` fact."""
-    if affected:
-        parts = [f"{k.split('.')[-1].replace('_', ' ')} {v}" for k, v in affected.items()
-                 if isinstance(v, str | int | float)]
-        if parts:
-            return "customers with " + " and ".join(parts)
-    if segment and segment != "all":
-        return get_segment(segment).description or segment
-    return "all customers"
-
-
-def record_update(incident_id: str, status: str, severity: str, summary: str, *, title: str | None,
-                  segment: str | None, status_page_url: str | None) -> tuple[int, bool, str]:
-    """Creates or updates the incident and its update for ``status``.
-
-    Returns (incident row id, whether this call recorded the update, the incident's first status).
-    The incident row is locked (PostgreSQL) or the write lock held (SQLite) while the update is
-    looked up, so of two simultaneous triggers of one update exactly one records it.
-    """
-    for _ in range(2):  # two first triggers may both insert the incident: the loser reads it
-        try:
-            with session_scope() as session:
-                query = select(Incident).where(Incident.incident_key == incident_id)
-                if not is_sqlite(session.get_bind()):
-                    query = query.with_for_update()
-                incident = session.scalars(query).first()
-                if incident is None:
-                    incident = Incident(incident_key=incident_id)
-                incident.severity = severity
-                incident.title = (title or incident.title or summary)[:200]
-                incident.summary = summary or incident.summary
-                incident.status_page_url = status_page_url or incident.status_page_url
-                incident.segment = segment or incident.segment
-                incident.updated_at = utcnow()
-                session.add(incident)
-                session.flush()
-                updates = list(session.scalars(
-                    select(IncidentUpdate).where(IncidentUpdate.incident_id == incident.id)
-                    .order_by(IncidentUpdate.id)
-                ))
-                recorded = not any(u.status == status for u in updates)
-                if recorded:  # a re-trigger of an older update does not move the incident back
-                    incident.status = status
-                    session.add(IncidentUpdate(incident_id=incident.id, status=status, summary=summary))
-                first = updates[0].status if updates else status
-                return incident.id, recorded, first  # type: ignore[return-value]
-        except IntegrityError:
-            continue
-    raise OutageError(f"could not record incident {incident_id!r}")
-
-
-def cancel_superseded(incident_pk: int, keep_key: str) -> int:
-    """Earlier notices of the incident that have not gone out become ``cancelled``. Returns how many.
-
-    Only ``planned`` and ``deferred`` rows change (a dispatcher that claimed one first sends it).
-    """
-    m = _message.c
-    waiting = [MessageStatus.planned.value, MessageStatus.deferred.value]
-    with session_scope() as session:
-        query = select(m.id, m.reason_codes).where(
-            m.incident_id == incident_pk, m.status.in_(waiting), m.dedupe_key != keep_key,
-            ~m.dedupe_key.startswith(keep_key, autoescape=True),
-        )
-        if not is_sqlite(session.get_bind()):
-            query = query.with_for_update(skip_locked=True)
-        rows = session.connection().execute(query).all()
-        if rows:
-            now = utcnow()
-            session.connection().execute(
-                update(_message)
-                .where(m.id == bindparam("b_id"), or_(*(m.status == s for s in waiting)))
-                .values(status=MessageStatus.cancelled.value, reason_codes=bindparam("b_codes"),
-                        updated_at=now),
-                [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), SUPERSEDED]} for r in rows],
-            )
-    return len(rows)
-
-
-def _heard(incident_pk: int, resolved_key: str) -> list[Any]:
-    m = _message.c
-    return [m.incident_id == incident_pk, m.status.in_([s.value for s in HEARD]),
-            ~m.dedupe_key.startswith(resolved_key, autoescape=True)]
-
-
-def count_notified(incident_pk: int, resolved_key: str) -> int:
-    m = _message.c
-    query = select(func.count(distinct(m.customer_id))).where(*_heard(incident_pk, resolved_key))
-    return int(ShortReads().execute(query).scalar_one())
-
-
-def notified_customer_chunks(incident_pk: int, resolved_key: str, chunk_size: int) -> Iterator[list[int]]:
-    """Customers who heard about an earlier update of the incident, ascending, a chunk at a time."""
-    m = _message.c
-    reads = ShortReads()
-    last = 0
-    while True:
-        ids = list(reads.execute(
-            select(m.customer_id).distinct()
-            .where(*_heard(incident_pk, resolved_key), m.customer_id > last)
-            .order_by(m.customer_id).limit(chunk_size)
-        ).scalars())
-        if ids:
-            yield ids
-        if len(ids) < chunk_size:
-            return
-        last = ids[-1]
-
-
-def notice_facts(status: str, severity: str, summary: str, *, title: str | None, segment: str | None,
-                 affected: dict[str, Any] | None, status_page_url: str | None, call: bool
-                 ) -> tuple[str, dict[str, Any]]:
-    """The template and its facts for this update. ``call``: let the high-touch rules phone people."""
-    url = status_page_url or f"{get_settings().public_base_url.rstrip('/')}/status"
-    now = utcnow()
-    if status == "resolved":
-        return "outage_resolved", {
-            "incident_title": title or summary, "resolved_at": f"{now:%H:%M} UTC",
-            "cause_summary": summary, "status_page_url": url, "status": status,
-        }
-    next_update = now + timedelta(minutes=NEXT_UPDATE_MINUTES[severity])
-    data = {
-        "incident_title": title or summary,
-        "affected": describe_affected(segment, affected),
-        "actions": summary if title else ACTIONS[status],
-        "next_update": f"{next_update:%H:%M} UTC",
-        "status_page_url": url,
-        "status": status,
-    }
-    if call:
-        data["severity"] = severity  # what the policy's high-touch rules match
-    return "outage_notice", data
 
 
 @task(name="post-update", task_run_name="post-{label}", cache_policy=NO_CACHE, retries=3,

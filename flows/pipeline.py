@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -23,7 +22,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
-from sqlalchemy import select
 
 from flows.common import (
     Progress,
@@ -33,49 +31,25 @@ from flows.common import (
     retry_on_infrastructure_errors,
     summary_table_artifact,
 )
-from orchestrator.db import session_scope
+from orchestrator.db import ShortTransactionReader
 from orchestrator.dispatch.report import OUTCOMES, DispatchReport
 from orchestrator.ledger.changes import Failure
-from orchestrator.models import Message, MessageStatus
+from orchestrator.ledger.summaries import LedgerSummary
 from orchestrator.policy import Intent, ReserveResult, reserve_chunk
 from orchestrator.policy.fallback import reserve_fallbacks
 from orchestrator.segments import count_audience, iter_audience_chunks
 
-# Reason codes that say how a message went, not why it did not (yet) go.
-INFORMATIONAL = ("route:", "preference:", "bypass:", "high_touch:", "fallback:", "send_time:")
-# ... and the ones that say why a message waits.
-DELAYS = ("quiet_hours:", "defer:", "send_time:")
-NOT_YET_SENT = {MessageStatus.planned.value, MessageStatus.sending.value}
-REACHED = {MessageStatus.sent.value, MessageStatus.delivered.value}
-_message = Message.__table__  # type: ignore[attr-defined]
-
-
 # --- audiences -------------------------------------------------------------------------------
-
-
-class ShortReads:
-    """Runs each query in a transaction of its own.
-
-    SQLite transactions begin IMMEDIATE (one writer), so a session held open while an audience
-    is streamed would block every reservation; this stands in for that session instead.
-    """
-
-    def __init__(self, url: str | None = None) -> None:
-        self.url = url
-
-    def execute(self, statement: Any) -> Any:
-        with session_scope(self.url) as session:
-            return session.execute(statement).freeze()()
 
 
 def audience_chunks(segment: str, chunk_size: int, extra: dict[str, Any] | None = None
                     ) -> Iterator[list[int]]:
     """Customer ids of the segment, ascending, a chunk at a time, without holding a transaction."""
-    return iter_audience_chunks(ShortReads(), segment, chunk_size=chunk_size, extra=extra)
+    return iter_audience_chunks(ShortTransactionReader(), segment, chunk_size=chunk_size, extra=extra)
 
 
 def audience_size(segment: str, extra: dict[str, Any] | None = None) -> int:
-    return count_audience(ShortReads(), segment, extra=extra)
+    return count_audience(ShortTransactionReader(), segment, extra=extra)
 
 
 def id_range(ids: list[int]) -> str:
@@ -229,79 +203,7 @@ def run_pipeline(
     return result
 
 
-# --- what the ledger says --------------------------------------------------------------------
-
-
-def headline(status: str, codes: list[str], last_error: str | None, attempts: int) -> str:
-    """Why a row is where it is, in reason codes ("" for messages on their way or delivered)."""
-    if status in NOT_YET_SENT or status in REACHED:
-        return ""
-    if status == MessageStatus.deferred:
-        reasons = [c for c in codes if c.startswith(DELAYS)]
-        if attempts > 0 and last_error:
-            reasons.append(f"retry:{last_error.split(':', 1)[0]}")  # a provider said "later"
-    else:
-        reasons = sorted({c for c in codes if not c.startswith(INFORMATIONAL)})
-    return " + ".join(reasons)
-
-
-@dataclass
-class LedgerSummary:
-    """Where every message of one campaign, incident update or lifecycle run stands, and why."""
-
-    rows: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (channel, status, reason)
-    customers: set[int] = field(default_factory=set)
-
-    def by_channel(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for (channel, status, _), n in sorted(self.rows.items()):
-            out.setdefault(channel, {}).setdefault(status, 0)
-            out[channel][status] += n
-        return out
-
-    def reasons(self) -> dict[str, dict[str, int]]:
-        """status -> reason -> count, for everything not sent."""
-        out: dict[str, dict[str, int]] = {}
-        for (_, status, reason), n in self.rows.most_common():
-            if reason:
-                out.setdefault(status, {}).setdefault(reason, 0)
-                out[status][reason] += n
-        return out
-
-    def table(self) -> list[dict[str, Any]]:
-        return [{"channel": ch, "status": st, "reason": reason or "-", "messages": n}
-                for (ch, st, reason), n in sorted(self.rows.items())]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"customers": len(self.customers), "channels": self.by_channel(), "reasons": self.reasons()}
-
-
-def ledger_summary(
-    *,
-    campaign_id: int | None = None,
-    incident_id: int | None = None,
-    dedupe_prefix: str | None = None,
-    created_since: datetime | None = None,
-    url: str | None = None,
-) -> LedgerSummary:
-    """Counts the ledger rows matching every given filter, per channel, status and reason."""
-    m = _message.c
-    query = select(m.customer_id, m.channel, m.status, m.reason_codes, m.last_error, m.attempts)
-    if campaign_id is not None:
-        query = query.where(m.campaign_id == campaign_id)
-    if incident_id is not None:
-        query = query.where(m.incident_id == incident_id)
-    if dedupe_prefix is not None:
-        query = query.where(m.dedupe_key.startswith(dedupe_prefix, autoescape=True))
-    if created_since is not None:
-        query = query.where(m.created_at >= created_since)
-    summary = LedgerSummary()
-    with session_scope(url) as session:
-        for row in session.connection().execute(query):
-            reason = headline(row.status, list(row.reason_codes or []), row.last_error, row.attempts)
-            summary.rows[(row.channel, row.status, reason)] += 1
-            summary.customers.add(row.customer_id)
-    return summary
+# --- what the run says --------------------------------------------------------------------
 
 
 def summary_markdown(title: str, facts: dict[str, Any], ledger: LedgerSummary, run: PipelineResult) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -83,6 +83,21 @@ def get_engine(url: str | None = None) -> Engine:
 @lru_cache(maxsize=16)
 def _engine_for(url: str) -> Engine:
     return make_engine(url)
+
+
+class ShortTransactionReader:
+    """Runs each query in a transaction of its own and returns its rows, already fetched.
+
+    SQLite transactions begin IMMEDIATE (one writer), so a session held open while an audience
+    is streamed would block every reservation; this stands in for that session instead.
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url
+
+    def execute(self, statement: Any) -> Any:
+        with session_scope(self.url) as session:
+            return session.execute(statement).freeze()()
 
 
 @contextmanager

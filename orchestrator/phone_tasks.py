@@ -17,7 +17,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from orchestrator.models import Message, MessageStatus, PhoneTask, utcnow
+from orchestrator.ledger.reservations import plan_escalation_fallback
+from orchestrator.models import Message, PhoneTask, utcnow
 
 
 class TaskStatus(StrEnum):
@@ -272,7 +273,8 @@ def escalate_overdue(
             if original is None:
                 note += f"; no {fallback_channel} fallback: the task has no ledger message"
             else:
-                item.fallback_message_id = _plan_fallback(session, task, original, fallback_channel, now)
+                item.fallback_message_id = plan_escalation_fallback(
+                    session, task.id, task.customer_id, original, fallback_channel, now)
                 note += f"; fallback message planned on {fallback_channel}"
         task.status = TaskStatus.escalated.value
         task.outcome = note if not task.outcome else f"{task.outcome}\n{note}"
@@ -287,43 +289,6 @@ def _messages(session: Session, ids: list[int]) -> dict[int, Message]:
     if not ids:
         return {}
     return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}  # type: ignore[union-attr,misc]
-
-
-def _plan_fallback(
-    session: Session, task: PhoneTask, original: Message, channel: str, now: datetime
-) -> int | None:
-    dedupe_key = f"escalation:task-{task.id}"
-    existing = session.scalars(
-        select(Message.id).where(
-            Message.dedupe_key == dedupe_key,
-            Message.customer_id == task.customer_id,
-            Message.channel == channel,
-        )
-    ).first()
-    if existing is not None:
-        return existing
-    message = Message(
-        dedupe_key=dedupe_key,
-        customer_id=task.customer_id,
-        topic=original.topic,
-        channel=channel,
-        tone=original.tone,
-        template=original.template,
-        locale=original.locale,
-        priority=original.priority,
-        status=MessageStatus.planned.value,
-        send_at=now,
-        reason_codes=["escalation:phone_overdue", f"fallback:phone->{channel}"],
-        reason_text=f"Phone task {task.id} was not handled within its SLA; falling back to {channel}.",
-        data=dict(original.data or {}),
-        campaign_id=original.campaign_id,
-        incident_id=original.incident_id,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(message)
-    session.flush()
-    return message.id
 
 
 def _human(delta: timedelta) -> str:

@@ -8,15 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from flows.lifecycle import (
-    anniversary_condition,
-    anniversary_for_run,
-    celebrates,
-    complaint_acknowledgement,
-    complaint_resolved,
-    lifecycle_daily,
-)
+from flows.lifecycle import complaint_acknowledgement, complaint_resolved, lifecycle_daily
 from orchestrator.db import session_scope
+from orchestrator.lifecycle import anniversary_condition, anniversary_for_run, celebrates
 from orchestrator.models import Customer, MessageStatus, PhoneTask
 from tests.support.flow_world import add_customer, by_customer, ledger, use_fake_providers
 from tests.support.ledger import add_messages

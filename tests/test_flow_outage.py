@@ -8,9 +8,10 @@ import threading
 import pytest
 from sqlmodel import select
 
-from flows.outage import affected_filter, outage_notice
+from flows.outage import outage_notice
 from orchestrator.db import session_scope
 from orchestrator.models import IncidentUpdate, MessageStatus, PhoneTask, Suppression
+from orchestrator.outage_notice import affected_filter
 from tests.support.fakes.twilio import INVALID_NUMBER
 from tests.support.flow_world import (
     NIGHT,

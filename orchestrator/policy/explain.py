@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from orchestrator.models import Campaign, Customer, Incident, Message, MessageStatus
+from orchestrator.ledger.tables import MESSAGE
+from orchestrator.models import Campaign, Customer, Incident, MessageStatus
 
 
 class UnknownCustomer(LookupError):
@@ -69,12 +70,12 @@ def belongs_to(campaign: str | None, incident: str | None, data: dict[str, Any] 
 
 def _with_origin(*columns: Any) -> Any:
     """A query over ledger rows with the names of their campaign and incident."""
-    messages, campaigns, incidents = (t.__table__ for t in (Message, Campaign, Incident))  # type: ignore[attr-defined]
-    m = messages.c
+    campaigns, incidents = (t.metadata.tables[t.__tablename__] for t in (Campaign, Incident))
+    m = MESSAGE.c
     return (
         select(*columns, m.id, m.template, m.dedupe_key, m.data, campaigns.c.name.label("campaign"),
                incidents.c.incident_key.label("incident"))
-        .select_from(messages.outerjoin(campaigns, campaigns.c.id == m.campaign_id)
+        .select_from(MESSAGE.outerjoin(campaigns, campaigns.c.id == m.campaign_id)
                      .outerjoin(incidents, incidents.c.id == m.incident_id))
     )
 
@@ -83,7 +84,7 @@ def message_origins(session: Session, message_ids: Sequence[int]) -> dict[int, s
     """What each message belongs to (``belongs_to``), by message id."""
     if not message_ids:
         return {}
-    m = Message.__table__.c  # type: ignore[attr-defined]
+    m = MESSAGE.c
     rows = session.connection().execute(_with_origin().where(m.id.in_(list(message_ids))))
     return {r.id: belongs_to(r.campaign, r.incident, r.data, r.template, r.dedupe_key) for r in rows}
 
@@ -93,7 +94,7 @@ def explain_customer(
 ) -> list[ExplainedDecision]:
     """The customer's most recent ledger rows, newest first, with their reasons."""
     customer_id = find_customer_id(session, external_id_or_id)
-    m = Message.__table__.c  # type: ignore[attr-defined]
+    m = MESSAGE.c
     rows = session.connection().execute(
         _with_origin(m.created_at, m.topic, m.channel, m.tone, m.status, m.send_at, m.reason_codes,
                      m.reason_text)

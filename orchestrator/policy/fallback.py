@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import select
 
 from orchestrator.db import session_scope
 from orchestrator.ledger.changes import Failure
-from orchestrator.models import Message, MessageStatus
+from orchestrator.ledger.reservations import put_reason_first
+from orchestrator.ledger.tables import MESSAGE
 from orchestrator.policy.config import Policy, WhenCapped, load_policy
 from orchestrator.policy.intents import Intent
 from orchestrator.policy.reserve import ReserveResult, reserve_chunk
@@ -40,10 +41,6 @@ FALLBACK_REASONS = (
     "suppressed:",
     "consent:opted_out",
 )
-
-WAITING = (MessageStatus.planned, MessageStatus.deferred, MessageStatus.suppressed)
-
-_message = Message.__table__  # type: ignore[attr-defined]
 
 
 def warrants_fallback(failure: Failure, policy: Policy) -> bool:
@@ -68,7 +65,7 @@ def fallback_intents(failures: Iterable[Failure], policy: Policy, url: str | Non
     wanted = {f.message_id: f for f in failures if warrants_fallback(f, policy)}
     if not wanted:
         return []
-    m = _message.c
+    m = MESSAGE.c
     with session_scope(url) as session:
         rows = session.connection().execute(
             select(m.id, m.dedupe_key, m.customer_id, m.topic, m.channel, m.template, m.tone, m.data,
@@ -104,32 +101,11 @@ def reserve_fallbacks(failures: Iterable[Failure], *, now: datetime | None = Non
 
 def _label(result: ReserveResult, failure_by_key: dict[str, Failure], url: str | None) -> None:
     """Puts ``fallback:<from>-><to>`` and the failure first in each new row's reasons."""
-    new = [r for r in result.rows if r.status != "duplicate" and r.message_id is not None]
-    if not new:
-        return
-    m = _message.c
-    with session_scope(url) as session:
-        conn = session.connection()
-        current = {
-            row.id: row for row in conn.execute(
-                select(m.id, m.reason_codes, m.reason_text).where(m.id.in_([r.message_id for r in new]))
-            )
-        }
-        params = []
-        for r in new:
-            failure = failure_by_key[r.dedupe_key]
-            row = current[r.message_id]
-            code = f"fallback:{failure.channel}->{r.channel}"
-            text = f"Fell back from {failure.channel} ({failure.reason}) to {r.channel}."
-            params.append({
-                "b_id": r.message_id,
-                "b_codes": [code, *[c for c in row.reason_codes or [] if c != code]],
-                "b_text": f"{text} {row.reason_text}".strip(),
-            })
-        # Only rows still waiting: a dispatcher that already claimed one keeps its own copy.
-        conn.execute(
-            update(_message)
-            .where(m.id == bindparam("b_id"), or_(*(m.status == s.value for s in WAITING)))
-            .values(reason_codes=bindparam("b_codes"), reason_text=bindparam("b_text")),
-            params,
-        )
+    labels: dict[int, tuple[str, str]] = {}
+    for r in result.rows:
+        if r.status == "duplicate" or r.message_id is None:
+            continue
+        failure = failure_by_key[r.dedupe_key]
+        labels[r.message_id] = (f"fallback:{failure.channel}->{r.channel}",
+                                f"Fell back from {failure.channel} ({failure.reason}) to {r.channel}.")
+    put_reason_first(labels, url)

@@ -18,12 +18,13 @@ from sqlmodel import Session
 
 from orchestrator.consent import current_consent
 from orchestrator.db import get_engine, is_sqlite
+from orchestrator.ledger.reservations import RowEncoder, insert_reserved
+from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
     ADDRESS_COLUMN,
     CAP_HOLDING_STATUSES,
     ContactPreference,
     Customer,
-    Message,
     Suppression,
 )
 from orchestrator.policy.config import CHANNELS, Policy, PolicyError, load_policy
@@ -33,7 +34,6 @@ from orchestrator.policy.timing import parse_send_time, zone_for
 
 _customer = Customer.__table__  # type: ignore[attr-defined]
 _pref = ContactPreference.__table__  # type: ignore[attr-defined]
-_message = Message.__table__  # type: ignore[attr-defined]
 _suppression = Suppression.__table__  # type: ignore[attr-defined]
 _HOLDING = frozenset(s.value for s in CAP_HOLDING_STATUSES)
 
@@ -145,7 +145,7 @@ def load_facts(
             for cid in owners.get((channel, address), ()):
                 facts[cid].suppressed[channel] = reason
     since = now - policy.longest_window
-    m = _message.c
+    m = MESSAGE.c
     # Status is filtered here, not in SQL: a status condition tempts planners onto the
     # (status, send_at) index, which reads every recent message instead of the chunk's customers'.
     query = select(m.customer_id, m.topic, m.channel, m.send_at, m.status).where(
@@ -185,7 +185,7 @@ def decide_chunk(session: Session, intents: list[Intent], now: datetime, policy:
 
 def _existing(session: Session, intents: list[Intent]) -> dict[tuple[str, int], list[tuple[int, str, str]]]:
     """Ledger rows already present for the chunk's (dedupe key, customer) pairs."""
-    m = _message.c
+    m = MESSAGE.c
     keys = sorted({i.dedupe_key for i in intents})
     ids = sorted({i.customer_id for i in intents})
     wanted = {(i.dedupe_key, i.customer_id) for i in intents}
@@ -206,97 +206,6 @@ def _lock_customers(session: Session, ids: list[int]) -> None:
     session.connection().execute(
         select(c.id).where(_member(session, c.id, ids)).order_by(c.id).with_for_update()
     )
-
-
-# Ledger columns written on reservation, with the PostgreSQL type each is read as.
-_COLUMNS = {
-    "dedupe_key": "text", "customer_id": "int", "topic": "text", "channel": "text", "tone": "text",
-    "template": "text", "priority": "int", "status": "text", "send_at": "timestamptz",
-    "deadline": "timestamptz", "reason_codes": "json", "reason_text": "text", "data": "json",
-    "campaign_id": "int", "incident_id": "int", "variant": "text", "attempts": "int",
-    "created_at": "timestamptz", "updated_at": "timestamptz",
-}
-_NAMES = ", ".join(_COLUMNS)
-_CONFLICT = (
-    "ON CONFLICT (dedupe_key, customer_id, channel) DO NOTHING RETURNING id, dedupe_key, customer_id, channel"
-)
-# PostgreSQL: the chunk travels as ONE JSON parameter (rows as arrays) that the server unpacks.
-# The statement text is the same for any chunk size, and the client serialises with the C json
-# encoder instead of adapting thousands of values one by one.
-_PG_INSERT = (
-    f"INSERT INTO message ({_NAMES}) SELECT "
-    + ", ".join(
-        f"r->{i}" if kind == "json" else f"(r->>{i})::{kind}" for i, kind in enumerate(_COLUMNS.values())
-    )
-    + f" FROM json_array_elements(%s::json) AS r {_CONFLICT}"
-)
-_SQLITE_ROW = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-_SQLITE_BATCH = 32766 // len(_COLUMNS)  # SQLite's limit on bound variables per statement
-
-
-class _Encoder:
-    """Driver-ready values; repeated ones (a campaign's data, common reason lists, send times) once."""
-
-    def __init__(self, sqlite: bool) -> None:
-        self.sqlite = sqlite
-        self._data: dict[int, tuple[Any, str]] = {}
-        self._codes: dict[tuple[str, ...], str] = {}
-        self._times: dict[datetime, str] = {}
-
-    def data(self, value: dict[str, Any] | None) -> Any:
-        if not self.sqlite:  # nested inside the chunk's JSON document
-            return value or {}
-        hit = self._data.get(id(value))
-        if hit is None or hit[0] is not value:
-            hit = self._data[id(value)] = (value, json.dumps(value or {}))
-        return hit[1]
-
-    def codes(self, codes: list[str]) -> Any:
-        if not self.sqlite:
-            return codes
-        key = tuple(codes)
-        text = self._codes.get(key)
-        if text is None:
-            text = self._codes[key] = json.dumps(codes)
-        return text
-
-    def time(self, value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        text = self._times.get(value)
-        if text is None:
-            utc = value.astimezone(UTC)
-            # SQLite: the text SQLAlchemy stores for a UTC DateTime (compared as text there).
-            text = f"{utc:%Y-%m-%d %H:%M:%S.%f}" if self.sqlite else utc.isoformat()
-            self._times[value] = text
-        return text
-
-    def row(self, intent: Intent, d: Decision, now: datetime) -> tuple[Any, ...]:
-        t = self.time
-        return (
-            intent.dedupe_key, d.customer_id, d.topic, d.channel, d.tone, intent.template, d.priority,
-            d.status, t(d.send_at), t(intent.deadline), self.codes(d.reason_codes), d.reason_text,
-            self.data(intent.data), intent.campaign_id, intent.incident_id, intent.variant, 0, t(now), t(now),
-        )
-
-
-def _insert(session: Session, rows: list[tuple[Any, ...]], sqlite: bool) -> list[tuple[int, str, int, str]]:
-    """Bulk INSERT ... ON CONFLICT DO NOTHING RETURNING, straight through the driver.
-
-    The ledger's unique (dedupe_key, customer_id, channel) turns a row that is already there
-    into a no-op; only rows actually inserted come back, with their ids.
-    """
-    if not rows:
-        return []
-    conn = session.connection()
-    if not sqlite:
-        return list(conn.exec_driver_sql(_PG_INSERT, (json.dumps(rows),)))
-    out: list[tuple[int, str, int, str]] = []
-    for start in range(0, len(rows), _SQLITE_BATCH):
-        part = rows[start : start + _SQLITE_BATCH]
-        sql = f"INSERT INTO message ({_NAMES}) VALUES {', '.join([_SQLITE_ROW] * len(part))} {_CONFLICT}"
-        out.extend(conn.exec_driver_sql(sql, tuple(v for row in part for v in row)))
-    return out
 
 
 def reserve_chunk(
@@ -332,9 +241,10 @@ def reserve_chunk(
         facts = load_facts(session, [i.customer_id for i in unique], now, policy)
         decisions = _decide_loaded(unique, facts, now, policy)
         by_key = {(i.dedupe_key, i.customer_id): i for i in unique}
-        encode = _Encoder(sqlite)
+        encode = RowEncoder(sqlite)
         rows = [encode.row(by_key[(d.dedupe_key, d.customer_id)], d, now) for d in decisions]
-        inserted = {(key, cid, channel): mid for mid, key, cid, channel in _insert(session, rows, sqlite)}
+        written = insert_reserved(session, rows, sqlite)
+        inserted = {(key, cid, channel): mid for mid, key, cid, channel in written}
     for d in decisions:
         message_id = inserted.get((d.dedupe_key, d.customer_id, d.channel))
         d.message_id = message_id

@@ -23,18 +23,18 @@ from sqlalchemy import Integer, and_, case, cast, func, literal, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
+from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
     Campaign,
     CustomerFeedback,
     DeliveryEvent,
     EventKind,
     Incident,
-    Message,
     MessageStatus,
     PhoneTask,
 )
 
-M = Message.__table__  # type: ignore[attr-defined]
+M = MESSAGE
 E = DeliveryEvent.__table__  # type: ignore[attr-defined]
 C = Campaign.__table__  # type: ignore[attr-defined]
 I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741

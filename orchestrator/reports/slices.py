@@ -15,9 +15,8 @@ from sqlalchemy import and_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
-from orchestrator.models import Campaign, Incident, Message
-
-MESSAGE = Message.__table__  # type: ignore[attr-defined]
+from orchestrator.ledger.tables import MESSAGE
+from orchestrator.models import Campaign, Incident
 
 
 class UnknownSlice(LookupError):

@@ -1,0 +1,125 @@
+"""Incident records and the ledger rows of an incident's notices.
+
+- ``record_update``: the incident and one ``IncidentUpdate`` per status; the update row is the
+  claim that lets exactly one run post publicly about it.
+- ``cancel_superseded``: once resolved, earlier notices that have not gone out are cancelled.
+- ``notified_customer_chunks``: who heard about an earlier update, so the resolution reaches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import bindparam, distinct, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
+from orchestrator.ledger.tables import MESSAGE
+from orchestrator.models import Incident, IncidentUpdate, MessageStatus, utcnow
+
+SUPERSEDED = "superseded:resolved"
+# Ledger statuses of customers who did hear (or may have heard) about an earlier update.
+HEARD = (MessageStatus.sending, MessageStatus.sent, MessageStatus.delivered, MessageStatus.reconcile)
+
+
+class OutageError(ValueError):
+    """The notice's parameters cannot work (or its incident cannot be recorded); nothing was sent."""
+
+
+def record_update(incident_id: str, status: str, severity: str, summary: str, *, title: str | None,
+                  segment: str | None, status_page_url: str | None) -> tuple[int, bool, str]:
+    """Creates or updates the incident and its update for ``status``.
+
+    Returns (incident row id, whether this call recorded the update, the incident's first status).
+    The incident row is locked (PostgreSQL) or the write lock held (SQLite) while the update is
+    looked up, so of two simultaneous triggers of one update exactly one records it.
+    """
+    for _ in range(2):  # two first triggers may both insert the incident: the loser reads it
+        try:
+            with session_scope() as session:
+                query = select(Incident).where(Incident.incident_key == incident_id)
+                if not is_sqlite(session.get_bind()):
+                    query = query.with_for_update()
+                incident = session.scalars(query).first()
+                if incident is None:
+                    incident = Incident(incident_key=incident_id)
+                incident.severity = severity
+                incident.title = (title or incident.title or summary)[:200]
+                incident.summary = summary or incident.summary
+                incident.status_page_url = status_page_url or incident.status_page_url
+                incident.segment = segment or incident.segment
+                incident.updated_at = utcnow()
+                session.add(incident)
+                session.flush()
+                assert incident.id is not None  # flushed
+                updates = list(session.scalars(
+                    select(IncidentUpdate).where(IncidentUpdate.incident_id == incident.id)
+                    .order_by(IncidentUpdate.id)
+                ))
+                recorded = not any(u.status == status for u in updates)
+                if recorded:  # a re-trigger of an older update does not move the incident back
+                    incident.status = status
+                    session.add(IncidentUpdate(incident_id=incident.id, status=status, summary=summary))
+                first = updates[0].status if updates else status
+                return incident.id, recorded, first
+        except IntegrityError:
+            continue
+    raise OutageError(f"could not record incident {incident_id!r}")
+
+
+def cancel_superseded(incident_pk: int, keep_key: str) -> int:
+    """Earlier notices of the incident that have not gone out become ``cancelled``. Returns how many.
+
+    Only ``planned`` and ``deferred`` rows change (a dispatcher that claimed one first sends it).
+    """
+    m = MESSAGE.c
+    waiting = [MessageStatus.planned.value, MessageStatus.deferred.value]
+    with session_scope() as session:
+        query = select(m.id, m.reason_codes).where(
+            m.incident_id == incident_pk, m.status.in_(waiting), m.dedupe_key != keep_key,
+            ~m.dedupe_key.startswith(keep_key, autoescape=True),
+        )
+        if not is_sqlite(session.get_bind()):
+            query = query.with_for_update(skip_locked=True)
+        rows = session.connection().execute(query).all()
+        if rows:
+            now = utcnow()
+            session.connection().execute(
+                update(MESSAGE)
+                .where(m.id == bindparam("b_id"), or_(*(m.status == s for s in waiting)))
+                .values(status=MessageStatus.cancelled.value, reason_codes=bindparam("b_codes"),
+                        updated_at=now),
+                [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), SUPERSEDED]} for r in rows],
+            )
+    return len(rows)
+
+
+def _heard(incident_pk: int, resolved_key: str) -> list[Any]:
+    m = MESSAGE.c
+    return [m.incident_id == incident_pk, m.status.in_([s.value for s in HEARD]),
+            ~m.dedupe_key.startswith(resolved_key, autoescape=True)]
+
+
+def count_notified(incident_pk: int, resolved_key: str) -> int:
+    m = MESSAGE.c
+    query = select(func.count(distinct(m.customer_id))).where(*_heard(incident_pk, resolved_key))
+    return int(ShortTransactionReader().execute(query).scalar_one())
+
+
+def notified_customer_chunks(incident_pk: int, resolved_key: str, chunk_size: int) -> Iterator[list[int]]:
+    """Customers who heard about an earlier update of the incident, ascending, a chunk at a time."""
+    m = MESSAGE.c
+    reads = ShortTransactionReader()
+    last = 0
+    while True:
+        ids = list(reads.execute(
+            select(m.customer_id).distinct()
+            .where(*_heard(incident_pk, resolved_key), m.customer_id > last)
+            .order_by(m.customer_id).limit(chunk_size)
+        ).scalars())
+        if ids:
+            yield ids
+        if len(ids) < chunk_size:
+            return
+        last = ids[-1]
