@@ -28,13 +28,13 @@ from sqlalchemy import insert, text
 from bench.databases import backends, database, postgres_available, print_report
 from bench.synth import seed_customers
 from orchestrator.db import get_engine, session_scope
-from orchestrator.models import Campaign, CustomerFeedback, DeliveryEvent, Message, utcnow
+from orchestrator.ledger.tables import MESSAGE
+from orchestrator.models import Campaign, CustomerFeedback, DeliveryEvent, utcnow
 from orchestrator.reports import ReportSlice, build_report
 
 CHUNK = 10_000
 TONES = ("appreciative", "professional", "empathetic", "urgent")
 LOCALES = ("en", "es", "de")
-_message = Message.__table__  # type: ignore[attr-defined]
 _event = DeliveryEvent.__table__  # type: ignore[attr-defined]
 _feedback = CustomerFeedback.__table__  # type: ignore[attr-defined]
 
@@ -107,7 +107,7 @@ def seed_history(url: str, n: int) -> dict[str, Any]:
         for first in range(0, n, CHUNK):
             rows = [_message_row(i, customer_ids[i], campaign_id, start)
                     for i in range(first, min(n, first + CHUNK))]
-            ids = conn.execute(insert(_message).returning(_message.c.id), rows).scalars().all()
+            ids = conn.execute(insert(MESSAGE).returning(MESSAGE.c.id), rows).scalars().all()
             event_rows, feedback_rows = [], []
             for i, (message_id, row) in enumerate(zip(ids, rows, strict=True), start=first):
                 for k, (word, kind) in enumerate(_events(i, message_id, row)):
