@@ -7,6 +7,7 @@ command group is a new module and nothing else.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from typing import Any
 
@@ -66,7 +67,18 @@ def _flag_help_option(make: Any) -> Any:
     return get_help_option
 
 
+# Prefect defaults for commands that start its local server (set before Prefect is imported; the
+# environment still wins): no usage analytics, whose heartbeat fails loudly on a machine offline,
+# and time for the server to start on a busy machine.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
 def main() -> None:
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     configure_logging()
     try:
         with database_errors():  # any command: an unreachable or empty database is one line

@@ -30,7 +30,6 @@ def _quiet_prefect() -> None:
     """Readable output: Prefect says only what matters (set before Prefect is imported)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _start_prefect() -> None:
