@@ -12,6 +12,7 @@ from orchestrator.cli import app
 from orchestrator.db import session_scope
 from orchestrator.models import (
     Campaign,
+    ConsentEvent,
     Customer,
     CustomerFeedback,
     DeliveryEvent,
@@ -90,6 +91,10 @@ def seed() -> dict[str, int]:
                                created_at=NOW - timedelta(hours=1)))
         s.add(CustomerFeedback(customer_id=customers[2].id, channel="email", body="late",
                                created_at=NOW + timedelta(days=8)))
+        # STOP to the SMS: an unsubscribe from it; customer 0's STOP answers no text of theirs.
+        for i in (5, 0):
+            s.add(ConsentEvent(customer_id=customers[i].id, channel="sms", topic="*", state="opted_out",
+                               source="sms_keyword", created_at=NOW - timedelta(minutes=30)))
         s.add(PhoneTask(customer_id=customers[1].id, message_id=ids["call"], topic="outage",
                         due_at=NOW + timedelta(hours=1), status="done", updated_at=NOW))
         return ids
@@ -103,7 +108,7 @@ def test_a_campaign_report_counts_every_stage_once_per_message(db_url):
     assert {k: v for k, v in funnel.items() if not k.endswith("_by_reason")} == {
         "audience": 8, "messages": 8, "planned": 7, "pending": 0, "deferred": 1, "suppressed": 1,
         "cancelled": 0, "sent": 6, "delivered": 4, "opened": 2, "machine_opened": 2, "clicked": 1,
-        "bounced": 1, "dropped": 1, "spam_reports": 1, "unsubscribed": 1, "failed": 1, "reconcile": 0,
+        "bounced": 1, "dropped": 1, "spam_reports": 1, "unsubscribed": 2, "failed": 1, "reconcile": 0,
         "replies": 1, "phone_tasks_opened": 0, "phone_tasks_done_within_sla": 0}
     assert funnel["deferred_by_reason"] == {"quiet_hours:sms": 1, "send_time:10:00": 1}
     assert funnel["suppressed_by_reason"] == {"do_not_contact": 1}
@@ -111,7 +116,7 @@ def test_a_campaign_report_counts_every_stage_once_per_message(db_url):
     assert found == {
         "delivery_rate": (round(4 / 6, 6), 4, 6), "open_rate": (0.5, 2, 4), "click_rate": (0.25, 1, 4),
         "bounce_rate": (round(1 / 6, 6), 1, 6), "spam_report_rate": (0.25, 1, 4),
-        "unsubscribe_rate": (0.25, 1, 4), "reply_rate": (0.25, 1, 4)}
+        "unsubscribe_rate": (0.5, 2, 4), "reply_rate": (0.25, 1, 4)}
     assert "machine opens left out" in report["rates"]["open_rate"]["of"]
     assert any("sg_machine_open" in note for note in report["notes"])
     # Delivered after 2, 4, 6 and 10 seconds: median (nearest rank) 4 s, 95th percentile 10 s.

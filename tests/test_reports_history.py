@@ -135,7 +135,7 @@ def test_reports_equal_the_known_history_of_a_campaign_and_an_incident(prefect_h
     hooks.twilio_status(text[2], "undelivered", error_code="30003")
     hooks.twilio_status(text[3], "delivered")
     assert hooks.twilio_status(text[3], "delivered")["duplicates"] == 1
-    # s1 answers; s3 says STOP (an opt-out, not a reply); a stranger writes in.
+    # s1 answers; s3 says STOP (an unsubscribe from the text, not a reply); a stranger writes in.
     hooks.inbound_sms("+14155550121", "Thanks, see you at the sale", 1)
     hooks.inbound_sms("+14155550123", "STOP", 2)
     hooks.inbound_sms("+14155550188", "who is this?", 3)
@@ -166,12 +166,12 @@ def test_reports_equal_the_known_history_of_a_campaign_and_an_incident(prefect_h
     assert funnel == {
         "audience": 16, "messages": 16, "planned": 15, "pending": 0, "deferred": 1, "suppressed": 1,
         "cancelled": 0, "sent": 14, "delivered": 11, "opened": 3, "machine_opened": 2, "clicked": 2,
-        "bounced": 1, "dropped": 1, "spam_reports": 1, "unsubscribed": 2, "failed": 2, "reconcile": 0,
+        "bounced": 1, "dropped": 1, "spam_reports": 1, "unsubscribed": 3, "failed": 2, "reconcile": 0,
         "replies": 1, "phone_tasks_opened": 0, "phone_tasks_done_within_sla": 0}
     assert report["funnel"]["suppressed_by_reason"] == {"do_not_contact": 1}
     assert "quiet_hours:sms" in report["funnel"]["deferred_by_reason"]
     assert rates(report) == {"delivery_rate": (11, 14), "open_rate": (3, 11), "click_rate": (2, 11),
-                             "bounce_rate": (1, 14), "spam_report_rate": (1, 11), "unsubscribe_rate": (2, 11),
+                             "bounce_rate": (1, 14), "spam_report_rate": (1, 11), "unsubscribe_rate": (3, 11),
                              "reply_rate": (1, 11)}
     assert report["rates"]["open_rate"]["value"] == round(3 / 11, 6)
     assert report["rates"]["delivery_rate"]["value"] == round(11 / 14, 6)

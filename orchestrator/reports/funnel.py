@@ -11,7 +11,8 @@ Machine opens (privacy proxies such as Apple Mail Privacy Protection fetch every
 marks them ``sg_machine_open``) are counted apart and are not opens.
 
 A reply is a customer's feedback (an SMS reply, a survey answer) on the channel of a message
-they received within ``REPLY_WINDOW`` before it; it belongs to the latest such message.
+they received within ``REPLY_WINDOW`` before it; it belongs to the latest such message. An SMS
+STOP belongs to a text the same way, and counts as an unsubscribe from it.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ from sqlalchemy import Integer, and_, case, cast, func, literal, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
+from orchestrator.consent import ANY
+from orchestrator.feedback import SOURCE_SMS_KEYWORD
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
     Campaign,
+    Channel,
+    ConsentEvent,
+    ConsentState,
     CustomerFeedback,
     DeliveryEvent,
     EventKind,
@@ -40,6 +46,7 @@ C = Campaign.__table__  # type: ignore[attr-defined]
 I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741
 F = CustomerFeedback.__table__  # type: ignore[attr-defined]
 T = PhoneTask.__table__  # type: ignore[attr-defined]
+CE = ConsentEvent.__table__  # type: ignore[attr-defined]
 
 REPLY_WINDOW = timedelta(days=7)
 NONE_LABEL = "(none)"
@@ -81,32 +88,45 @@ def _window_start(column, dialect: str):
     return column - literal(REPLY_WINDOW)
 
 
+def _answered_message(customer, channel, at, dialect: str):
+    """The latest message sent to ``customer`` on ``channel`` within REPLY_WINDOW before ``at``."""
+    m2 = M.alias("answered")
+    return (select(m2.c.id)
+            .where(m2.c.customer_id == customer, m2.c.channel == channel,
+                   m2.c.sent_at.is_not(None), m2.c.sent_at <= at, m2.c.sent_at > _window_start(at, dialect))
+            .order_by(m2.c.sent_at.desc(), m2.c.id.desc()).limit(1).scalar_subquery())
+
+
 def _replied_messages(dialect: str):
     """The message each feedback row answers (see the module docstring), once per message."""
-    m2 = M.alias("answered")
-    latest = (select(m2.c.id)
-              .where(m2.c.customer_id == F.c.customer_id, m2.c.channel == F.c.channel,
-                     m2.c.sent_at.is_not(None), m2.c.sent_at <= F.c.created_at,
-                     m2.c.sent_at > _window_start(F.c.created_at, dialect))
-              .order_by(m2.c.sent_at.desc(), m2.c.id.desc()).limit(1)
-              .correlate(F).scalar_subquery())
+    latest = _answered_message(F.c.customer_id, F.c.channel, F.c.created_at, dialect).correlate(F)
     answered = func.coalesce(F.c.message_id, latest) if "message_id" in F.c else latest
     attributed = select(answered.label("mid")).where(F.c.customer_id.is_not(None)).subquery("fb")
     return (select(attributed.c.mid).where(attributed.c.mid.is_not(None))
             .group_by(attributed.c.mid).subquery("rp"))
 
 
+def _stopped_messages(dialect: str):
+    """The text each STOP answers, once per message: STOP is recorded as an SMS opt-out by keyword,
+    and the message it answers, like a reply's, is the latest text before it."""
+    latest = _answered_message(CE.c.customer_id, CE.c.channel, CE.c.created_at, dialect).correlate(CE)
+    stops = (select(latest.label("mid"))
+             .where(CE.c.source == SOURCE_SMS_KEYWORD, CE.c.channel == Channel.sms.value, CE.c.topic == ANY,
+                    CE.c.state == ConsentState.opted_out.value).subquery("stops"))
+    return select(stops.c.mid).where(stops.c.mid.is_not(None)).group_by(stops.c.mid).subquery("st")
+
+
 def _with_segment(source):
     return source.outerjoin(C, C.c.id == M.c.campaign_id).outerjoin(I, I.c.id == M.c.incident_id)
 
 
-def _replies_by_group(session: Session, where: ColumnElement[bool],
-                      dims: dict[str, ColumnElement[Any]]) -> dict[tuple[Any, ...], int]:
-    """Replied-to messages per group: feedback rows are few, so they lead the join."""
-    rp = _replied_messages(session.get_bind().dialect.name)
+def _count_by_group(session: Session, messages, where: ColumnElement[bool],
+                    dims: dict[str, ColumnElement[Any]], extra: ColumnElement[bool] | None = None
+                    ) -> dict[tuple[Any, ...], int]:
+    """Messages of a (small) set, per group: the set leads the join."""
     query = (select(*dims.values(), func.count())
-             .select_from(_with_segment(rp.join(M, M.c.id == rp.c.mid)))
-             .where(where).group_by(*dims.values()))
+             .select_from(_with_segment(messages.join(M, M.c.id == messages.c.mid)))
+             .where(where, *([extra] if extra is not None else [])).group_by(*dims.values()))
     return {tuple(row[:-1]): int(row[-1]) for row in session.execute(query).all()}
 
 
@@ -138,13 +158,19 @@ def grouped_counts(session: Session, where: ColumnElement[bool],
                     *[cast(expr, Integer).label(stage) for stage, expr in stages.items()])
              .select_from(_with_segment(M).outerjoin(ev, ev.c.mid == M.c.id))
              .where(where).group_by(*dims.values()))
-    replies = _replies_by_group(session, where, dims)
+    dialect = session.get_bind().dialect.name
+    replies = _count_by_group(session, _replied_messages(dialect), where, dims)
+    # Texts answered STOP count as unsubscribed, unless a provider event already said so.
+    unsubscribed_event = (select(E.c.id)
+                          .where(E.c.message_id == M.c.id, E.c.kind == EventKind.unsubscribe.value).exists())
+    stopped = _count_by_group(session, _stopped_messages(dialect), where, dims, ~unsubscribed_event)
     rows = []
     for row in session.execute(query).mappings():
         key = tuple(row[f"d_{name}"] for name in dims)
         group = {name: NONE_LABEL if value is None else value for name, value in zip(dims, key, strict=True)}
-        rows.append({"group": group, **{stage: int(row[stage]) for stage in stages},
-                     "replies": replies.get(key, 0)})
+        counts = {stage: int(row[stage]) for stage in stages}
+        counts["unsubscribed"] += stopped.get(key, 0)
+        rows.append({"group": group, **counts, "replies": replies.get(key, 0)})
     return rows
 
 
