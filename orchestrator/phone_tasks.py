@@ -27,6 +27,7 @@ class TaskStatus(StrEnum):
     done = "done"
     no_answer = "no_answer"
     escalated = "escalated"
+    cancelled = "cancelled"  # closed without a call: no longer needed (the incident was resolved)
 
 
 ACTIVE = (TaskStatus.open, TaskStatus.claimed, TaskStatus.escalated)  # still waiting for a call
@@ -221,6 +222,30 @@ def complete_task(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise TaskError(f"task {task_id} is already closed ({task.status})")
     return task
+
+
+def close_calls_for_incident(session: Session, incident_pk: int, note: str, *,
+                             now: datetime | None = None) -> tuple[int, int]:
+    """The incident is resolved, so nobody should call about it as if it were still going on:
+    calls not started yet are closed (``cancelled``, ``note`` as their outcome) and calls an
+    agent has claimed get ``note`` at the top of their script. Returns (closed, rewritten)."""
+    now = now or utcnow()
+    of_incident = select(Message.id).where(Message.incident_id == incident_pk)
+    tasks = list(session.scalars(
+        select(PhoneTask).where(PhoneTask.message_id.in_(of_incident),  # type: ignore[union-attr]
+                                PhoneTask.status.in_(ACTIVE))  # type: ignore[attr-defined]
+        .order_by(PhoneTask.id).with_for_update()
+    ))
+    closed = rewritten = 0
+    for task in tasks:
+        if task.status == TaskStatus.claimed:
+            if not task.script.startswith(note):
+                task.script, rewritten = f"{note}\n\n{task.script}", rewritten + 1
+        else:
+            task.status, task.outcome, closed = TaskStatus.cancelled.value, note, closed + 1
+        task.updated_at = now
+        session.add(task)
+    return closed, rewritten
 
 
 class EscalationAction(StrEnum):

@@ -251,3 +251,35 @@ def test_the_queue_shows_the_incident_or_campaign_of_each_call(sqlite_url, monke
     assert "incident INC-7 (identified)" in table and "campaign winback-2026" in table
     claimed = runner.invoke(app, ["tasks", "claim", str(rows[outage.id]["id"]), "--agent", "grace"])
     assert "for incident INC-7 (identified)" in " ".join(claimed.output.split())
+
+
+def test_resolving_an_incident_closes_its_calls_not_started_and_rewrites_claimed_ones(db_url):
+    from orchestrator.models import Incident
+    from orchestrator.phone_tasks import close_calls_for_incident
+
+    with session_scope() as session:
+        incidents = [Incident(incident_key="INC-1"), Incident(incident_key="INC-2")]
+        session.add_all(incidents)
+        session.flush()
+        ours, other = (i.id for i in incidents)
+    messages = [ledger_message("outage") for _ in range(4)]
+    with session_scope() as session:
+        for message, incident in zip(messages, (ours, ours, ours, other), strict=True):
+            session.get(Message, message.id).incident_id = incident
+    PhoneTaskAdapter().send([call(m, due_in_seconds=0) for m in messages])
+    with session_scope() as session:
+        by_message = {t.message_id: t.id for t in list_tasks(session)}
+        claim_task(session, by_message[messages[1].id], "grace")
+    with session_scope() as session:
+        escalate_overdue(session)  # the first becomes escalated (overdue); escalated calls close too
+    note = "UPDATE 14:05 UTC: this incident is resolved."
+
+    with session_scope() as session:
+        assert close_calls_for_incident(session, ours, note) == (2, 1)
+    with session_scope() as session:
+        tasks = {t.message_id: t for t in session.scalars(select(PhoneTask))}
+        assert close_calls_for_incident(session, ours, note) == (0, 0)  # once is enough
+    first, claimed, third, elsewhere = (tasks[m.id] for m in messages)
+    assert (first.status, first.outcome) == ("cancelled", note) and third.status == "cancelled"
+    assert claimed.status == "claimed" and claimed.script.startswith(note + "\n\nHello Ada")
+    assert elsewhere.status == "escalated" and note not in (elsewhere.outcome or "")  # another incident
