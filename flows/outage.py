@@ -14,11 +14,12 @@ and the notices' ledger rows: ``orchestrator.ledger.incidents``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
 from flows.common import Progress, install_prefect_redaction, tag_flow_run
 from flows.pipeline import audience_chunks, audience_size, id_range, publish, run_pipeline
@@ -89,10 +90,12 @@ def _post_retry(state: Any) -> bool:
     description="Tells affected customers about an incident update, fast and once; resolved closes it.",
 )
 def outage_notice(
-    incident_id: str,
+    # Constraints in the signature are the deployment's parameter schema: Prefect refuses a run
+    # that breaks them when it is submitted, before any worker starts it.
+    incident_id: Annotated[str, Field(min_length=1, max_length=128)],
     status: Status,
     severity: Severity = "major",
-    summary: str = "",
+    summary: str = Field(min_length=1, max_length=5000),
     segment: str | None = None,
     affected: dict[str, Any] | None = None,
     status_page_url: str | None = None,

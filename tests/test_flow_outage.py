@@ -150,3 +150,28 @@ def test_affected_attributes_become_a_segment_filter():
     assert affected_filter({"region": "eu", "tier": "premium", "attr.plan": "scale"}) == {
         "attributes.region": "eu", "tier": "premium", "attr.plan": "scale"}
     assert affected_filter(None) is None
+
+
+def test_a_deployment_run_missing_its_summary_is_refused_when_submitted_with_the_reason(prefect_harness):
+    """What `prefect deployment run outage-notice/outage-notice -p incident_id=INC-1 -p status=...`
+    does: the deployment's parameter schema says what is required, so no run starts (and fails)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    deployment_id = outage_notice.to_deployment(name="outage-notice-schema").apply()
+    of_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    name = "outage-notice/outage-notice-schema"
+    for missing, parameters, reason in (
+            ("summary", {"incident_id": "INC-1", "status": "investigating"}, "'summary' is a required"),
+            ("an id", {"incident_id": "", "status": "resolved", "summary": "Fixed"}, "incident_id"),
+            ("a status", {"incident_id": "INC-1", "status": "fixed", "summary": "Fixed"}, "status")):
+        with pytest.raises(PrefectHTTPStatusError) as refused:
+            run_deployment(name, parameters=parameters, timeout=0)
+        assert reason in str(refused.value), missing
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_runs(deployment_filter=of_deployment) == []  # no run, red or otherwise
+    run = run_deployment(name, parameters={"incident_id": "INC-1", "status": "investigating",
+                                           "summary": "Card payments are failing"}, timeout=0)
+    assert run.state is not None and run.state.is_scheduled()
