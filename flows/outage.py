@@ -26,6 +26,7 @@ from flows.pipeline import audience_chunks, audience_size, id_range, publish, ru
 from orchestrator.ledger.incidents import (
     OutageError,
     cancel_superseded,
+    close_calls,
     count_notified,
     notified_customer_chunks,
     record_update,
@@ -40,6 +41,7 @@ from orchestrator.outage_notice import (
     affected_filter,
     dedupe_key,
     notice_facts,
+    resolved_call_note,
 )
 from orchestrator.policy import Intent
 
@@ -117,12 +119,15 @@ def outage_notice(
     audience_segment = segment or "all"
     if status != "resolved":
         total = audience_size(audience_segment, extra)  # also checks the segment and filter
-    incident_pk, recorded, first_status = record_update(
+    update = record_update(
         incident_id, status, severity, summary, title=title, segment=segment, status_page_url=status_page_url)
+    incident_pk, recorded = update.incident_pk, update.recorded
     key = dedupe_key(incident_id, status)
-    template, data = notice_facts(status, severity, summary, title=title, segment=segment, affected=affected,
-                                  status_page_url=status_page_url, call=first_status == status)
+    template, data = notice_facts(status, severity, summary, title=update.title, segment=segment,
+                                  affected=affected, status_page_url=update.status_page_url,
+                                  call=update.first_status == status)
     cancelled = cancel_superseded(incident_pk, key) if status == "resolved" else 0
+    calls = close_calls(incident_pk, resolved_call_note(data)) if status == "resolved" else (0, 0)
     if status == "resolved":
         total = count_notified(incident_pk, key)
         id_chunks = notified_customer_chunks(incident_pk, key, chunk_size)
@@ -149,8 +154,10 @@ def outage_notice(
     ledger = ledger_summary(incident_id=incident_pk, dedupe_prefix=key)
     facts = {"incident": incident_id, "status": status, "severity": severity, "audience": total,
              "earlier notices cancelled": cancelled if status == "resolved" else None,
+             "agents' calls closed / rewritten": f"{calls[0]} / {calls[1]}" if status == "resolved" else None,
              "social post": posted.get("post_id") or posted.get("reason")}
     publish(f"outage-{label}", f"Incident {incident_id}: {status}", facts, ledger, run)
     return {"flow": "outage-notice", "incident_id": incident_id, "status": status, "severity": severity,
             "new_update": recorded, "audience": total, "cancelled": cancelled, "post": posted,
+            "calls_closed": calls[0], "calls_rewritten": calls[1],
             **run.as_dict(), "ledger": ledger.as_dict()}

@@ -80,3 +80,11 @@ def notice_facts(status: str, severity: str, summary: str, *, title: str | None,
     if call:
         data["severity"] = severity  # what the policy's high-touch rules match
     return "outage_notice", data
+
+
+def resolved_call_note(facts: dict[str, Any]) -> str:
+    """What an agent reads on a call about an incident that is now resolved (``facts``: those of
+    the resolved update)."""
+    return (f"UPDATE: resolved at {facts['resolved_at']}: {facts['incident_title']}. Cause: "
+            f"{facts['cause_summary']}. Do not call about it as ongoing: if you call, say it is fixed "
+            f"and apologise for the disruption ({facts['status_page_url']}).")

@@ -104,6 +104,30 @@ def test_resolved_cancels_notices_still_waiting_and_tells_everyone_who_heard(pre
     assert len(x.posts()) == 2 and "faulty configuration change" in x.posts()[1]
 
 
+def test_resolved_without_a_title_says_what_was_resolved_and_closes_the_agents_calls(
+        prefect_harness, sqlite_url, providers):
+    sendgrid, _, x = providers
+    vip = add_customer("vip", email="vip@example.com", phone="+14155550111", tier="premium", region="eu")
+    notify("investigating")  # with its title and status page: a call for the premium account
+    with session_scope() as s:
+        (call,) = s.exec(select(PhoneTask)).all()
+    assert call.status == "open"
+
+    result = notify("resolved", title=None, status_page_url=None,
+                    summary="a faulty configuration change, now rolled back").result()
+
+    resolved = by_customer(ledger("incident:inc-42:resolved"), "email")[vip]
+    assert resolved.data["incident_title"] == "Card payments are failing"  # the earlier title
+    assert resolved.data["status_page_url"] == "https://status.example.com/inc-42"  # and page
+    assert "Card payments are failing" in sendgrid.delivered(sendgrid.requests[-1])["text"]
+    assert "card payments are failing" in x.posts()[-1] and "status.example.com/inc-42" in x.posts()[-1]
+    with session_scope() as s:
+        (call,) = s.exec(select(PhoneTask)).all()
+    assert call.status == "cancelled" and "resolved at" in call.outcome
+    assert "Card payments are failing" in call.outcome
+    assert (result["calls_closed"], result["calls_rewritten"]) == (1, 0)
+
+
 def test_an_invalid_number_falls_back_to_email(prefect_harness, sqlite_url, providers):
     sendgrid, twilio, _ = providers
     cid = add_customer("ada", email="ada@example.com", phone=INVALID_NUMBER, prefer=["sms"], region="eu")

@@ -115,6 +115,9 @@ def print_flow_summary(result: dict[str, Any], title: str) -> None:
                       + ", ".join(f"{n} {s}" for s, n in sorted(result["fallbacks"].items())))
     if "cancelled" in result and result.get("status") == "resolved":
         console.print(f"Earlier notices cancelled before they went out: {result['cancelled']}")
+        if result.get("calls_closed") or result.get("calls_rewritten"):
+            console.print(f"Agents' calls about it: {result.get('calls_closed', 0)} closed, "
+                          f"{result.get('calls_rewritten', 0)} claimed ones told it is resolved")
     post = result.get("post")
     if post:
         outcome = (f"posted ({post.get('provider')}, id {post.get('post_id')})" if post.get("posted")

@@ -2,13 +2,15 @@
 
 - ``record_update``: the incident and one ``IncidentUpdate`` per status; the update row is the
   claim that lets exactly one run post publicly about it.
-- ``cancel_superseded``: once resolved, earlier notices that have not gone out are cancelled.
+- ``cancel_superseded``: once resolved, earlier notices that have not gone out are cancelled,
+  and ``close_calls`` closes the agents' calls about it (or tells the agent on the line).
 - ``notified_customer_chunks``: who heard about an earlier update, so the resolution reaches them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, distinct, func, or_, select, update
@@ -17,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Incident, IncidentUpdate, MessageStatus, utcnow
+from orchestrator.phone_tasks import close_calls_for_incident
 
 SUPERSEDED = "superseded:resolved"
 # Ledger statuses of customers who did hear (or may have heard) about an earlier update.
@@ -27,11 +30,21 @@ class OutageError(ValueError):
     """The notice's parameters cannot work (or its incident cannot be recorded); nothing was sent."""
 
 
+@dataclass(frozen=True)
+class RecordedUpdate:
+    incident_pk: int
+    recorded: bool  # whether this call recorded the update (a re-trigger finds it there)
+    first_status: str  # the incident's first update
+    # What this update says, given now or else carried over from the incident's earlier updates:
+    # a "resolved" sent with a summary only still names the problem and links the status page.
+    title: str | None
+    status_page_url: str | None
+
+
 def record_update(incident_id: str, status: str, severity: str, summary: str, *, title: str | None,
-                  segment: str | None, status_page_url: str | None) -> tuple[int, bool, str]:
+                  segment: str | None, status_page_url: str | None) -> RecordedUpdate:
     """Creates or updates the incident and its update for ``status``.
 
-    Returns (incident row id, whether this call recorded the update, the incident's first status).
     The incident row is locked (PostgreSQL) or the write lock held (SQLite) while the update is
     looked up, so of two simultaneous triggers of one update exactly one records it.
     """
@@ -42,8 +55,11 @@ def record_update(incident_id: str, status: str, severity: str, summary: str, *,
                 if not is_sqlite(session.get_bind()):
                     query = query.with_for_update()
                 incident = session.scalars(query).first()
+                earlier_title = earlier_url = None
                 if incident is None:
                     incident = Incident(incident_key=incident_id)
+                else:
+                    earlier_title, earlier_url = incident.title or None, incident.status_page_url
                 incident.severity = severity
                 incident.title = (title or incident.title or summary)[:200]
                 incident.summary = summary or incident.summary
@@ -62,7 +78,8 @@ def record_update(incident_id: str, status: str, severity: str, summary: str, *,
                     incident.status = status
                     session.add(IncidentUpdate(incident_id=incident.id, status=status, summary=summary))
                 first = updates[0].status if updates else status
-                return incident.id, recorded, first
+                return RecordedUpdate(incident.id, recorded, first, title or earlier_title,
+                                      status_page_url or earlier_url)
         except IntegrityError:
             continue
     raise OutageError(f"could not record incident {incident_id!r}")
@@ -93,6 +110,13 @@ def cancel_superseded(incident_pk: int, keep_key: str) -> int:
                 [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), SUPERSEDED]} for r in rows],
             )
     return len(rows)
+
+
+def close_calls(incident_pk: int, note: str) -> tuple[int, int]:
+    """The incident is resolved: agents' calls about it are closed, or their scripts say so.
+    Returns (closed, rewritten)."""
+    with session_scope() as session:
+        return close_calls_for_incident(session, incident_pk, note)
 
 
 def _heard(incident_pk: int, resolved_key: str) -> list[Any]:
