@@ -233,3 +233,19 @@ def test_ledger_values_are_printed_as_text_never_as_markup(sqlite_url):
     result = CliRunner().invoke(app, ["report", "overview"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "[bold red]x[/]" in result.output and "[link=evil]r[/link]" in result.output
+
+
+def test_the_plot_draws_the_variants_side_by_side(sqlite_url, tmp_path):
+    from sqlalchemy import update
+
+    from orchestrator.reports.plot import plot_report
+
+    ids = seed()
+    with session_scope() as s:
+        for n, name in enumerate(["opened", "machine", "clicked", "bounced", "dropped", "sms"]):
+            s.execute(update(Message).where(Message.id == ids[name]).values(variant="a" if n % 2 else "b"))
+    with session_scope() as s:
+        report = build_report(s, ReportSlice(campaign="spring"), now=NOW)
+    assert [row["variant"] for row in report["variants"]["rows"]] == ["a", "b"]
+    chart = plot_report(report, tmp_path / "variants.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
