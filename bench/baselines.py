@@ -25,9 +25,10 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
 from sqlalchemy import select
 
+from channels.sendgrid.settings import SendGridSettings
+from channels.settings import AdapterSettings, current
 from orchestrator.db import get_engine
 from orchestrator.models import Customer
-from orchestrator.settings import get_settings
 
 SUBJECT = "Spring sale: 20% off every annual plan"
 BODY = "Hello {name}, 20% off every annual plan with code SPRING20 until Sunday 30 March."
@@ -52,16 +53,15 @@ def audience(n: int, chunk: int = 1000) -> Iterator[tuple[int, str, str]]:
 
 
 def _client() -> SendGridAPIClient:
-    settings = get_settings()
-    assert settings.sendgrid_api_key is not None, "ORCH_SENDGRID_API_KEY must point at the fake"
-    client = SendGridAPIClient(api_key=settings.sendgrid_api_key.get_secret_value(),
-                               host=settings.sendgrid_host)
-    client.client.timeout = settings.provider_timeout_seconds
+    settings = current(SendGridSettings)
+    assert settings.api_key is not None, "ORCH_SENDGRID_API_KEY must point at the fake"
+    client = SendGridAPIClient(api_key=settings.api_key.get_secret_value(), host=settings.host)
+    client.client.timeout = current(AdapterSettings).timeout_seconds
     return client
 
 
 def _send(client: SendGridAPIClient, customer_id: int, name: str, email: str) -> int:
-    mail = Mail(get_settings().sendgrid_from_email, email, SUBJECT, BODY.format(name=name))
+    mail = Mail(current(SendGridSettings).from_email, email, SUBJECT, BODY.format(name=name))
     mail.custom_arg = CustomArg("message_id", f"bare-{customer_id}")
     return client.send(mail).status_code
 
@@ -117,7 +117,7 @@ def best_sender(n: int, per_request: int = 1000) -> dict[str, Any]:
     from orchestrator.links import preferences_url, unsubscribe_url
     from orchestrator.templating import render
 
-    settings = get_settings()
+    settings, shared = current(SendGridSettings), current(AdapterSettings)
     started = time.perf_counter()
     bodies: dict[str, Any] = {}
 
@@ -134,7 +134,7 @@ def best_sender(n: int, per_request: int = 1000) -> dict[str, Any]:
         if sg is None:
             sg = local.sg = _client()
             sg.client = KeepAliveClient(host=sg.host, request_headers=sg._default_headers, version=3,
-                                        timeout=settings.provider_timeout_seconds)
+                                        timeout=shared.timeout_seconds)
         return sg
 
     def send(group: list[tuple[int, str, str, str]]) -> int:
@@ -149,7 +149,7 @@ def best_sender(n: int, per_request: int = 1000) -> dict[str, Any]:
         content = [{"type": "text/plain", "value": rendered.text}]
         if rendered.html:
             content.append({"type": "text/html", "value": rendered.html})
-        response = client().send({"from": {"email": settings.sendgrid_from_email}, "content": content,
+        response = client().send({"from": {"email": settings.from_email}, "content": content,
                                   "personalizations": personalizations})
         return len(group) if response.status_code == 202 else 0
 
@@ -162,7 +162,7 @@ def best_sender(n: int, per_request: int = 1000) -> dict[str, Any]:
                 yield by_locale.pop(locale or "en")
         yield from (g for g in by_locale.values() if g)
 
-    with ThreadPoolExecutor(max_workers=settings.provider_concurrency) as pool:
+    with ThreadPoolExecutor(max_workers=shared.concurrency) as pool:
         sent = sum(pool.map(send, groups()))
     wall = time.perf_counter() - started
     return {"wall_s": wall, "messages": sent, "ms_per_message": 1000 * wall / max(1, sent),

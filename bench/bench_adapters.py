@@ -21,9 +21,9 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
 from channels.base import OutboundMessage
-from channels.sendgrid_email import SendGridEmailAdapter
-from channels.twilio_sms import TwilioSmsAdapter
-from channels.x_social import X_HOSTS, RoutingAdapter, XSocialAdapter
+from channels.sendgrid.adapter import SendGridEmailAdapter
+from channels.twilio.adapter import TwilioSmsAdapter
+from channels.x.adapter import X_HOSTS, RoutingAdapter, XSocialAdapter
 from tests.support.fakes import FakeSendGrid, FakeTwilio, FakeX
 
 X_CREDENTIALS = dict(consumer_key="ck", consumer_secret="cs", access_token="at", access_token_secret="ats")

@@ -68,9 +68,9 @@ def instrument() -> StageClock:
     import flows.pipeline
     import orchestrator.dispatch.compose
     from channels.phone import PhoneTaskAdapter
-    from channels.sendgrid_email import SendGridEmailAdapter
-    from channels.twilio_sms import TwilioSmsAdapter
-    from channels.x_social import XSocialAdapter
+    from channels.sendgrid.adapter import SendGridEmailAdapter
+    from channels.twilio.adapter import TwilioSmsAdapter
+    from channels.x.adapter import XSocialAdapter
 
     clock = StageClock()
     flows.pipeline.reserve_chunk = clock.wrap("plan_reserve", flows.pipeline.reserve_chunk)

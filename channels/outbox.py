@@ -49,7 +49,7 @@ class OutboxAdapter:
         self.limits = Limits(max_batch=1000)
 
     @classmethod
-    def configured(cls, settings: Settings) -> bool:
+    def configured(cls) -> bool:
         return True
 
     def log_path(self, now: datetime | None = None) -> Path:

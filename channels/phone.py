@@ -31,7 +31,7 @@ class PhoneTaskAdapter:
         self.limits = Limits(max_batch=1000)
 
     @classmethod
-    def configured(cls, settings: Settings) -> bool:
+    def configured(cls) -> bool:
         return True  # the queue lives in our own database
 
     def send(self, batch: list[OutboundMessage]) -> list[SendResult]:

@@ -63,7 +63,7 @@ def adapter_for(channel: str, settings: Settings | None = None) -> ChannelAdapte
         if provider is not None:
             cls = adapter_class(provider)
             configured = getattr(cls, "configured", None)
-            if configured is None or configured(settings):
+            if configured is None or configured():
                 name = provider
     cls = adapter_class(name)
     adapter = cls(**_accepted_kwargs(cls, channel=channel, settings=settings))

@@ -13,9 +13,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from orchestrator.models import (
+    Channel,
     ConsentEvent,
     ConsentState,
     ContactPreference,
+    Customer,
     PreferenceEvent,
     Suppression,
     utcnow,
@@ -117,3 +119,37 @@ def update_preferences(session: Session, customer_id: int, source: str, **change
         session.add(pref)
         session.add(PreferenceEvent(customer_id=customer_id, changes=diff, source=source))
     return pref
+
+
+def opt_out(session: Session, customer_id: int, channel: str, topic: str, source: str) -> bool:
+    """Opts the customer out of ``topic`` on ``channel`` (either may be ``*``), and makes it hold.
+
+    The most specific consent record wins, so an older, narrower opt-in (say "SMS marketing:
+    yes") would beat a new broad opt-out ("no SMS"). Such records are overridden with
+    opt-outs of their own. Returns True when anything changed.
+    """
+    changed = record_consent(session, customer_id, channel, topic, ConsentState.opted_out, source)
+    session.flush()
+    consent = current_consent(session, [customer_id])
+    channels = [channel] if channel != ANY else [c.value for c in Channel]
+    topics = [topic] if topic != ANY else sorted({t for (_, _, t) in consent if t != ANY})
+    for ch in channels:
+        for tp in topics:
+            if consent_allows(consent, customer_id, ch, tp):
+                changed |= record_consent(session, customer_id, ch, tp, ConsentState.opted_out, source)
+    return changed
+
+
+def opt_in(session: Session, customer_id: int, channel: str, topic: str, source: str) -> bool:
+    """The customer asked to hear from us again on ``channel`` about ``topic``."""
+    return record_consent(session, customer_id, channel, topic, ConsentState.opted_in, source)
+
+
+def customers_with_address(session: Session, channel: str, address: str) -> list[int]:
+    """The customers whose email (channel email) or phone number is ``address``."""
+    column = Customer.email if channel == Channel.email else Customer.phone
+    if channel == Channel.email:
+        condition = func.lower(column) == address.strip().lower()
+    else:
+        condition = column == address.strip()
+    return list(session.scalars(select(Customer.id).where(condition).order_by(Customer.id)))

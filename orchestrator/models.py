@@ -249,25 +249,6 @@ class PhoneTask(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class EventKind(StrEnum):
-    """What a delivery event means, in provider-neutral words: what reports count."""
-
-    sent = "sent"  # the provider has it (SendGrid processed, Twilio queued/sent)
-    deferred = "deferred"  # the provider retries later
-    delivered = "delivered"
-    open = "open"  # opened by a person, as far as anyone can tell
-    machine_open = "machine_open"  # opened by a privacy proxy (SendGrid sg_machine_open): no signal
-    click = "click"
-    bounce = "bounce"  # the address does not exist
-    blocked = "blocked"  # refused for now (reputation, policy)
-    dropped = "dropped"  # the provider would not send it
-    spam_report = "spam_report"
-    unsubscribe = "unsubscribe"  # provider unsubscribe or our one-click link, from this message
-    failed = "failed"  # SMS undelivered or failed
-    inbound = "inbound"  # a message the customer sent us
-    other = "other"
-
-
 class DeliveryEvent(SQLModel, table=True):
     """What a provider told us about a message (webhooks). Unique per provider event id."""
 
@@ -282,7 +263,7 @@ class DeliveryEvent(SQLModel, table=True):
     provider: str = Field(max_length=32)
     provider_event_id: str = Field(max_length=200)
     event_type: str = Field(max_length=32)  # the provider's word
-    kind: str | None = Field(default=None, max_length=16)  # EventKind
+    kind: str | None = Field(default=None, max_length=16)  # channels.events.EventKind
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     occurred_at: datetime | None = None
     received_at: datetime = Field(default_factory=utcnow)

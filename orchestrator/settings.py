@@ -18,7 +18,8 @@ def project_file(name: str) -> Path:
 
 
 class Settings(BaseSettings):
-    # An empty variable (`ORCH_SENDGRID_API_KEY=` as in .env.example) means "use the default".
+    # An empty variable (`ORCH_INCIDENT_TOKEN=` as in .env.example) means "use the default".
+    # Each provider's settings (credentials, hosts) live with its adapter: channels/<provider>/settings.py.
     model_config = SettingsConfigDict(
         env_prefix="ORCH_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
@@ -36,33 +37,9 @@ class Settings(BaseSettings):
     templates_dir: Path = REPO_ROOT / "templates"
     outbox_dir: Path = Path("outbox")
 
-    # Which adapter serves which channel, e.g. '{"email": "sendgrid"}'. A channel with no
+    # Which adapter serves which channel, e.g. '{"email": "outbox"}'. A channel with no
     # entry uses its provider when credentials are present, otherwise the local outbox.
     channel_adapters: dict[str, str] = {}
-
-    sendgrid_api_key: SecretStr | None = None
-    sendgrid_host: str = "https://api.sendgrid.com"
-    sendgrid_from_email: str = "hello@example.com"
-    sendgrid_from_name: str = "Example Co"
-    sendgrid_reply_to: str | None = None
-    sendgrid_sandbox: bool = False
-    sendgrid_batch_size: int = 1000  # merged messages per Mail Send request (1: one by one)
-    sendgrid_webhook_public_key: str | None = None
-
-    twilio_account_sid: str | None = None
-    twilio_auth_token: SecretStr | None = None
-    twilio_from_number: str | None = None
-    twilio_messaging_service_sid: str | None = None
-    twilio_base_url: str | None = None
-
-    x_consumer_key: SecretStr | None = None
-    x_consumer_secret: SecretStr | None = None
-    x_access_token: SecretStr | None = None
-    x_access_token_secret: SecretStr | None = None
-    x_api_base_url: str | None = None
-
-    provider_timeout_seconds: float = 10.0
-    provider_concurrency: int = 8
 
     incident_token: SecretStr | None = None
     events_token: SecretStr | None = None  # bearer token for POST /events (conversions)

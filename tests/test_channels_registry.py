@@ -11,9 +11,9 @@ from channels.base import ChannelAdapter, ConfigurationError, OutboundMessage
 from channels.outbox import OutboxAdapter
 from channels.phone import PhoneTaskAdapter
 from channels.registry import adapter_for, available_adapters, load_adapter
-from channels.sendgrid_email import SendGridEmailAdapter
-from channels.twilio_sms import TwilioSmsAdapter
-from channels.x_social import XSocialAdapter
+from channels.sendgrid.adapter import SendGridEmailAdapter
+from channels.twilio.adapter import TwilioSmsAdapter
+from channels.x.adapter import XSocialAdapter
 from orchestrator.settings import get_settings
 
 

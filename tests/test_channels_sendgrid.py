@@ -8,7 +8,7 @@ import time
 import pytest
 
 from channels.base import ConfigurationError, OutboundMessage, PermanentReason, ResultStatus, Transient
-from channels.sendgrid_email import SendGridEmailAdapter
+from channels.sendgrid.adapter import SendGridEmailAdapter
 from tests.support.fakes import TRANSIENT_FAULTS, FakeSendGrid, Fault
 
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from channels.base import ConfigurationError, OutboundMessage, PermanentReason, ResultStatus
-from channels.twilio_sms import TwilioSmsAdapter
+from channels.twilio.adapter import TwilioSmsAdapter
 from tests.support.fakes import TRANSIENT_FAULTS, FakeTwilio, Fault
 from tests.support.fakes.twilio import INVALID_NUMBER, NOT_MOBILE
 

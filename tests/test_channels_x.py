@@ -8,7 +8,7 @@ import time
 import pytest
 
 from channels.base import ConfigurationError, OutboundMessage, PermanentReason, ResultStatus
-from channels.x_social import XSocialAdapter
+from channels.x.adapter import XSocialAdapter
 from tests.support.fakes import TRANSIENT_FAULTS, FakeX, Fault
 
 CREDENTIALS = dict(consumer_key="ck", consumer_secret="cs", access_token="at", access_token_secret="ats")

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from sqlmodel import select
 
-from channels.sendgrid_email import SendGridEmailAdapter
-from channels.twilio_sms import TwilioSmsAdapter
+from channels.sendgrid.adapter import SendGridEmailAdapter
+from channels.twilio.adapter import TwilioSmsAdapter
 from orchestrator.consent import current_consent
 from orchestrator.db import session_scope
 from orchestrator.dispatch.run import dispatch_due

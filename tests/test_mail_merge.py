@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from channels.base import OutboundMessage, PermanentReason, ResultStatus
-from channels.sendgrid_email import SendGridEmailAdapter
+from channels.sendgrid.adapter import SendGridEmailAdapter
 from orchestrator.dispatch.run import dispatch_due
 from orchestrator.models import MessageStatus
 from orchestrator.settings import REPO_ROOT, get_settings

@@ -12,6 +12,8 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
+from channels.settings import current
+from channels.twilio.settings import TwilioSettings
 from flows.campaign import campaign
 from flows.outage import outage_notice
 from orchestrator.cli import app
@@ -19,7 +21,6 @@ from orchestrator.db import session_scope
 from orchestrator.models import PhoneTask
 from orchestrator.phone_tasks import complete_task
 from orchestrator.reports import ReportSlice, build_report
-from orchestrator.settings import get_settings
 from tests.support.flow_world import (
     MARKETING_FACTS,
     NIGHT,
@@ -48,7 +49,7 @@ class Webhooks:
         return response.json()
 
     def _twilio(self, path: str, params: dict[str, str]):
-        token = get_settings().twilio_auth_token.get_secret_value()
+        token = current(TwilioSettings).auth_token.get_secret_value()
         response = self.web.client.post(path, data=params,
                                         headers=twilio_headers(token, PUBLIC_BASE_URL + path, params))
         assert response.status_code == 200, response.text

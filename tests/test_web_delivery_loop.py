@@ -7,8 +7,8 @@ import time
 from urllib.parse import urlsplit
 
 from channels.base import OutboundMessage
-from channels.sendgrid_email import SendGridEmailAdapter
-from channels.twilio_sms import TwilioSmsAdapter
+from channels.sendgrid.adapter import SendGridEmailAdapter
+from channels.twilio.adapter import TwilioSmsAdapter
 from orchestrator.consent import consent_allows, current_consent
 from orchestrator.db import session_scope
 from orchestrator.links import unsubscribe_url

@@ -196,8 +196,8 @@ def test_oversized_bodies_are_refused_with_413_declared_or_streamed(web, sqlite_
 def test_the_same_batch_delivered_concurrently_takes_effect_once(db_url):
     from concurrent.futures import ThreadPoolExecutor
 
-    from orchestrator.feedback import apply_provider_events
-    from orchestrator.feedback import sendgrid_event as map_event
+    from channels.sendgrid.webhook import parse_event as map_event
+    from orchestrator.inbound.delivery_events import apply_provider_events
 
     message = add_message(add_customer())
     batch = [sendgrid_event("bounce", message.id, type="bounce"), sendgrid_event("delivered", message.id)]

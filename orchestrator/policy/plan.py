@@ -113,14 +113,17 @@ def last_send_estimate(policy: Policy, topic: str, sending: Counter[str], at: da
     rates, and which rate decides it. Requests are counted as SendGrid merges them (up to
     ``ORCH_SENDGRID_BATCH_SIZE`` a request); traffic already queued is not counted."""
     from channels.registry import DEFAULT_PROVIDERS
+    from channels.sendgrid.settings import SendGridSettings
+    from channels.settings import current
     from orchestrator.settings import get_settings
 
     settings = get_settings()
+    email_batch_size = current(SendGridSettings).batch_size
     units: dict[str, float] = {}
     for channel, n in sending.items():
         adapter = settings.channel_adapters.get(channel) or DEFAULT_PROVIDERS.get(channel, "")
         for rule in policy.rates.for_message(channel, adapter, topic):
-            per_request = max(1, settings.sendgrid_batch_size) if channel == "email" else 1
+            per_request = max(1, email_batch_size) if channel == "email" else 1
             units[rule.name] = units.get(rule.name, 0.0) + (
                 -(-n // per_request) if rule.unit == "requests" else n)
     if not units:

@@ -24,8 +24,9 @@ from sqlalchemy import Integer, and_, case, cast, func, literal, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
+from channels.events import EventKind
 from orchestrator.consent import ANY
-from orchestrator.feedback import SOURCE_SMS_KEYWORD
+from orchestrator.inbound.sms import SOURCE_SMS_KEYWORD
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
     Campaign,
@@ -34,7 +35,6 @@ from orchestrator.models import (
     ConsentState,
     CustomerFeedback,
     DeliveryEvent,
-    EventKind,
     Incident,
     MessageStatus,
     PhoneTask,

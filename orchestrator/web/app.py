@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -25,31 +22,11 @@ from orchestrator.web.incidents import IncidentLauncher
 from orchestrator.web.limits import BodySizeLimit
 
 
-@dataclass(frozen=True)
-class Verifiers:
-    """Signature checks and the SMS reply format, as plain functions (the SDKs stay in channels/)."""
-
-    sendgrid: Callable[[str, bytes, str, str], bool]  # (public key, raw body, signature, timestamp)
-    twilio: Callable[[str, str, Iterable[tuple[str, str]], str], bool]  # (token, url, params, signature)
-    twiml: Callable[[str | None], str]  # reply text (or none) -> TwiML document
-
-
-def provider_verifiers() -> Verifiers:
-    from channels.signatures import sendgrid_signature_valid, twilio_signature_valid, twiml_reply
-
-    return Verifiers(sendgrid_signature_valid, twilio_signature_valid, twiml_reply)
-
-
-def create_app(
-    launch_incident: IncidentLauncher | None = None,
-    *,
-    verifiers: Verifiers | None = None,
-) -> FastAPI:
+def create_app(launch_incident: IncidentLauncher | None = None) -> FastAPI:
     """The app. ``launch_incident`` starts an outage notice and returns its run id (without
     one, ``POST /incidents`` answers 503). Settings are read per request (ORCH_*)."""
     app = FastAPI(title="Orchestrator feedback loop", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.launch_incident = launch_incident
-    app.state.verifiers = verifiers or provider_verifiers()
     app.add_middleware(BodySizeLimit)
     modules = (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents, events,
                ratings)

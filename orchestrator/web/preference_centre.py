@@ -19,9 +19,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from orchestrator.consent import FREQUENCIES
-from orchestrator.db import session_scope
-from orchestrator.feedback import (
+from orchestrator.audience.preferences import (
     CHANNEL_LABELS,
     CHOOSABLE_TOPICS,
     PreferenceChoices,
@@ -31,6 +29,8 @@ from orchestrator.feedback import (
     save_choices,
     texts_stopped,
 )
+from orchestrator.consent import FREQUENCIES
+from orchestrator.db import session_scope
 from orchestrator.models import Customer
 from orchestrator.web.common import PAGE_HEADERS, form_pairs, require_same_origin, templates
 from orchestrator.web.unsubscribe import claims_or_400

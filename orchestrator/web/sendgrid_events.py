@@ -7,7 +7,6 @@ events. Events are idempotent on sg_event_id, so SendGrid's retries change nothi
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -15,15 +14,15 @@ from dataclasses import asdict
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
+from channels.sendgrid import webhook as sendgrid
+from channels.sendgrid.settings import SendGridSettings
+from channels.settings import current
 from orchestrator.db import session_scope
-from orchestrator.feedback import apply_provider_events, sendgrid_event
-from orchestrator.settings import get_settings
+from orchestrator.inbound.delivery_events import apply_provider_events
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
-TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_AGE_SECONDS = 10 * 60
 MAX_SKEW_SECONDS = 5 * 60
 
@@ -42,23 +41,20 @@ def check_timestamp(timestamp: str, now: float | None = None) -> None:
 
 @router.post("/webhooks/sendgrid/events")
 async def sendgrid_events(request: Request) -> dict:
-    public_key = get_settings().sendgrid_webhook_public_key
+    public_key = current(SendGridSettings).webhook_public_key
     if not public_key:
         raise HTTPException(503, "SendGrid webhook verification key is not configured")
-    signature = request.headers.get(SIGNATURE_HEADER)
-    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    signature = request.headers.get(sendgrid.SIGNATURE_HEADER)
+    timestamp = request.headers.get(sendgrid.TIMESTAMP_HEADER)
     if not signature or not timestamp:
         raise HTTPException(403, "unsigned request")
     check_timestamp(timestamp)
     raw = await request.body()
-    if not request.app.state.verifiers.sendgrid(public_key, raw, signature, timestamp):
+    if not sendgrid.signature_valid(public_key, raw, signature, timestamp):
         log.warning("refused a SendGrid event batch with an invalid signature")
         raise HTTPException(403, "invalid signature")
     try:
-        batch = json.loads(raw)
-        if not isinstance(batch, list):
-            raise ValueError("the body must be a JSON list of events")
-        events = [sendgrid_event(item) for item in batch]
+        events = sendgrid.parse_events(raw)
     except ValueError as exc:
         raise HTTPException(400, f"malformed event batch: {exc}") from None
 

@@ -3,7 +3,8 @@
 ``POST /unsubscribe/{token}`` with ``List-Unsubscribe=One-Click`` unsubscribes without a login
 (mail providers send it for the customer). ``GET`` never changes anything (link scanners
 prefetch links): it shows what the link will do, a button that sends the same POST, and a
-link to the preference centre. What an unsubscribe does: see ``orchestrator.feedback.unsubscribe``.
+link to the preference centre. What an unsubscribe does: see
+``orchestrator.audience.preferences.unsubscribe``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
+from orchestrator.audience.preferences import CHANNEL_LABELS, CHOOSABLE_TOPICS, unsubscribe
 from orchestrator.db import session_scope
-from orchestrator.feedback import CHANNEL_LABELS, CHOOSABLE_TOPICS, unsubscribe
 from orchestrator.links import InvalidToken, LinkClaims, preferences_url, verify_token
 from orchestrator.models import Customer
 from orchestrator.web.common import PAGE_HEADERS, form_pairs, templates

@@ -20,8 +20,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from channels.sendgrid_email import SendGridEmailAdapter
-from channels.twilio_sms import TwilioSmsAdapter
+from channels.sendgrid.adapter import SendGridEmailAdapter
+from channels.twilio.adapter import TwilioSmsAdapter
 from orchestrator.db import get_engine, is_sqlite
 from orchestrator.dispatch.run import dispatch_due
 from orchestrator.ledger.reconcile import reconcile_stuck

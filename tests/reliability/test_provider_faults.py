@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from channels.sendgrid_email import SendGridEmailAdapter
-from channels.twilio_sms import TwilioSmsAdapter
+from channels.sendgrid.adapter import SendGridEmailAdapter
+from channels.twilio.adapter import TwilioSmsAdapter
 from orchestrator.dispatch.run import dispatch_due
 from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.models import MessageStatus, utcnow

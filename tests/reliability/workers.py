@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from sqlalchemy import text
 
-import channels.sendgrid_email  # noqa: F401 - preloaded so a worker starts without importing SDKs
-import channels.twilio_sms  # noqa: F401
+import channels.sendgrid.adapter  # noqa: F401 - preloaded so a worker starts without importing SDKs
+import channels.twilio.adapter  # noqa: F401
 from channels.registry import adapter_for
 from orchestrator.db import get_engine, session_scope
 from orchestrator.dispatch.run import dispatch_due

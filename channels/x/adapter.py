@@ -27,9 +27,9 @@ from channels.base import (
     Transient,
 )
 from channels.concurrency import PerThreadPool
-from channels.results import accepted, header, permanent, safe_headers, seconds_until, transient
-from orchestrator.privacy import redact_text
-from orchestrator.settings import Settings, get_settings
+from channels.results import accepted, header, permanent, redact_text, safe_headers, seconds_until, transient
+from channels.settings import AdapterSettings, current
+from channels.x.settings import XSettings
 
 PROVIDER = "x"
 X_HOSTS = ("https://api.twitter.com", "https://api.x.com")
@@ -62,7 +62,6 @@ class XSocialAdapter:
     def __init__(
         self,
         *,
-        settings: Settings | None = None,
         consumer_key: str | None = None,
         consumer_secret: str | None = None,
         access_token: str | None = None,
@@ -71,37 +70,31 @@ class XSocialAdapter:
         timeout: float | None = None,
         concurrency: int | None = None,
     ):
-        s = settings or get_settings()
+        s, shared = current(XSettings), current(AdapterSettings)
 
         def secret(value: str | None, setting: Any) -> str | None:
             return value or (setting.get_secret_value() if setting else None)
 
         self._credentials = {
-            "consumer_key": secret(consumer_key, s.x_consumer_key),
-            "consumer_secret": secret(consumer_secret, s.x_consumer_secret),
-            "access_token": secret(access_token, s.x_access_token),
-            "access_token_secret": secret(access_token_secret, s.x_access_token_secret),
+            "consumer_key": secret(consumer_key, s.consumer_key),
+            "consumer_secret": secret(consumer_secret, s.consumer_secret),
+            "access_token": secret(access_token, s.access_token),
+            "access_token_secret": secret(access_token_secret, s.access_token_secret),
         }
         missing = [k for k, v in self._credentials.items() if not v]
         if missing:
             names = ", ".join(f"ORCH_X_{k.upper()}" for k in missing)
             raise ConfigurationError(f"X needs OAuth 1.0a user-context credentials: set {names}")
-        self.base_url = base_url or s.x_api_base_url
-        self.timeout = timeout or s.provider_timeout_seconds
-        workers = concurrency or s.provider_concurrency
+        self.base_url = base_url or s.api_base_url
+        self.timeout = timeout or shared.timeout_seconds
+        workers = concurrency or shared.concurrency
         self.limits = Limits(max_batch=max(100, workers * 25), rate_per_second=None, max_length=280)
         self._pool: PerThreadPool[tweepy.Client] = PerThreadPool(self._new_client, workers, "x")
 
     @classmethod
-    def configured(cls, settings: Settings) -> bool:
-        return all(
-            (
-                settings.x_consumer_key,
-                settings.x_consumer_secret,
-                settings.x_access_token,
-                settings.x_access_token_secret,
-            )
-        )
+    def configured(cls) -> bool:
+        s = current(XSettings)
+        return all((s.consumer_key, s.consumer_secret, s.access_token, s.access_token_secret))
 
     def _new_client(self) -> tweepy.Client:
         client = tweepy.Client(**self._credentials, wait_on_rate_limit=False)

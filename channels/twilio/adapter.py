@@ -13,19 +13,20 @@ from twilio.rest import Client
 
 from channels.base import ConfigurationError, Limits, OutboundMessage, PermanentReason, SendResult
 from channels.concurrency import PerThreadPool
-from channels.results import accepted, header, permanent, retry_after_seconds, safe_headers, transient
-from orchestrator.privacy import redact_text
-from orchestrator.settings import Settings, get_settings
+from channels.results import (
+    accepted,
+    header,
+    permanent,
+    redact_text,
+    retry_after_seconds,
+    safe_headers,
+    transient,
+)
+from channels.settings import AdapterSettings, current
+from channels.twilio.errors import ERRORS
+from channels.twilio.settings import TwilioSettings
 
 PROVIDER = "twilio"
-
-# Twilio error codes: https://www.twilio.com/docs/api/errors
-INVALID_ADDRESS_CODES = {21211, 21217, 21401, 21407, 21421}  # invalid 'To' number
-UNSUBSCRIBED_CODES = {21610}  # the recipient replied STOP
-BLOCKED_CODES = {21612, 21614, 21408, 30003, 30004, 30005, 30006, 30007}  # unreachable, not mobile, spam
-TOO_LONG_CODES = {21617, 30019}
-UNAUTHORIZED_CODES = {20003, 20005, 21606, 21659}  # auth, suspended account, From not ours
-RATE_LIMIT_CODES = {20429, 14107}
 
 # The SDK logs each request's parameters (phone numbers, bodies) at INFO: keep them out of logs.
 _quiet_logger = logging.getLogger("channels.twilio.http")
@@ -51,7 +52,6 @@ class TwilioSmsAdapter:
     def __init__(
         self,
         *,
-        settings: Settings | None = None,
         account_sid: str | None = None,
         auth_token: str | None = None,
         from_number: str | None = None,
@@ -61,32 +61,29 @@ class TwilioSmsAdapter:
         timeout: float | None = None,
         concurrency: int | None = None,
     ):
-        s = settings or get_settings()
-        self.account_sid = account_sid or s.twilio_account_sid
-        token = auth_token or (s.twilio_auth_token.get_secret_value() if s.twilio_auth_token else None)
+        s, shared = current(TwilioSettings), current(AdapterSettings)
+        self.account_sid = account_sid or s.account_sid
+        token = auth_token or (s.auth_token.get_secret_value() if s.auth_token else None)
         if not self.account_sid or not token:
             raise ConfigurationError("Twilio needs ORCH_TWILIO_ACCOUNT_SID and ORCH_TWILIO_AUTH_TOKEN")
         self._auth_token = token
-        self.from_number = from_number or s.twilio_from_number
-        self.messaging_service_sid = messaging_service_sid or s.twilio_messaging_service_sid
+        self.from_number = from_number or s.from_number
+        self.messaging_service_sid = messaging_service_sid or s.messaging_service_sid
         if not self.from_number and not self.messaging_service_sid:
             raise ConfigurationError(
                 "Twilio needs a sender: ORCH_TWILIO_FROM_NUMBER or ORCH_TWILIO_MESSAGING_SERVICE_SID"
             )
-        self.base_url = (base_url or s.twilio_base_url or "").rstrip("/") or None
+        self.base_url = (base_url or s.base_url or "").rstrip("/") or None
         self.public_base_url = (public_base_url or s.public_base_url).rstrip("/")
-        self.timeout = timeout or s.provider_timeout_seconds
-        workers = concurrency or s.provider_concurrency
+        self.timeout = timeout or shared.timeout_seconds
+        workers = concurrency or shared.concurrency
         self.limits = Limits(max_batch=max(100, workers * 25), rate_per_second=None, max_length=1600)
         self._pool: PerThreadPool[Client] = PerThreadPool(self._new_client, workers, "twilio")
 
     @classmethod
-    def configured(cls, settings: Settings) -> bool:
-        return bool(
-            settings.twilio_account_sid
-            and settings.twilio_auth_token
-            and (settings.twilio_from_number or settings.twilio_messaging_service_sid)
-        )
+    def configured(cls) -> bool:
+        s = current(TwilioSettings)
+        return bool(s.account_sid and s.auth_token and (s.from_number or s.messaging_service_sid))
 
     def _new_client(self) -> Client:
         http_client = _RecordingHttpClient(timeout=self.timeout, pool_connections=True, logger=_quiet_logger)
@@ -148,21 +145,16 @@ def _from_twilio_error(
     if last is not None:
         raw["headers"] = safe_headers(last.headers)
     detail = f"twilio {code}: {text}" if code else f"HTTP {status}: {text}"
-    if status == 429 or code in RATE_LIMIT_CODES:
+    known = ERRORS.get(code) if code is not None else None
+    if status == 429 or (known is not None and known.send is None):
         retry_after = retry_after_seconds(header(last.headers if last else None, "Retry-After"))
         return transient(message, PROVIDER, "rate_limited", retry_after, raw)
     if status >= 500:
         return transient(message, PROVIDER, f"server_error:{status}", raw=raw)
-    if code in UNSUBSCRIBED_CODES:
-        # The recipient opted out at the carrier/Twilio level. Adapters never write policy: the
-        # dispatcher records the opt-out (orchestrator.consent.record_consent) from this result.
-        return permanent(message, PROVIDER, PermanentReason.unsubscribed, detail, raw)
-    if code in INVALID_ADDRESS_CODES:
-        return permanent(message, PROVIDER, PermanentReason.invalid_address, detail, raw)
-    if code in BLOCKED_CODES:
-        return permanent(message, PROVIDER, PermanentReason.blocked, detail, raw)
-    if code in TOO_LONG_CODES:
-        return permanent(message, PROVIDER, PermanentReason.too_long, detail, raw)
-    if status in (401, 403) or code in UNAUTHORIZED_CODES:
+    if known is not None and known.send is not None:
+        # PermanentReason.unsubscribed: the recipient opted out at the carrier/Twilio level.
+        # Adapters never write policy: the dispatcher records the opt-out from this result.
+        return permanent(message, PROVIDER, known.send, detail, raw)
+    if status in (401, 403):
         return permanent(message, PROVIDER, PermanentReason.unauthorized, detail, raw)
     return permanent(message, PROVIDER, PermanentReason.rejected, detail, raw)

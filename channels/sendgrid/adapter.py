@@ -26,9 +26,9 @@ from sendgrid.helpers.mail import (
 from channels.base import ConfigurationError, Limits, OutboundMessage, PermanentReason, SendResult
 from channels.concurrency import PerThreadPool
 from channels.keepalive_http import KeepAliveClient
-from channels.results import accepted, header, permanent, safe_headers, seconds_until, transient
-from orchestrator.privacy import redact_text
-from orchestrator.settings import Settings, get_settings
+from channels.results import accepted, header, permanent, redact_text, safe_headers, seconds_until, transient
+from channels.sendgrid.settings import SendGridSettings
+from channels.settings import AdapterSettings, current
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ class SendGridEmailAdapter:
     def __init__(
         self,
         *,
-        settings: Settings | None = None,
         api_key: str | None = None,
         host: str | None = None,
         from_email: str | None = None,
@@ -57,27 +56,27 @@ class SendGridEmailAdapter:
         keep_alive: bool = True,
         batch_size: int | None = None,
     ):
-        s = settings or get_settings()
-        key = api_key or (s.sendgrid_api_key.get_secret_value() if s.sendgrid_api_key else None)
+        s, shared = current(SendGridSettings), current(AdapterSettings)
+        key = api_key or (s.api_key.get_secret_value() if s.api_key else None)
         if not key:
             raise ConfigurationError("SendGrid needs an API key: set ORCH_SENDGRID_API_KEY")
         self._api_key = key
-        self.host = (host or s.sendgrid_host).rstrip("/")
-        self.from_email = from_email or s.sendgrid_from_email
-        self.from_name = from_name if from_name is not None else s.sendgrid_from_name
-        self.reply_to = reply_to if reply_to is not None else s.sendgrid_reply_to
-        self.sandbox = s.sendgrid_sandbox if sandbox is None else sandbox
-        self.timeout = timeout or s.provider_timeout_seconds
+        self.host = (host or s.host).rstrip("/")
+        self.from_email = from_email or s.from_email
+        self.from_name = from_name if from_name is not None else s.from_name
+        self.reply_to = reply_to if reply_to is not None else s.reply_to
+        self.sandbox = s.sandbox if sandbox is None else sandbox
+        self.timeout = timeout or shared.timeout_seconds
         self.keep_alive = keep_alive
-        workers = concurrency or s.provider_concurrency
+        workers = concurrency or shared.concurrency
         # Merged messages go out up to this many per request (personalizations); 1 sends one by one.
-        self.batch_size = max(1, min(MAX_PERSONALIZATIONS, batch_size or s.sendgrid_batch_size))
+        self.batch_size = max(1, min(MAX_PERSONALIZATIONS, batch_size or s.batch_size))
         self.limits = Limits(max_batch=max(self.batch_size, workers * 25))
         self._pool: PerThreadPool[SendGridAPIClient] = PerThreadPool(self._new_client, workers, "sendgrid")
 
     @classmethod
-    def configured(cls, settings: Settings) -> bool:
-        return settings.sendgrid_api_key is not None
+    def configured(cls) -> bool:
+        return current(SendGridSettings).api_key is not None
 
     def _new_client(self) -> SendGridAPIClient:
         sg = SendGridAPIClient(api_key=self._api_key, host=self.host)

@@ -1,0 +1,1 @@
+"""SendGrid: email out (adapter), delivery events in (webhook), and its settings."""

@@ -1,0 +1,1 @@
+"""X: direct messages and public posts (adapter), and its settings."""

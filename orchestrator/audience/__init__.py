@@ -1,0 +1,2 @@
+"""Who we may reach and how: the customers' own choices (``preferences``: unsubscribe links and
+the preference centre)."""

@@ -1,0 +1,200 @@
+"""Unsubscribe links and the preference centre's choices, written as consent with an audit trail.
+
+A change applies to the very next decision. Required notices (security alerts) keep reaching a
+customer who leaves a channel; service topics keep their consent when a channel is unticked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, select
+
+from channels.events import OPTED_OUT, EventKind, ProviderEvent
+from orchestrator.consent import (
+    ANY,
+    consent_allows,
+    current_consent,
+    opt_out,
+    record_consent,
+    update_preferences,
+)
+from orchestrator.inbound.delivery_events import record_new_events
+from orchestrator.models import (
+    Channel,
+    ConsentState,
+    ContactPreference,
+    Customer,
+    Message,
+    Suppression,
+    address_for,
+    utcnow,
+)
+from orchestrator.policy import load_policy
+
+SOURCE_UNSUBSCRIBE_LINK = "unsubscribe_link"
+SOURCE_PREFERENCE_CENTRE = "preference_centre"
+
+# Topics a customer chooses in the preference centre, in display order, with their labels.
+# Everything else the policy knows (security, outage, transactional, support) is a service
+# message about the customer's account: not optional here.
+CHOOSABLE_TOPICS: dict[str, str] = {
+    "marketing": "News and offers",
+    "loyalty": "Loyalty rewards and anniversaries",
+    "feedback": "Surveys and requests for feedback",
+}
+CHANNEL_LABELS: dict[str, str] = {
+    Channel.email.value: "Email",
+    Channel.sms.value: "Text messages (SMS)",
+    Channel.social.value: "Direct messages on X",
+    Channel.phone.value: "Phone calls",
+}
+
+
+def unsubscribe(session: Session, customer_id: int, channel: str | None, topic: str | None,
+                message_id: int | None = None) -> str:
+    """Applies an unsubscribe link; returns what it did, in words for the customer.
+
+    A link names a channel (email when absent) and usually the topic of the message it came
+    in. A topic opts out of that topic on that channel; no topic (or ``*``) opts out of every
+    message on that channel that is not a required notice such as a security alert. The
+    link's message, when it names one of this customer's, gets one ``unsubscribe`` event.
+    """
+    channel = channel or Channel.email.value
+    message = session.get(Message, message_id) if message_id else None
+    if message is not None and message.customer_id == customer_id:
+        record_new_events(session, [ProviderEvent(
+            provider=SOURCE_UNSUBSCRIBE_LINK, channel=channel, event_id=f"unsubscribe:{message.id}",
+            event_type="unsubscribe", payload={}, kind=EventKind.unsubscribe)], [message], utcnow())
+    label = CHANNEL_LABELS.get(channel, channel).lower()
+    if topic and topic != ANY:
+        opt_out(session, customer_id, channel, topic, SOURCE_UNSUBSCRIBE_LINK)
+        return f"You will no longer receive {CHOOSABLE_TOPICS.get(topic, topic).lower()} by {label}."
+    restore = _keep_consent(session, customer_id, [channel], required_topics())
+    opt_out(session, customer_id, channel, ANY, SOURCE_UNSUBSCRIBE_LINK)
+    restore(SOURCE_UNSUBSCRIBE_LINK)
+    return f"You will no longer receive {label} from us, except required notices such as security alerts."
+
+
+@dataclass
+class PreferenceChoices:
+    channels: set[str]  # channels the customer accepts non-required messages on
+    topics: set[str]  # choosable topics the customer wants
+    frequency: str = "any"
+    quiet_start: str | None = None  # "HH:MM" local
+    quiet_end: str | None = None
+    do_not_contact: bool = False
+    preferred_channel: str | None = None
+    # (channel, topic) pairs switched off on their own (an unsubscribe link) although both
+    # boxes are ticked: shown on the page, they stay off unless listed in ``turn_back_on``.
+    switched_off: set[tuple[str, str]] = field(default_factory=set)
+    turn_back_on: set[tuple[str, str]] = field(default_factory=set)
+
+
+def texts_stopped(session: Session, customer: Customer) -> bool:
+    """The customer replied STOP to our texts: only START from their phone undoes that."""
+    if not customer.phone:
+        return False
+    return session.exec(select(Suppression.id).where(
+        Suppression.channel == Channel.sms.value, Suppression.address == customer.phone,
+        Suppression.reason == OPTED_OUT)).first() is not None
+
+
+def reachable_channels(customer: Customer) -> list[str]:
+    """The channels we hold an address for, in display order."""
+    return [ch for ch in CHANNEL_LABELS if address_for(ch, customer)]
+
+
+def current_choices(session: Session, customer: Customer) -> PreferenceChoices:
+    """What the preference centre shows: the consent and preferences in force."""
+    assert customer.id is not None
+    consent = current_consent(session, [customer.id])
+    pref = session.get(ContactPreference, customer.id) or ContactPreference(customer_id=customer.id)
+    channels = {ch for ch in CHANNEL_LABELS if consent_allows(consent, customer.id, ch, ANY)}
+    topics = {t for t in CHOOSABLE_TOPICS if consent_allows(consent, customer.id, ANY, t)}
+    return PreferenceChoices(
+        channels=channels,
+        topics=topics,
+        switched_off={(ch, t) for ch in channels for t in topics
+                      if not consent_allows(consent, customer.id, ch, t)},
+        frequency=pref.frequency,
+        quiet_start=pref.quiet_start,
+        quiet_end=pref.quiet_end,
+        do_not_contact=pref.do_not_contact,
+        preferred_channel=pref.preferred_channels[0] if pref.preferred_channels else None,
+    )
+
+
+def required_topics() -> list[str]:
+    """Topics the policy marks required (security notices): they reach every customer."""
+    return [name for name, topic in load_policy().topics.items() if topic.required]
+
+
+def service_topics() -> list[str]:
+    """Every topic the policy knows that is not a choice in the preference centre."""
+    return [name for name in load_policy().topics if name not in CHOOSABLE_TOPICS]
+
+
+def _keep_consent(
+    session: Session, customer_id: int, channels: Iterable[str], topics: Iterable[str]
+) -> Callable[[str], None]:
+    """Remembers whether each of ``topics`` may reach the customer on ``channels``; the
+    returned function restores that after a broad channel opt-out, so leaving a channel
+    does not silence those topics there (nor re-enable what was opted out before)."""
+    before = current_consent(session, [customer_id])
+    allowed = {(ch, t): consent_allows(before, customer_id, ch, t) for ch in channels for t in topics}
+
+    def restore(source: str) -> None:
+        session.flush()
+        after = current_consent(session, [customer_id])
+        for (ch, t), was_allowed in allowed.items():
+            if consent_allows(after, customer_id, ch, t) != was_allowed:
+                state = ConsentState.opted_in if was_allowed else ConsentState.opted_out
+                record_consent(session, customer_id, ch, t, state, source)
+
+    return restore
+
+
+def save_choices(session: Session, customer: Customer, choices: PreferenceChoices,
+                 source: str = SOURCE_PREFERENCE_CENTRE) -> None:
+    """Writes the preference centre's choices as consent and preferences (both audited).
+
+    Afterwards, for every channel and choosable topic, a message may go out exactly when
+    both the channel and the topic are ticked, unless that pair was switched off on its own
+    and not turned back on. Unticking a channel stops the choosable topics
+    there; service messages (security, outage, transactional, support) keep their consent.
+    """
+    assert customer.id is not None
+    cid = customer.id
+    unknown = (choices.channels - set(CHANNEL_LABELS)) | (choices.topics - set(CHOOSABLE_TOPICS))
+    if unknown:
+        raise ValueError(f"unknown choice(s): {', '.join(sorted(unknown))}")
+    switched_off = current_choices(session, customer).switched_off - choices.turn_back_on
+    unticked = [ch for ch in CHANNEL_LABELS if ch not in choices.channels]
+    restore = _keep_consent(session, cid, unticked, service_topics())
+    for ch in CHANNEL_LABELS:
+        state = ConsentState.opted_in if ch in choices.channels else ConsentState.opted_out
+        record_consent(session, cid, ch, ANY, state, source)
+    for topic in CHOOSABLE_TOPICS:
+        state = ConsentState.opted_in if topic in choices.topics else ConsentState.opted_out
+        record_consent(session, cid, ANY, topic, state, source)
+    session.flush()
+    consent = current_consent(session, [cid])
+    for ch in CHANNEL_LABELS:
+        for topic in CHOOSABLE_TOPICS:
+            wanted = ch in choices.channels and topic in choices.topics and (ch, topic) not in switched_off
+            if consent_allows(consent, cid, ch, topic) != wanted:
+                state = ConsentState.opted_in if wanted else ConsentState.opted_out
+                record_consent(session, cid, ch, topic, state, source)
+    restore(source)
+    # The policy tries preferred channels first; one the customer unticked is no preference.
+    preferred = [choices.preferred_channel] if choices.preferred_channel in choices.channels else []
+    update_preferences(
+        session, cid, source,
+        preferred_channels=preferred,
+        frequency=choices.frequency,
+        quiet_start=choices.quiet_start,
+        quiet_end=choices.quiet_end,
+        do_not_contact=choices.do_not_contact,
+    )
