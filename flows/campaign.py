@@ -70,10 +70,14 @@ def campaign(
     total = audience_size(segment)
     facts = {"campaign": name, "segment": segment, "topic": topic, "template": template,
              "tone": tone or "(topic default)", "send time": send_time, "audience": total}
+    if experiment.active:
+        facts["variants"] = ", ".join(v.name for v in experiment.variants) or "(one)"
+        facts["holdout"] = f"{experiment.holdout_percent:g}%"
+        facts["goal"] = f"{goal_event} within {attribution_days} days" if goal_event else "(none: clicks)"
 
     if dry_run:
         plan = plan_audience(segment, topic, template, send_time=send_time, chunk_size=chunk_size,
-                             dedupe_key=dedupe_key(name))
+                             dedupe_key=dedupe_key(name), shape=lambda intent: experiment.apply(intent, name))
         rows = [{"outcome": o, "customers": n} for o, n in sorted(plan.outcomes.items())]
         rows += [{"outcome": f"channel {ch}", "customers": n} for ch, n in plan.channels.most_common()]
         rows += [{"outcome": f"reason {r}", "customers": n} for r, n in plan.reasons.most_common()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from datetime import timedelta
@@ -146,6 +147,12 @@ def test_cli_runs_an_experiment_and_refuses_bad_variants(prefect_harness, sqlite
     command = ["campaign", "run", "tones", "--segment", "all", "--template", "spring_sale", "--sample-data"]
     bad = runner.invoke(app, [*command, "--variant", "tone=sarcastic", "--variant", "tone=professional"])
     assert bad.exit_code == 2 and "sarcastic" in bad.output
+    assert ledger() == {}
+    dry = runner.invoke(app, [*command, "--variant", "tone=appreciative", "--variant", "tone=professional",
+                              "--holdout", "50", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    held = sum(build_experiment(TWO_TONES, 50).assign("tones", cid) == HOLDOUT for cid in range(1, 7))
+    assert json.loads(dry.output)["reasons"].get("holdout:tones", 0) == held  # the plan shows the holdout
     assert ledger() == {}
     done = runner.invoke(app, [*command, "--variant", "tone=appreciative", "--variant", "tone=professional",
                                "--holdout", "5", "--goal", "purchase", "--json"])

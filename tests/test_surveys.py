@@ -50,6 +50,8 @@ def test_a_rating_link_records_at_once_and_a_comment_keeps_the_history(web, db_u
     links = rating_links(ada.id, survey.id, "csat")
     assert sorted(links) == [f"rate_{n}" for n in range(1, 6)]
 
+    assert web.client.head(path_of(links["rate_4"])).status_code == 405  # a link checker's HEAD: no answer
+    assert answers() == []
     page = web.client.get(path_of(links["rate_4"]))
     assert page.status_code == 200 and "4 of 5" in page.text and 'role="status"' in page.text
     assert "<script" not in page.text and page.headers["Referrer-Policy"] == "same-origin"
@@ -175,3 +177,32 @@ def test_a_number_long_after_the_survey_is_ordinary_feedback(web, sqlite_url):
     inbound(web, "5", sid="SMold")
     assert answers() == [(None, "5", None)]
     assert PHONE == ada.phone
+
+
+@pytest.mark.postgres
+def test_concurrent_low_answers_open_one_recovery_task(pg_url):
+    """Two low answers of one customer to two surveys at the same moment: one call, not two."""
+    import threading
+
+    from orchestrator.surveys import record_answer
+
+    ada = add_customer()
+    surveys = [add_survey(ada, key=f"survey:complaint:CASE-{n}") for n in range(2)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def answer(survey: Message) -> None:
+        try:
+            barrier.wait(5)
+            with session_scope() as session:
+                record_answer(session, session.get(Message, survey.id), 1, channel="email", source="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=answer, args=(s,)) for s in surveys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(answers()) == 2 and len(recovery_tasks()) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -65,8 +65,11 @@ def plan_audience(
     url: str | None = None,
     chunk_size: int = 1000,
     dedupe_key: str = "plan",
+    shape: Callable[[Intent], Intent] | None = None,
 ) -> PlanSummary:
-    """Decides for every customer of ``segment`` (or of ``customer_ids``) as of ``at``; writes nothing."""
+    """Decides for every customer of ``segment`` (or of ``customer_ids``) as of ``at``; writes nothing.
+
+    ``shape`` adjusts each customer's intent as the real run would (an experiment's variant or holdout)."""
     policy = policy or load_policy()
     policy.topic(topic)  # an unknown topic fails before any work
     at = at or datetime.now(UTC)
@@ -89,6 +92,8 @@ def plan_audience(
                            send_time=send_time)
                     for cid in chunk
                 ]
+                if shape is not None:
+                    intents = [shape(intent) for intent in intents]
                 summary.customers += len(chunk)
                 for d in decide_chunk(session, intents, at, policy):
                     if d.high_touch:

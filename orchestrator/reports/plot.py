@@ -49,8 +49,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
             ax.bar([x + i * width for x in range(len(names))], values, width, yerr=errors, capsize=3,
                    label=key.replace("_", " "))
         ax.set_xticks([x + width * (len(keys) - 1) / 2 for x in range(len(names))], names)
-        ax.set_ylabel("% (clicks, unsubscribes, replies of delivered; conversions of customers), 95% CI")
-        ax.set_title("Variants")
+        ax.set_ylabel("% with 95% interval")
+        ax.set_title("Variants (conversions: of customers; the rest: of delivered)", fontsize=10)
         ax.legend()
     fig.tight_layout()
     target = Path(path)
