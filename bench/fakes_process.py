@@ -65,12 +65,12 @@ def _marked(fakes: dict[str, Any], since: float, marker: bytes) -> dict[str, Any
         with fake._lock:
             recent = [r for r in fake.requests if r.received_at >= since]
         seen: set[int] = set()
-        for r in recent:
+        for r in recent:  # one record per recipient; ``http`` is the request they share
             request = r.http or r
-            if id(request) in seen:
+            if id(request) in seen or r.status is None or not 200 <= r.status < 300:
                 continue
             seen.add(id(request))
-            if marker in request.body and request.status is not None and 200 <= request.status < 300:
+            if marker in request.body:
                 times.append(request.received_at)
     return {"first": min(times, default=None), "last": max(times, default=None), "requests": len(times)}
 

@@ -103,11 +103,14 @@ class Trigger:
                 ],
                 env={**os.environ, **self.env},
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=open(self.tmp / f"cli-{self.count}.log", "w"),  # noqa: SIM115 - the child owns it
                 cwd=self.tmp,
             )
         first = self._wait(started, marker, lambda seen: seen["first"] is not None, 60)
         done = self._settled(started, marker, child)
+        if child is not None and child.returncode:
+            log(f"  orchestrator outage notify failed ({child.returncode}): "
+                f"{(self.tmp / f'cli-{self.count}.log').read_text()[-1500:]}")
         return {
             "how": how,
             "first_s": first["first"] - started if first["first"] else None,

@@ -66,9 +66,15 @@ def warm_up(api_url: str | None) -> None:
             adapter_class(provider)
         with _settings(api_url):
             from prefect.client.orchestration import get_client
+            from prefect.client.schemas.actions import FlowCreate
+            from prefect.events import emit_event
 
             with get_client(sync_client=True) as client:
                 client.hello()
+                client.request("POST", "/flows/", json=FlowCreate(name=flows.outage.outage_notice.name)
+                               .model_dump(mode="json"))
+            # A flow run's first event opens the events connection: open it now.
+            emit_event(event="orchestrator.web.ready", resource={"prefect.resource.id": "orchestrator.web"})
     except Exception:  # warming up is an optimisation: the first trigger will say what is wrong
         log.warning("warming up for outage notices failed", exc_info=True)
 
