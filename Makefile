@@ -22,6 +22,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check orchestrator flows channels tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy orchestrator channels flows
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
@@ -32,4 +34,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e ".[test,report,bench]" && $(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) orchestrator.db* outbox .pytest_cache
+	rm -rf $(VENV) orchestrator.db* outbox .pytest_cache .mypy_cache .import_linter_cache
