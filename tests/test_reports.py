@@ -46,6 +46,7 @@ def seed() -> dict[str, int]:
                           channel=channel,
                           status=status, template=fields.pop("template", "spring_sale"),
                           tone=fields.pop("tone", "appreciative"), locale=fields.pop("locale", "en"),
+                          created_at=start,
                           sent_at=start + timedelta(seconds=sent) if sent is not None else None,
                           delivered_at=None if delivered is None else start + timedelta(seconds=delivered),
                           **fields)
