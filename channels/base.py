@@ -8,12 +8,11 @@ Configuration problems raise ``ConfigurationError`` before anything is sent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from orchestrator.templating.merge import Merge
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 
 class ConfigurationError(RuntimeError):
@@ -47,6 +46,22 @@ class Permanent:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Merge:
+    """What a merging provider needs: the shared skeleton and this recipient's tag values
+    (``orchestrator.templating.merge`` builds them)."""
+
+    key: str  # one per group: messages with the same key share ``text`` and ``html``
+    text: str
+    html: str | None
+    substitutions: Mapping[str, str]
+
+
+def one_click_allowed(url: str | None) -> bool:
+    """RFC 8058: one-click unsubscribe (``List-Unsubscribe-Post``) only with an HTTPS link."""
+    return bool(url) and urlsplit(str(url)).scheme.lower() == "https"
+
+
 @dataclass
 class OutboundMessage:
     """A rendered message ready for one recipient on one channel."""
@@ -72,8 +87,6 @@ class OutboundMessage:
     def unsubscribe_headers(self) -> dict[str, str]:
         """The List-Unsubscribe headers of a marketing email (RFC 2369), with one-click
         unsubscribe (RFC 8058) only when the link is HTTPS, as that RFC requires."""
-        from orchestrator.links import one_click_allowed
-
         if not (self.marketing and self.unsubscribe_url):
             return {}
         headers = {"List-Unsubscribe": f"<{self.unsubscribe_url}>"}

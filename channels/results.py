@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from channels.base import OutboundMessage, Permanent, PermanentReason, ResultStatus, SendResult, Transient
-from orchestrator.privacy import redact_text
+from channels.redaction import redact_text
 
 
 def accepted(

@@ -12,8 +12,9 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+from channels.base import one_click_allowed
 from orchestrator.settings import get_settings
 
 DEFAULT_TTL_SECONDS = 60 * 24 * 3600  # links in an email stay valid for 60 days
@@ -73,11 +74,6 @@ def verify_token(token: str, purpose: str, now: float | None = None) -> LinkClai
     message_id = body.get("m")
     return LinkClaims(purpose, int(body["c"]), body.get("t"), body.get("ch"),
                       int(message_id) if message_id is not None else None)
-
-
-def one_click_allowed(url: str | None) -> bool:
-    """RFC 8058: one-click unsubscribe (``List-Unsubscribe-Post``) only with an HTTPS link."""
-    return bool(url) and urlsplit(str(url)).scheme.lower() == "https"
 
 
 def one_click_warning() -> str | None:

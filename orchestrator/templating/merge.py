@@ -30,6 +30,7 @@ from typing import Any
 
 from markupsafe import escape
 
+from channels.base import Merge  # what a merging provider receives: part of the adapter interface
 from orchestrator.templating.environment import TemplateSet, get_template_set
 from orchestrator.templating.errors import TemplateProblem
 from orchestrator.templating.render import (
@@ -83,16 +84,6 @@ class Slot:
     __add__ = __radd__ = __mul__ = __rmul__ = __mod__ = __rmod__ = __sub__ = __rsub__ = _refuse
     __int__ = __float__ = __index__ = __format__ = __call__ = _refuse  # type: ignore[assignment]
     __hash__ = object.__hash__
-
-
-@dataclass(frozen=True)
-class Merge:
-    """What a merging provider needs: the shared skeleton and this recipient's tag values."""
-
-    key: str  # one per group: messages with the same key share ``text`` and ``html``
-    text: str
-    html: str | None
-    substitutions: Mapping[str, str]
 
 
 @dataclass(frozen=True)
