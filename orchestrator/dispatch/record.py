@@ -18,7 +18,7 @@ from orchestrator.consent import record_consent, suppress_address
 from orchestrator.db import session_scope
 from orchestrator.dispatch.compose import ReadyMessage
 from orchestrator.dispatch.report import DispatchReport
-from orchestrator.ledger.changes import Failure, LedgerChange, record_changes
+from orchestrator.ledger.changes import Failure, LedgerChange, is_paced, record_changes
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.models import MessageStatus
 
@@ -63,6 +63,11 @@ def add_to_report(report: DispatchReport, claimed: Mapping[int, ClaimedMessage],
                   changes: list[LedgerChange]) -> None:
     for change in changes:
         m = claimed[change.message_id]
+        if is_paced(change):
+            report.paced[change.reason or ""] += 1
+            report.waiting[m.id] = (m.channel, change.send_at or m.send_at)
+            continue
+        report.waiting.pop(m.id, None)
         report.add(m.channel, change.status.value)
         if change.status in (MessageStatus.failed, MessageStatus.suppressed):
             report.failures.append(Failure(

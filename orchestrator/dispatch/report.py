@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from orchestrator.ledger.changes import Failure
 
@@ -19,6 +20,10 @@ class DispatchReport:
     failures: list[Failure] = field(default_factory=list)
     reconcile: list[int] = field(default_factory=list)  # outcome unknown: an operator checks the provider
     configuration_errors: dict[str, str] = field(default_factory=dict)  # channel -> what is wrong
+    paced: Counter[str] = field(default_factory=Counter)  # pace:<rate> -> times a message waited for it
+    # Messages waiting for their rate, by id: (channel, when they are expected to go). Counted as
+    # ``deferred`` only if the dispatch ends before they went (``settle_waiting``).
+    waiting: dict[int, tuple[str, datetime]] = field(default_factory=dict)
 
     def add(self, channel: str, outcome: str, n: int = 1) -> None:
         self.counts.setdefault(channel, Counter())[outcome] += n
@@ -36,7 +41,18 @@ class DispatchReport:
         self.failures.extend(other.failures)
         self.reconcile.extend(other.reconcile)
         self.configuration_errors.update(other.configuration_errors)
+        self.paced.update(other.paced)
         return self
+
+    def next_paced(self) -> datetime | None:
+        """When the first message still waiting for its rate is expected to go."""
+        return min((at for _, at in self.waiting.values()), default=None)
+
+    def settle_waiting(self) -> None:
+        """The dispatch is over: messages still waiting for their rate count as deferred."""
+        for channel, _ in self.waiting.values():
+            self.add(channel, "deferred")
+        self.waiting.clear()
 
     def rows(self) -> list[dict[str, int | str]]:
         """One row per channel with a column per outcome (for tables and artifacts)."""

@@ -9,6 +9,7 @@ each a module of its own: **compose** (``dispatch.compose``), **send** (``dispat
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -23,12 +24,14 @@ from orchestrator.ledger.changes import Failure, LedgerChange, released
 from orchestrator.ledger.queue import ClaimedMessage, claim_due
 from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.models import MessageStatus, utcnow
+from orchestrator.pacing.pacer import Pacer
 from orchestrator.policy.config import load_policy
 from orchestrator.privacy import redact_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CLAIM_SIZE = 1000
+DEFAULT_PACE_PATIENCE = 300.0  # seconds a dispatch keeps sending messages that wait for their rate
 
 ProgressCallback = Callable[[DispatchReport], None]
 FailureHook = Callable[[list[Failure]], None]
@@ -48,6 +51,7 @@ def dispatch_due(
     retry: RetryPolicy | None = None,
     claim_size: int = DEFAULT_CLAIM_SIZE,
     url: str | None = None,
+    pace_patience: float = DEFAULT_PACE_PATIENCE,
 ) -> DispatchReport:
     """Sends up to ``limit`` due messages (optionally only those matching the filters).
 
@@ -56,6 +60,10 @@ def dispatch_due(
     use the configured adapter from the registry, closed again at the end. ``on_progress`` gets
     the report after every batch; ``on_permanent`` gets every message that ended failed or
     suppressed once all claimed work is recorded (so a policy can create a fallback row).
+
+    Messages that had to wait for their send rate (``pace:<rate>``) are claimed again when their
+    time comes, as long as that is within ``pace_patience`` seconds of the start; later ones are
+    left deferred for the due-sweeper.
     """
     if limit < 0 or claim_size < 1:
         raise ValueError("limit must be >= 0 and claim_size >= 1")
@@ -63,27 +71,37 @@ def dispatch_due(
     retry = retry or RetryPolicy()
     report = DispatchReport()
     pool = AdapterPool(adapters)
+    pacer = Pacer(load_policy().rates, url=url)
+    started = time.monotonic()
     try:
         remaining = limit
-        while remaining > 0:
-            wanted = min(claim_size, remaining)
+        while True:
+            wanted = min(claim_size, remaining + len(report.waiting))  # waiting rows were counted once
             claimed = retry_while_unavailable(lambda limit=wanted: claim_due(  # type: ignore[misc]
                 now=clock(), limit=limit, channels=channels, campaign_id=campaign_id,
                 incident_id=incident_id, message_ids=message_ids, url=url,
-            ), what="claiming due messages")
-            if not claimed:
+            ), what="claiming due messages") if wanted > 0 else []
+            if claimed:
+                remaining -= sum(1 for m in claimed if m.id not in report.waiting)
+                batch = ClaimedBatch(claimed, pool, report, clock, retry, on_progress, url, pacer)
+                try:
+                    batch.dispatch()
+                except BaseException:
+                    batch.release_unsent()
+                    raise
+                if len(claimed) == wanted:
+                    continue
+            # Nothing more is due now: wait for the messages that wait for their rate, if soon.
+            next_at = report.next_paced()
+            if next_at is None or now is not None:
                 break
-            remaining -= len(claimed)
-            batch = ClaimedBatch(claimed, pool, report, clock, retry, on_progress, url)
-            try:
-                batch.dispatch()
-            except BaseException:
-                batch.release_unsent()
-                raise
-            if len(claimed) < wanted:
+            wait = max(0.0, (next_at - utcnow()).total_seconds())
+            if time.monotonic() - started + wait > pace_patience:
                 break
+            time.sleep(wait)
     finally:
         pool.close()
+        report.settle_waiting()
     if report.processed:
         log.info(
             "dispatch: %d sent, %d deferred, %d failed, %d suppressed, %d to reconcile",
@@ -130,8 +148,10 @@ class ClaimedBatch:
         retry: RetryPolicy,
         on_progress: ProgressCallback | None,
         url: str | None,
+        pacer: Pacer,
     ) -> None:
         self.messages = {m.id: m for m in claimed}
+        self.pacer = pacer
         self.pool, self.report, self.clock, self.retry = pool, report, clock, retry
         self.on_progress, self.url = on_progress, url
         self.handed: set[int] = set()  # given to an adapter: only a provider answer may settle them
@@ -149,7 +169,7 @@ class ClaimedBatch:
             by_channel.setdefault(item.message.channel, []).append(item)
         for channel, items in by_channel.items():
             send_channel(channel, items, adapter_for=self.pool.get, recorder=self, clock=self.clock,
-                         retry=self.retry, handed=self.handed)
+                         retry=self.retry, handed=self.handed, pacer=self.pacer)
 
     def release_unsent(self) -> None:
         """After an error: what providers answered is recorded after all if the database is back,

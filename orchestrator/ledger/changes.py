@@ -10,8 +10,9 @@ A provider result maps to exactly one ledger change:
   queue with its attempt given back (as when an adapter is not configured): retrying it on a
   transient schedule would use up its attempts while nobody fixes the set-up.
 
-Messages decided without a provider call (``settled``) and messages handed back unsent
-(``released``) give their claimed attempt back.
+Messages decided without a provider call (``settled``), messages handed back unsent
+(``released``) and messages waiting for their send rate (``paced``) give their claimed attempt back.
+A paced message carries its ``pace:<rate>`` code (the latest only) so ``explain`` says what it waits for.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from orchestrator.privacy import redact_text
 
 # Outcomes that end a message's journey without a send: their reason joins the row's reason codes.
 TERMINAL = (MessageStatus.failed, MessageStatus.suppressed, MessageStatus.reconcile)
+PACE = "pace:"
 
 
 @dataclass
@@ -150,6 +152,27 @@ def released(message_id: int, why: str, *, attempts: int, deadline: datetime | N
     return change
 
 
+def paced(message_id: int, reason: str, send_at: datetime, detail: str = "") -> LedgerChange:
+    """Deferred until ``send_at``, when its rate (``reason``: ``pace:<rate name>``) lets it go."""
+    return LedgerChange(message_id, MessageStatus.deferred, reason=reason, detail=detail, send_at=send_at,
+                        attempts_delta=-1)
+
+
+def slowed_down(change: LedgerChange, reason: str, retry_after: float | None, now: datetime, *,
+                attempts: int, retry: RetryPolicy) -> LedgerChange:
+    """A provider's 429 (``change`` from ``change_for_result``): the message waits ``retry_after``
+    (not the error backoff) for its lane, ``reason`` ``pace:<rate>``, while attempts remain."""
+    if change.status is not MessageStatus.deferred or attempts >= retry.max_attempts:
+        return change
+    return LedgerChange(change.message_id, MessageStatus.deferred, reason=reason, detail=change.detail,
+                        send_at=now + timedelta(seconds=retry_after if retry_after is not None else 1.0),
+                        provider=change.provider)
+
+
+def is_paced(change: LedgerChange) -> bool:
+    return change.status is MessageStatus.deferred and (change.reason or "").startswith(PACE)
+
+
 def settled(m: ClaimedMessage, status: MessageStatus, reason: str, detail: str, *, attempted: bool = False
             ) -> LedgerChange:
     """A message decided without the provider's answer; unless the provider was called, its
@@ -170,15 +193,20 @@ def record_changes(session: Session, claimed: Mapping[int, ClaimedMessage], chan
     rows = []
     for change in changes:
         m = claimed[change.message_id]
-        terminal = change.status in TERMINAL and change.reason
+        codes = list(m.reason_codes)
+        if change.status in TERMINAL and change.reason:
+            codes.append(change.reason)
+        pace = is_paced(change)
+        if pace:  # what it waits for now, not every rate it ever waited for
+            codes = [c for c in codes if not c.startswith(PACE)] + [change.reason]
         rows.append(row_values(
             m.id, change.status, now,
             send_at=change.send_at or m.send_at,
             provider=change.provider or m.provider,
             provider_message_id=change.provider_message_id or m.provider_message_id,
             sent_at=now if change.status is MessageStatus.sent else m.sent_at,
-            last_error=error_text(change) or m.last_error,
-            reason_codes=[*m.reason_codes, change.reason] if terminal else m.reason_codes,
+            last_error=m.last_error if pace else error_text(change) or m.last_error,
+            reason_codes=codes,
             attempts=m.attempts + change.attempts_delta,
         ))
     update_in_flight(session, rows)

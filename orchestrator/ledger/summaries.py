@@ -16,7 +16,7 @@ from orchestrator.models import MessageStatus
 # Reason codes that say how a message went, not why it did not (yet) go.
 INFORMATIONAL = ("route:", "preference:", "bypass:", "high_touch:", "fallback:", "send_time:")
 # ... and the ones that say why a message waits.
-DELAYS = ("quiet_hours:", "defer:", "send_time:")
+DELAYS = ("quiet_hours:", "defer:", "send_time:", "pace:")
 NOT_YET_SENT = {MessageStatus.planned.value, MessageStatus.sending.value}
 REACHED = {MessageStatus.sent.value, MessageStatus.delivered.value}
 

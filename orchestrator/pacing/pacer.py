@@ -24,7 +24,7 @@ from orchestrator.pacing.budget import Demand, slow_down, take
 from orchestrator.policy.rates import RateRule, Rates, adapter_default
 
 T = TypeVar("T")
-BULK_MAX_WAIT = 2.0  # seconds a bulk sender sleeps for its slot before deferring the rest instead
+BULK_MAX_WAIT = 2.0  # seconds a bulk batch may wait for its slots; the rest waits in the ledger
 URGENT_MAX_WAIT = 10.0
 
 
@@ -89,7 +89,8 @@ class Pacer:
 
     def _pace_group(self, channel: str, adapter: Any, group: list[T], rules: list[RateRule], urgent: bool,
                     outbound_of: Callable[[T], Any], size: int) -> Iterator[Go[T] | Wait[T]]:
-        max_wait = self.urgent_max_wait if urgent else self.bulk_max_wait
+        # Claimed messages are ``sending`` while they wait: a batch waits this long at most in all.
+        deadline = self.clock() + (self.urgent_max_wait if urgent else self.bulk_max_wait)
         pending = group
         while pending:
             n = min(size, len(pending))
@@ -98,7 +99,8 @@ class Pacer:
                 if demand.units > demand.rule.burst and n > 1:
                     n = max(1, min(n, int(n * demand.rule.burst / demand.units)))
             demands = self._demands(rules, adapter, [outbound_of(i) for i in pending[:n]])
-            slot = take(demands, channel=channel, urgent=urgent, max_wait=max_wait, now=self.clock(),
+            now = self.clock()
+            slot = take(demands, channel=channel, urgent=urgent, max_wait=max(0.0, deadline - now), now=now,
                         url=self.url)
             if slot.at is None:
                 expected = _spread(slot.free_at, slot.per_unit, len(pending), _messages_per_unit(demands, n))
