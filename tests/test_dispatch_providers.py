@@ -80,10 +80,11 @@ def test_a_rate_limited_provider_defers_the_message_and_the_next_sweep_sends_it_
 
     dispatch_due(now=now, adapters=adapters)
     row = messages([mid])[mid]
-    assert row.status == MessageStatus.deferred and row.send_at > now
-    assert "429" in row.last_error or "rate" in row.last_error.lower()
+    # It waits the provider's Retry-After (2 s), not the error backoff, for the SMS lane.
+    assert row.status == MessageStatus.deferred and row.send_at == now + timedelta(seconds=2)
+    assert row.reason_codes[-1] == "pace:sms" and "rate" in row.last_error.lower()
 
-    assert dispatch_due(now=now + timedelta(seconds=30), adapters=adapters).processed == 0  # not due yet
+    assert dispatch_due(now=now + timedelta(seconds=1), adapters=adapters).processed == 0  # not due yet
     dispatch_due(now=row.send_at, adapters=adapters)
     row = messages([mid])[mid]
     assert row.status == MessageStatus.sent and row.attempts == 2

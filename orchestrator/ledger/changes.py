@@ -205,7 +205,8 @@ def record_changes(session: Session, claimed: Mapping[int, ClaimedMessage], chan
             provider=change.provider or m.provider,
             provider_message_id=change.provider_message_id or m.provider_message_id,
             sent_at=now if change.status is MessageStatus.sent else m.sent_at,
-            last_error=m.last_error if pace else error_text(change) or m.last_error,
+            # A message that only waited for its rate keeps its last error; a 429 is one.
+            last_error=m.last_error if pace and change.attempts_delta else error_text(change) or m.last_error,
             reason_codes=codes,
             attempts=m.attempts + change.attempts_delta,
         ))
