@@ -29,6 +29,7 @@ from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.models import MessageStatus
 from orchestrator.pacing.pacer import Pacer, Wait
+from orchestrator.policy.rates import Rates
 from orchestrator.privacy import redact_text
 
 RATE_LIMITED = "rate_limited"  # the Transient reason adapters give a provider's 429
@@ -47,13 +48,15 @@ class Recorder(Protocol):
 
 def send_channel(channel: str, items: list[ReadyMessage], *, adapter_for: Callable[[str], ChannelAdapter],
                  recorder: Recorder, clock: Callable[[], datetime], retry: RetryPolicy,
-                 handed: set[int], pacer: Pacer) -> None:
+                 handed: set[int], pacer: Pacer | None = None) -> None:
     """Sends ``items`` batch by batch; ``handed`` collects every message given to the adapter.
 
     A configuration problem (no credentials, or credentials the provider refuses) stops the
     channel: its later messages go back to the queue unsent. An adapter that raises mid-call
-    leaves its batch to reconciliation: the provider may have the messages.
+    leaves its batch to reconciliation: the provider may have the messages. Without a ``pacer``
+    only rates the adapter declares apply.
     """
+    pacer = pacer or Pacer(Rates())
     try:
         adapter = adapter_for(channel)
         size = max(1, adapter.limits.max_batch)
