@@ -52,14 +52,17 @@ def advance_delivery_status(session: Session, moves: list[DeliveryMove], now: da
     One conditional UPDATE per target status (executed for many rows): a row moves only
     from a lower rank, so events for one message, applied in any order or by concurrent
     requests, cannot move it backwards. On PostgreSQL the rows are locked first, in id
-    order, so concurrent batches cannot deadlock.
+    order, so concurrent batches cannot deadlock. The lock is FOR NO KEY UPDATE: the events
+    just inserted hold KEY SHARE locks on their messages (their foreign key), and FOR UPDATE
+    would wait for a concurrent request's KEY SHARE while that request waits for ours.
     """
     ids = sorted({move.message_id for move in moves})
     if not ids:
         return 0
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        conn.execute(select(MESSAGE.c.id).where(MESSAGE.c.id.in_(ids)).order_by(MESSAGE.c.id).with_for_update())
+        conn.execute(select(MESSAGE.c.id).where(MESSAGE.c.id.in_(ids)).order_by(MESSAGE.c.id)
+                     .with_for_update(key_share=True))
     # What the report counts: the rank each message reaches, walking its events in order.
     reached = {move.message_id: PROGRESS_RANK.get(move.current_status, 0) for move in moves}
     taken = 0
