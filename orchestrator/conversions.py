@@ -23,9 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from orchestrator.models import ConversionEvent, Customer, utcnow
 
@@ -109,11 +108,13 @@ def record_conversions(session: Session, conversions: Iterable[tuple[int, Conver
     items = list(conversions)
     ids = {c.customer for _, c in items}
     known: dict[str, int] = {}
-    for start in range(0, len(ids), 1000):
-        part = sorted(ids)[start:start + 1000]
-        known.update(session.exec(select(Customer.external_id, Customer.id)  # type: ignore[call-overload]
-                                  .where(Customer.external_id.in_(part))).all())
-    rows, seen = [], set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 1000):
+        query = select(Customer.external_id, Customer.id).where(
+            col(Customer.external_id).in_(ordered[start:start + 1000]))
+        known.update((external_id, cid) for external_id, cid in session.exec(query) if cid is not None)
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[int, str, datetime]] = set()
     now = utcnow()
     for position, c in items:
         customer_id = known.get(c.customer)
@@ -132,7 +133,7 @@ def record_conversions(session: Session, conversions: Iterable[tuple[int, Conver
     for start in range(0, len(rows), 1000):
         part = rows[start:start + 1000]
         stmt = insert(ConversionEvent).values(part).on_conflict_do_nothing(
-            index_elements=["customer_id", "name", "occurred_at"]).returning(ConversionEvent.id)
+            index_elements=["customer_id", "name", "occurred_at"]).returning(col(ConversionEvent.id))
         inserted = len(session.connection().execute(stmt).all())
         report.recorded += inserted
         report.duplicates += len(part) - inserted
@@ -167,7 +168,7 @@ def _jsonl(text: str) -> Iterator[tuple[int, Any]]:
             continue
         try:
             yield number, json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             yield number, BadConversion("line", f"not JSON ({exc.msg})")
 
 

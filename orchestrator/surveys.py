@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from orchestrator.links import LinkClaims, make_token
 from orchestrator.models import Channel, Customer, CustomerFeedback, Message, MessageStatus, PhoneTask, utcnow
@@ -96,11 +95,11 @@ def survey_for_claims(session: Session, claims: LinkClaims) -> Message:
 
 
 def latest_answer(session: Session, message_id: int) -> CustomerFeedback | None:
-    return session.exec(  # type: ignore[call-overload]
-        select(CustomerFeedback).where(CustomerFeedback.message_id == message_id,
-                                       CustomerFeedback.score.is_not(None))
-        .order_by(CustomerFeedback.id.desc()).limit(1)
-    ).scalars().first()
+    return session.exec(
+        select(CustomerFeedback).where(col(CustomerFeedback.message_id) == message_id,
+                                       col(CustomerFeedback.score).is_not(None))
+        .order_by(col(CustomerFeedback.id).desc()).limit(1)
+    ).first()
 
 
 @dataclass
@@ -140,15 +139,16 @@ def record_answer(session: Session, survey: Message, score: int, *, channel: str
 def _lock_customer(session: Session, customer_id: int) -> None:
     """Two answers of one customer at once see each other (PostgreSQL; SQLite has one writer)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.exec(select(Customer.id).where(Customer.id == customer_id).with_for_update())  # type: ignore
+        session.exec(select(Customer.id).where(col(Customer.id) == customer_id).with_for_update())
 
 
 def _open_recovery(session: Session, customer_id: int) -> PhoneTask | None:
-    return session.exec(  # type: ignore[call-overload]
-        select(PhoneTask).where(PhoneTask.customer_id == customer_id, PhoneTask.reason == RECOVERY_REASON,
-                                PhoneTask.status.in_([s.value for s in ACTIVE]))  # type: ignore[attr-defined]
-        .order_by(PhoneTask.id).limit(1)
-    ).scalars().first()
+    return session.exec(
+        select(PhoneTask).where(col(PhoneTask.customer_id) == customer_id,
+                                col(PhoneTask.reason) == RECOVERY_REASON,
+                                col(PhoneTask.status).in_([s.value for s in ACTIVE]))
+        .order_by(col(PhoneTask.id)).limit(1)
+    ).first()
 
 
 def open_recovery_task(session: Session, survey: Message, answer: CustomerFeedback, now: datetime) -> int:
@@ -179,11 +179,12 @@ def _add_comment_to_open_task(session: Session, customer_id: int, comment: str) 
 
 def recovery_script(session: Session, survey: Message, said: str) -> str:
     """What the agent reads before calling: the answer, what it follows, the latest messages."""
-    recent = session.exec(  # type: ignore[call-overload]
-        select(Message).where(Message.customer_id == survey.customer_id,
-                              Message.status.in_([MessageStatus.sent.value, MessageStatus.delivered.value]))
-        .order_by(Message.sent_at.desc().nulls_last(), Message.id.desc()).limit(RECENT_MESSAGES)
-    ).scalars().all()
+    recent = session.exec(
+        select(Message).where(col(Message.customer_id) == survey.customer_id,
+                              col(Message.status).in_([MessageStatus.sent.value,
+                                                       MessageStatus.delivered.value]))
+        .order_by(col(Message.sent_at).desc().nulls_last(), col(Message.id).desc()).limit(RECENT_MESSAGES)
+    ).all()
     lines = [f"The customer answered our survey about {(survey.data or {}).get('survey_subject', 'us')}: "
              f"{said}. Call to put things right.", "", "Their recent messages from us:"]
     for m in recent:
@@ -198,14 +199,14 @@ _BARE_NUMBER = re.compile(r"^\s*(\d{1,2})\s*[.!]?\s*$")
 
 
 def recent_sms_survey(session: Session, customer_id: int, now: datetime) -> Message | None:
-    return session.exec(  # type: ignore[call-overload]
+    return session.exec(
         select(Message).where(
-            Message.customer_id == customer_id, Message.channel == Channel.sms.value,
-            Message.template == SURVEY_TEMPLATE,
-            Message.status.in_([MessageStatus.sent.value, MessageStatus.delivered.value]),
-            Message.sent_at >= now - SMS_REPLY_WINDOW)
-        .order_by(Message.sent_at.desc(), Message.id.desc()).limit(1)
-    ).scalars().first()
+            col(Message.customer_id) == customer_id, col(Message.channel) == Channel.sms.value,
+            col(Message.template) == SURVEY_TEMPLATE,
+            col(Message.status).in_([MessageStatus.sent.value, MessageStatus.delivered.value]),
+            col(Message.sent_at) >= now - SMS_REPLY_WINDOW)
+        .order_by(col(Message.sent_at).desc(), col(Message.id).desc()).limit(1)
+    ).first()
 
 
 def answer_from_sms(session: Session, customer_id: int | None, body: str, now: datetime | None = None

@@ -129,8 +129,7 @@ def compare_variants(session: Session, where: ColumnElement[bool], part: ReportS
     holdout = next((t for t in table if t["variant"] == HOLDOUT), None)
     arms = [t for t in table if t["variant"] != HOLDOUT]
     for arm in arms:
-        measured = holdout is not None and campaign is not None
-        arm["lift_over_holdout"] = _lift(arm, holdout) if measured else None
+        arm["lift_over_holdout"] = None if holdout is None or campaign is None else _lift(arm, holdout)
     if campaign is not None:
         result = _verdict(arms + ([holdout] if holdout is not None else []), "conversion_rate")
         goal = {"event": campaign.goal_event, "attribution_days": campaign.attribution_days,
