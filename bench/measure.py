@@ -67,10 +67,10 @@ def instrument() -> StageClock:
     import flows.common
     import flows.pipeline
     import orchestrator.dispatch.compose
-    from channels.phone import PhoneTaskAdapter
     from channels.sendgrid.adapter import SendGridEmailAdapter
     from channels.twilio.adapter import TwilioSmsAdapter
     from channels.x.adapter import XSocialAdapter
+    from orchestrator.local_channels.phone import PhoneTaskAdapter
 
     clock = StageClock()
     flows.pipeline.reserve_chunk = clock.wrap("plan_reserve", flows.pipeline.reserve_chunk)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from channels.base import OutboundMessage
-from channels.outbox import OutboxAdapter
 from orchestrator.db import session_scope
+from orchestrator.local_channels.outbox import OutboxAdapter
 from orchestrator.models import OutboxEntry
 
 

@@ -8,12 +8,12 @@ import textwrap
 import pytest
 
 from channels.base import ChannelAdapter, ConfigurationError, OutboundMessage
-from channels.outbox import OutboxAdapter
-from channels.phone import PhoneTaskAdapter
 from channels.registry import adapter_for, available_adapters, load_adapter
 from channels.sendgrid.adapter import SendGridEmailAdapter
 from channels.twilio.adapter import TwilioSmsAdapter
 from channels.x.adapter import XSocialAdapter
+from orchestrator.local_channels.outbox import OutboxAdapter
+from orchestrator.local_channels.phone import PhoneTaskAdapter
 from orchestrator.settings import get_settings
 
 

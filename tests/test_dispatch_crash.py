@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from channels.outbox import OutboxAdapter
 from orchestrator.db import session_scope
 from orchestrator.dispatch.run import dispatch_due
 from orchestrator.ledger.reconcile import reconcile_stuck
+from orchestrator.local_channels.outbox import OutboxAdapter
 from orchestrator.models import MessageStatus, OutboxEntry, utcnow
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
 

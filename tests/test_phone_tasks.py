@@ -11,9 +11,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from channels.base import OutboundMessage, ResultStatus
-from channels.phone import PhoneTaskAdapter
 from orchestrator.cli import app
 from orchestrator.db import session_scope
+from orchestrator.local_channels.phone import PhoneTaskAdapter
 from orchestrator.models import Customer, Message, MessageStatus, PhoneTask, utcnow
 from orchestrator.phone_tasks import (
     TaskError,

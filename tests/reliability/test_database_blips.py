@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from channels.outbox import OutboxAdapter
 from orchestrator import db
 from orchestrator.db import DatabaseUnavailable, get_engine
 from orchestrator.dispatch.run import dispatch_due
+from orchestrator.local_channels.outbox import OutboxAdapter
 from orchestrator.models import MessageStatus, utcnow
 from tests.support import postgres
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import insert, select
+from sqlmodel import col
 
 from channels.base import BroadcastResult, Limits, OutboundMessage, SendResult
 from channels.results import accepted, transient
@@ -129,7 +130,8 @@ class OutboxAdapter:
     def entries(self) -> list[OutboxEntry]:
         """What this channel's outbox holds, oldest first (for the demo, tests and the CLI)."""
         with session_scope(self.database_url) as session:
-            query = select(OutboxEntry).where(OutboxEntry.channel == self.channel).order_by(OutboxEntry.id)
+            query = (select(OutboxEntry).where(col(OutboxEntry.channel) == self.channel)
+                     .order_by(col(OutboxEntry.id)))
             return list(session.scalars(query))
 
     def close(self) -> None:
