@@ -197,7 +197,7 @@ def record_changes(session: Session, claimed: Mapping[int, ClaimedMessage], chan
         if change.status in TERMINAL and change.reason:
             codes.append(change.reason)
         pace = is_paced(change)
-        if pace:  # what it waits for now, not every rate it ever waited for
+        if pace and change.reason:  # what it waits for now, not every rate it ever waited for
             codes = [c for c in codes if not c.startswith(PACE)] + [change.reason]
         rows.append(row_values(
             m.id, change.status, now,
