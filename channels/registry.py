@@ -16,7 +16,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from channels.base import ChannelAdapter, ConfigurationError
-from orchestrator.settings import Settings, get_settings
+from channels.settings import AdapterChoice, current
 
 GROUP = "orchestrator.channels"
 OUTBOX = "outbox"
@@ -53,10 +53,10 @@ def load_adapter(name: str, **kwargs: Any) -> ChannelAdapter:
     return adapter_class(name)(**kwargs)
 
 
-def adapter_for(channel: str, settings: Settings | None = None) -> ChannelAdapter:
-    """The adapter that serves ``channel`` under the current configuration."""
-    settings = settings or get_settings()
-    name = settings.channel_adapters.get(channel)
+def adapter_for(channel: str, settings: object | None = None) -> ChannelAdapter:
+    """The adapter that serves ``channel`` under the current configuration. ``settings`` (the
+    core's) goes to adapters that take a ``settings`` argument (the local outbox)."""
+    name = current(AdapterChoice).channel_adapters.get(channel)
     if name is None:
         provider = DEFAULT_PROVIDERS.get(channel)
         name = OUTBOX
@@ -66,7 +66,8 @@ def adapter_for(channel: str, settings: Settings | None = None) -> ChannelAdapte
             if configured is None or configured():
                 name = provider
     cls = adapter_class(name)
-    adapter = cls(**_accepted_kwargs(cls, channel=channel, settings=settings))
+    given = {"settings": settings} if settings is not None else {}
+    adapter = cls(**_accepted_kwargs(cls, channel=channel, **given))
     if getattr(adapter, "channel", channel) != channel:
         adapter.close()
         raise ConfigurationError(f"adapter {name!r} serves {adapter.channel!r}, not {channel!r}")

@@ -53,3 +53,13 @@ class AdapterSettings(BaseSettings):
 
     timeout_seconds: float = 10.0  # ORCH_PROVIDER_TIMEOUT_SECONDS: per request
     concurrency: int = 8  # ORCH_PROVIDER_CONCURRENCY: requests in flight per adapter
+
+
+class AdapterChoice(BaseSettings):
+    """Which adapter serves which channel: ``ORCH_CHANNEL_ADAPTERS='{"email": "outbox"}'``. A
+    channel with no entry uses its provider when credentials are present, otherwise the local
+    outbox (``channels.registry.adapter_for``)."""
+
+    model_config = settings_config("ORCH_")
+
+    channel_adapters: dict[str, str] = {}

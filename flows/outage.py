@@ -56,9 +56,10 @@ def post_task(label: str, template: str, data: dict[str, Any], key: str) -> dict
     """One public post on the social channel for this update (no-op where the adapter cannot post)."""
     from channels.base import Transient
     from channels.registry import adapter_for
+    from orchestrator.settings import get_settings
     from orchestrator.templating import build_context, render
 
-    adapter = adapter_for("social")
+    adapter = adapter_for("social", get_settings())
     try:
         if not hasattr(adapter, "broadcast"):
             return {"posted": False, "reason": f"the {adapter.provider} adapter cannot post publicly"}

@@ -19,7 +19,8 @@ def project_file(name: str) -> Path:
 
 class Settings(BaseSettings):
     # An empty variable (`ORCH_INCIDENT_TOKEN=` as in .env.example) means "use the default".
-    # Each provider's settings (credentials, hosts) live with its adapter: channels/<provider>/settings.py.
+    # Each provider's settings (credentials, hosts) live with its adapter: channels/<provider>/settings.py;
+    # which adapter serves a channel (ORCH_CHANNEL_ADAPTERS) is channels.settings.AdapterChoice.
     model_config = SettingsConfigDict(
         env_prefix="ORCH_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
@@ -36,10 +37,6 @@ class Settings(BaseSettings):
     segments_file: Path | None = None
     templates_dir: Path = REPO_ROOT / "templates"
     outbox_dir: Path = Path("outbox")
-
-    # Which adapter serves which channel, e.g. '{"email": "outbox"}'. A channel with no
-    # entry uses its provider when credentials are present, otherwise the local outbox.
-    channel_adapters: dict[str, str] = {}
 
     incident_token: SecretStr | None = None
     events_token: SecretStr | None = None  # bearer token for POST /events (conversions)

@@ -124,8 +124,9 @@ class AdapterPool:
             return self._given[channel]
         if channel not in self._owned:
             from channels.registry import adapter_for  # imported late: it loads provider SDKs
+            from orchestrator.settings import get_settings
 
-            self._owned[channel] = adapter_for(channel)
+            self._owned[channel] = adapter_for(channel, get_settings())
         return self._owned[channel]
 
     def close(self) -> None:

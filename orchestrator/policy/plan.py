@@ -119,14 +119,13 @@ def last_send_estimate(policy: Policy, topic: str, sending: Counter[str], at: da
     ``ORCH_SENDGRID_BATCH_SIZE`` a request); traffic already queued is not counted."""
     from channels.registry import DEFAULT_PROVIDERS
     from channels.sendgrid.settings import SendGridSettings
-    from channels.settings import current
-    from orchestrator.settings import get_settings
+    from channels.settings import AdapterChoice, current
 
-    settings = get_settings()
+    chosen = current(AdapterChoice).channel_adapters
     email_batch_size = current(SendGridSettings).batch_size
     units: dict[str, float] = {}
     for channel, n in sending.items():
-        adapter = settings.channel_adapters.get(channel) or DEFAULT_PROVIDERS.get(channel, "")
+        adapter = chosen.get(channel) or DEFAULT_PROVIDERS.get(channel, "")
         for rule in policy.rates.for_message(channel, adapter, topic):
             per_request = max(1, email_batch_size) if channel == "email" else 1
             units[rule.name] = units.get(rule.name, 0.0) + (
