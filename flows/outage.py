@@ -26,7 +26,6 @@ from flows.pipeline import audience_chunks, audience_size, id_range, publish, ru
 from orchestrator.ledger.incidents import (
     OutageError,
     cancel_superseded,
-    close_calls,
     count_notified,
     notified_customer_chunks,
     record_update,
@@ -43,6 +42,7 @@ from orchestrator.outage_notice import (
     notice_facts,
     resolved_call_note,
 )
+from orchestrator.phone_tasks import close_incident_calls
 from orchestrator.policy import Intent
 
 
@@ -128,7 +128,7 @@ def outage_notice(
                                   affected=affected, status_page_url=update.status_page_url,
                                   call=update.first_status == status)
     cancelled = cancel_superseded(incident_pk, key) if status == "resolved" else 0
-    calls = close_calls(incident_pk, resolved_call_note(data)) if status == "resolved" else (0, 0)
+    calls = close_incident_calls(incident_pk, resolved_call_note(data)) if status == "resolved" else (0, 0)
     if status == "resolved":
         total = count_notified(incident_pk, key)
         id_chunks = notified_customer_chunks(incident_pk, key, chunk_size)

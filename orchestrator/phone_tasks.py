@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from orchestrator.db import session_scope
 from orchestrator.ledger.reservations import plan_escalation_fallback
 from orchestrator.models import Message, PhoneTask, utcnow
 
@@ -246,6 +247,12 @@ def close_calls_for_incident(session: Session, incident_pk: int, note: str, *,
         task.updated_at = now
         session.add(task)
     return closed, rewritten
+
+
+def close_incident_calls(incident_pk: int, note: str) -> tuple[int, int]:
+    """``close_calls_for_incident`` in a transaction of its own."""
+    with session_scope() as session:
+        return close_calls_for_incident(session, incident_pk, note)
 
 
 class EscalationAction(StrEnum):

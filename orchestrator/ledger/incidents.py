@@ -2,8 +2,8 @@
 
 - ``record_update``: the incident and one ``IncidentUpdate`` per status; the update row is the
   claim that lets exactly one run post publicly about it.
-- ``cancel_superseded``: once resolved, earlier notices that have not gone out are cancelled,
-  and ``close_calls`` closes the agents' calls about it (or tells the agent on the line).
+- ``cancel_superseded``: once resolved, earlier notices that have not gone out are cancelled
+  (the agents' calls about it are closed by ``phone_tasks.close_incident_calls``).
 - ``notified_customer_chunks``: who heard about an earlier update, so the resolution reaches them.
 """
 
@@ -19,7 +19,6 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Incident, IncidentUpdate, MessageStatus, utcnow
-from orchestrator.phone_tasks import close_calls_for_incident
 
 SUPERSEDED = "superseded:resolved"
 # Ledger statuses of customers who did hear (or may have heard) about an earlier update.
@@ -110,13 +109,6 @@ def cancel_superseded(incident_pk: int, keep_key: str) -> int:
                 [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), SUPERSEDED]} for r in rows],
             )
     return len(rows)
-
-
-def close_calls(incident_pk: int, note: str) -> tuple[int, int]:
-    """The incident is resolved: agents' calls about it are closed, or their scripts say so.
-    Returns (closed, rewritten)."""
-    with session_scope() as session:
-        return close_calls_for_incident(session, incident_pk, note)
 
 
 def _heard(incident_pk: int, resolved_key: str) -> list[Any]:
