@@ -142,7 +142,7 @@ def test_an_incident_report_covers_its_updates_and_phone_tasks(db_url):
     with session_scope() as s:
         report = build_report(s, ReportSlice(incident="INC-7"), now=NOW)
         topic = build_report(s, ReportSlice(topic="outage"), now=NOW)
-        window = build_report(s, ReportSlice(since=NOW + timedelta(minutes=1)), now=NOW)
+        window = build_report(s, ReportSlice(since=utcnow() + timedelta(minutes=1)), now=NOW)
     funnel = report["funnel"]
     assert (funnel["messages"], funnel["sent"], funnel["delivered"], funnel["opened"]) == (2, 2, 1, 1)
     assert (funnel["phone_tasks_opened"], funnel["phone_tasks_done_within_sla"]) == (1, 1)
@@ -228,7 +228,8 @@ def test_ledger_values_are_printed_as_text_never_as_markup(sqlite_url):
         s.add(customer)
         s.flush()
         s.add(Message(dedupe_key="k", customer_id=customer.id, topic="marketing", channel="email",
-                      template="[bold red]x[/]", status="suppressed", reason_codes=["[link=evil]r[/link]"]))
+                      template="t", status="suppressed",
+                      reason_codes=["[bold red]x[/]", "[link=evil]r[/link]"]))
         s.add(Message(dedupe_key="k2", customer_id=customer.id, topic="marketing", channel="email",
                       template="plain", status="suppressed"))
     result = CliRunner().invoke(app, ["report", "overview"], env={"COLUMNS": "200"})
