@@ -29,7 +29,7 @@ from tests.support.flow_world import (
     ledger,
     use_fake_providers,
 )
-from tests.support.signing import sendgrid_event, twilio_headers
+from tests.support.signing import TWILIO_ACCOUNT_SID, sendgrid_event, twilio_headers
 from tests.support.web import PUBLIC_BASE_URL, web_fixture  # noqa: F401
 
 INCIDENT = {"incident_id": "inc-9", "severity": "major", "title": "Card payments are failing",
@@ -56,14 +56,15 @@ class Webhooks:
         return response
 
     def twilio_status(self, message, status: str, error_code: str | None = None) -> dict:
-        params = {"MessageSid": message.provider_message_id, "MessageStatus": status, "AccountSid": "ACtest"}
+        params = {"MessageSid": message.provider_message_id, "MessageStatus": status,
+                  "AccountSid": TWILIO_ACCOUNT_SID}
         if error_code:
             params["ErrorCode"] = error_code
         return self._twilio(f"/webhooks/twilio/status?message_id={message.id}", params).json()
 
     def inbound_sms(self, sender: str, body: str, n: int) -> None:
-        self._twilio("/webhooks/twilio/inbound", {"MessageSid": f"SM{n:032x}", "From": sender,
-                                                  "To": "+15557654321", "Body": body, "AccountSid": "ACtest"})
+        self._twilio("/webhooks/twilio/inbound", {"MessageSid": f"SM{n:032x}", "From": sender, "Body": body,
+                                                  "To": "+15557654321", "AccountSid": TWILIO_ACCOUNT_SID})
 
 
 def event(kind: str, message, n: int = 0, **extra) -> dict:

@@ -8,7 +8,7 @@ from sqlmodel import select
 from orchestrator.consent import consent_allows, current_consent, record_consent
 from orchestrator.db import session_scope
 from orchestrator.models import ConsentEvent, CustomerFeedback, DeliveryEvent, Message, PhoneTask, Suppression
-from tests.support.signing import twilio_headers
+from tests.support.signing import TWILIO_ACCOUNT_SID, twilio_headers, twilio_sid
 from tests.support.web import (  # noqa: F401
     PUBLIC_BASE_URL,
     TWILIO_TOKEN,
@@ -28,8 +28,8 @@ def table(model):
 
 def status_callback(web, message_id, status, sid="SM0001", error_code=None, sign_url=None, to=PHONE):
     path = f"/webhooks/twilio/status?message_id={message_id}"
-    params = {"MessageSid": sid, "MessageStatus": status, "To": to, "From": "+15005550006",
-              "AccountSid": "ACtest"}
+    params = {"MessageSid": twilio_sid(sid), "MessageStatus": status, "To": to, "From": "+15005550006",
+              "AccountSid": TWILIO_ACCOUNT_SID}
     if error_code:
         params["ErrorCode"] = error_code
     headers = twilio_headers(TWILIO_TOKEN, sign_url or PUBLIC_BASE_URL + path, params)
@@ -37,7 +37,8 @@ def status_callback(web, message_id, status, sid="SM0001", error_code=None, sign
 
 
 def inbound(web, body, sid="SMin1", sender=PHONE):
-    params = {"MessageSid": sid, "From": sender, "To": "+15005550006", "Body": body, "AccountSid": "ACtest"}
+    params = {"MessageSid": twilio_sid(sid), "From": sender, "To": "+15005550006", "Body": body,
+              "AccountSid": TWILIO_ACCOUNT_SID}
     headers = twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio/inbound", params)
     return web.client.post("/webhooks/twilio/inbound", data=params, headers=headers)
 
@@ -59,7 +60,8 @@ def test_status_callbacks_update_the_ledger_once(web, db_url):
     assert repeat.json()["duplicates"] == 1 and repeat.json()["status_changes"] == 0
     assert status_callback(web, message.id, "sent", sid="SM0001").json()["status_changes"] == 0
     assert reload(Message, message.id).status == "delivered"
-    assert sorted(e.provider_event_id for e in table(DeliveryEvent)) == ["SM0001:delivered", "SM0001:sent"]
+    sid = twilio_sid("SM0001")
+    assert sorted(e.provider_event_id for e in table(DeliveryEvent)) == [f"{sid}:delivered", f"{sid}:sent"]
 
 
 def test_permanent_failures_suppress_the_number_and_temporary_ones_do_not(web, db_url):
@@ -84,8 +86,9 @@ def test_an_opted_out_recipient_error_records_the_opt_out(web, sqlite_url):
 
 
 def test_the_message_is_found_by_its_sid_without_our_id(web, sqlite_url):
-    message = add_message(add_customer(), channel="sms", provider_message_id="SMabc")
-    params = {"MessageSid": "SMabc", "MessageStatus": "delivered"}
+    message = add_message(add_customer(), channel="sms", provider_message_id=twilio_sid("SMabc"))
+    params = {"MessageSid": twilio_sid("SMabc"), "MessageStatus": "delivered",
+              "AccountSid": TWILIO_ACCOUNT_SID}
     path = "/webhooks/twilio/status"
     web.client.post(path, data=params, headers=twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path, params))
     assert reload(Message, message.id).status == "delivered"
@@ -95,7 +98,8 @@ def test_the_message_is_found_by_its_sid_without_our_id(web, sqlite_url):
 def test_unsigned_or_tampered_callbacks_are_refused_and_change_nothing(web, sqlite_url, case):
     message = add_message(add_customer(), channel="sms")
     path = f"/webhooks/twilio/status?message_id={message.id}"
-    params = {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "30005", "To": PHONE}
+    params = {"MessageSid": twilio_sid("SM1"), "MessageStatus": "failed", "ErrorCode": "30005", "To": PHONE,
+              "AccountSid": TWILIO_ACCOUNT_SID}
     headers = twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path, params)
     if case == "unsigned":
         headers = {}
@@ -197,7 +201,8 @@ def test_a_reply_from_an_unknown_number_is_kept_as_a_support_note(web, sqlite_ur
 
 def test_inbound_messages_must_be_signed(web, sqlite_url):
     customer = add_customer()
-    params = {"MessageSid": "SMx", "From": PHONE, "Body": "STOP"}
+    params = {"MessageSid": twilio_sid("SMx"), "From": PHONE, "Body": "STOP",
+              "AccountSid": TWILIO_ACCOUNT_SID}
     forged = {"X-Twilio-Signature": "AAAA"}
     response = web.client.post("/webhooks/twilio/inbound", data=params, headers=forged)
     assert response.status_code == 403
@@ -216,7 +221,8 @@ def test_without_an_auth_token_nothing_is_accepted(web, sqlite_url, monkeypatch)
 
 def test_a_custom_opt_out_keyword_recognised_by_twilio_opts_out(web, sqlite_url):
     customer = add_customer()
-    params = {"MessageSid": "SMc", "From": PHONE, "Body": "leave me alone", "OptOutType": "STOP"}
+    params = {"MessageSid": twilio_sid("SMc"), "From": PHONE, "Body": "leave me alone", "OptOutType": "STOP",
+              "AccountSid": TWILIO_ACCOUNT_SID}
     headers = twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio/inbound", params)
     assert web.client.post("/webhooks/twilio/inbound", data=params, headers=headers).status_code == 200
     assert not sms_consent(customer.id)
@@ -248,3 +254,64 @@ def test_a_reply_to_a_shared_number_goes_to_the_customer_we_texted_last(web, db_
     [feedback] = table(CustomerFeedback)
     assert feedback.customer_id == child.id
     assert [t.customer_id for t in table(PhoneTask)] == [child.id]
+
+
+def test_a_signed_parameter_set_reshaped_into_another_is_refused(web, sqlite_url):
+    """Twilio signs keys and values joined without separators: MessageSid=SM...+NumMedia=0 signs
+    like MessageSid=SM...NumMedia0, a new message id that would slip past the replay guard."""
+    add_customer()
+    path = "/webhooks/twilio/inbound"
+    genuine = {"AccountSid": TWILIO_ACCOUNT_SID, "Body": "the app keeps crashing", "From": PHONE,
+               "MessageSid": twilio_sid("reshaped"), "NumMedia": "0"}
+    headers = twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path, genuine)
+    assert web.client.post(path, data=genuine, headers=headers).status_code == 200
+    reshaped = {k: v for k, v in genuine.items() if k != "NumMedia"} | {
+        "MessageSid": genuine["MessageSid"] + "NumMedia0"}
+    assert twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path, reshaped) == headers  # same signature
+    response = web.client.post(path, data=reshaped, headers=headers)
+    assert response.status_code == 403 and "MessageSid is not a Twilio id" in response.text
+    assert len(table(CustomerFeedback)) == 1 and len(table(PhoneTask)) == 1
+
+
+@pytest.mark.parametrize("field, value", [("AccountSid", "AC" + "1" * 31), ("SmsSid", "sm" + "1" * 32),
+                                          ("MessagingServiceSid", "MG" + "g" * 32)])
+def test_every_id_must_be_well_formed(web, sqlite_url, field, value):
+    customer = add_customer()
+    path = "/webhooks/twilio/inbound"
+    params = {"AccountSid": TWILIO_ACCOUNT_SID, "Body": "STOP", "From": PHONE,
+              "MessageSid": twilio_sid(field), field: value}
+    response = web.client.post(path, data=params, headers=twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path,
+                                                                             params))
+    assert response.status_code == 403 and field in response.text
+    assert sms_consent(customer.id) and table(Suppression) == []
+
+
+def test_another_accounts_request_is_refused_once_the_account_is_known(web, sqlite_url, monkeypatch):
+    from orchestrator.settings import get_settings
+
+    monkeypatch.setenv("ORCH_TWILIO_ACCOUNT_SID", "AC" + "9" * 32)
+    get_settings.cache_clear()
+    assert inbound(web, "STOP").status_code == 403  # signed with our token, for another account
+    assert table(Suppression) == []
+
+
+def test_a_json_body_is_accepted_only_with_its_sha256_in_the_signed_url(web, sqlite_url):
+    import hashlib
+    import json
+
+    customer = add_customer()
+    body = json.dumps({"AccountSid": TWILIO_ACCOUNT_SID, "Body": "STOP", "From": PHONE,
+                       "MessageSid": twilio_sid("json")})
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    json_headers = {"Content-Type": "application/json"}
+
+    def post(query: str, content: str) -> int:
+        path = "/webhooks/twilio/inbound" + query
+        headers = json_headers | twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + path, {})
+        return web.client.post(path, content=content, headers=headers).status_code
+
+    assert post("", body) == 403  # the signature would cover the URL only
+    assert post(f"?bodySHA256={digest}", body.replace("STOP", "HELP")) == 403  # not the body signed
+    assert sms_consent(customer.id)
+    assert post(f"?bodySHA256={digest}", body) == 200
+    assert not sms_consent(customer.id)

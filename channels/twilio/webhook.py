@@ -7,7 +7,9 @@ hands the neutral types to the core; Twilio's statuses and parameters stop here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import parse_qs, urlsplit
 
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
@@ -64,11 +66,36 @@ class _Params:
         return self._values[key]
 
 
-def signature_valid(auth_token: str, url: str, params: Iterable[tuple[str, str]], signature: str) -> bool:
-    """True when ``signature`` (X-Twilio-Signature) signs the public ``url`` and the form params."""
+def signature_valid(auth_token: str, url: str, params: Iterable[tuple[str, str]] | str,
+                    signature: str) -> bool:
+    """True when ``signature`` (X-Twilio-Signature) signs the public ``url`` and the form params.
+
+    ``params`` as a string is a JSON body: Twilio then signs the URL alone and puts the body's
+    SHA-256 in the URL's ``bodySHA256``, which must be there and match.
+    """
     if not signature:
         return False
+    if isinstance(params, str):
+        if "bodySHA256" not in parse_qs(urlsplit(url).query):
+            return False  # the signature would cover the URL only, not the body
+        return bool(RequestValidator(auth_token).validate(url, params, signature))
     return bool(RequestValidator(auth_token).validate(url, _Params(params), signature))
+
+
+# Twilio's ids: two capital letters (SM, MM, AC, MG...) and 32 hex digits.
+SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
+
+
+def check_sids(params: Mapping[str, str], account_sid: str | None = None) -> None:
+    """Every ``...Sid`` parameter (MessageSid, SmsSid, AccountSid...) is a well-formed id, and the
+    account is ours when we know it. A valid signature does not vouch for this: Twilio signs keys
+    and values joined without separators, so ``MessageSid=SMx`` + ``NumMedia=0`` signs like
+    ``MessageSid=SMxNumMedia0``. Raises ValueError naming the parameter."""
+    for key, value in params.items():
+        if key.endswith("Sid") and value and not SID.fullmatch(value):
+            raise ValueError(f"{key} is not a Twilio id (two capital letters and 32 hex digits)")
+    if account_sid and params.get("AccountSid") != account_sid:
+        raise ValueError("AccountSid is not this account's")
 
 
 def status_event(params: Mapping[str, str], message_id: str | None) -> ProviderEvent:

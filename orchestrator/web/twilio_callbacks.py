@@ -6,6 +6,7 @@ Status callbacks are idempotent on MessageSid + status, inbound messages on thei
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 
@@ -26,18 +27,43 @@ router = APIRouter()
 
 
 async def verified_params(request: Request) -> dict[str, str]:
-    """The form parameters of a request Twilio signed; 4xx otherwise."""
-    token = current(TwilioSettings).auth_token
-    if token is None:
+    """The parameters of a request Twilio signed (a form, or a JSON object whose SHA-256 the
+    signed URL carries), with well-formed ids of our account; 4xx otherwise, before anything
+    acts on it."""
+    settings = current(TwilioSettings)
+    if settings.auth_token is None:
         raise HTTPException(503, "Twilio auth token is not configured")
     signature = request.headers.get(twilio.SIGNATURE_HEADER)
     if not signature:
         raise HTTPException(403, "unsigned request")
-    pairs = form_pairs(await request.form())
-    if not twilio.signature_valid(token.get_secret_value(), public_url(request), pairs, signature):
+    token, url = settings.auth_token.get_secret_value(), public_url(request)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        body = (await request.body()).decode("utf-8", errors="replace")
+        valid = twilio.signature_valid(token, url, body, signature)
+        params = json_params(body) if valid else {}
+    else:
+        pairs = form_pairs(await request.form())
+        valid = twilio.signature_valid(token, url, pairs, signature)
+        params = dict(pairs)
+    if not valid:
         log.warning("refused a Twilio request with an invalid signature on %s", request.url.path)
         raise HTTPException(403, "invalid signature")
-    return dict(pairs)
+    try:
+        twilio.check_sids(params, settings.account_sid)
+    except ValueError as exc:
+        log.warning("refused a signed Twilio request on %s: %s", request.url.path, exc)
+        raise HTTPException(403, f"malformed Twilio request: {exc}") from None
+    return params
+
+
+def json_params(body: str) -> dict[str, str]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise HTTPException(400, "the JSON body is not valid JSON") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str | int | float | bool) for v in data.values()):
+        raise HTTPException(400, "the JSON body must be an object of plain values")
+    return {str(k): str(v) for k, v in data.items()}
 
 
 @router.post("/webhooks/twilio/status")

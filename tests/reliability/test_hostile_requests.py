@@ -105,6 +105,8 @@ def _hostile(web: WebApp, ada: Customer, email: Message, sms: Message) -> list[H
     one_click = _form({"List-Unsubscribe": "One-Click"})
     pref_form = _form({"channel": "email", "frequency": "weekly"})
     bearer = {"Authorization": f"Bearer {INCIDENT_TOKEN}", "Content-Type": "application/json"}
+    json_signed_for_the_url_only = {"Content-Type": "application/json",
+                                    **twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + INBOUND, {})}
 
     def foreign_key_token() -> str:
         sig = base64.urlsafe_b64encode(hmac.new(b"attacker", payload.encode(), hashlib.sha256).digest())
@@ -148,6 +150,11 @@ def _hostile(web: WebApp, ada: Customer, email: Message, sms: Message) -> list[H
             f"{STATUS}?message_id={email.id}", **_twilio(STATUS, status, query=f"?message_id={sms.id}"))),
         Hostile("twilio status 300 KiB form", lambda: client.post(
             STATUS, **_twilio(STATUS, {**status, "Pad": "x" * 300 * 1024}))),
+        Hostile("twilio STOP reshaped into another message id", lambda: client.post(
+            INBOUND, **_twilio(INBOUND, {**stop, "NumMedia": "0"},
+                               sent={**stop, "MessageSid": stop["MessageSid"] + "NumMedia0"}))),
+        Hostile("twilio JSON STOP without its body hash", lambda: client.post(
+            INBOUND, content=json.dumps(stop), headers=json_signed_for_the_url_only)),
         Hostile("twilio forged STOP", lambda: client.post(
             INBOUND, **_twilio(INBOUND, stop, token="guessed-token"))),
         Hostile("twilio STOP with a garbage signature", lambda: client.post(

@@ -8,7 +8,9 @@ Twilio: HMAC-SHA1 over the URL followed by the sorted form parameters, base64.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -73,3 +75,14 @@ def sendgrid_event(event: str, message_id: int | None = None, email: str = "ada@
     if message_id is not None:
         data["message_id"] = str(message_id)
     return data
+
+
+TWILIO_ACCOUNT_SID = "AC" + "0" * 32
+
+
+def twilio_sid(tag: str, prefix: str = "SM") -> str:
+    """A well-formed Twilio id (two capital letters, 32 hex digits) standing for ``tag``: the same
+    tag gives the same id; an id that is already well-formed stays as it is."""
+    if re.fullmatch(r"[A-Z]{2}[0-9a-f]{32}", tag):
+        return tag
+    return prefix + hashlib.md5(tag.encode()).hexdigest()
