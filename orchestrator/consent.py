@@ -32,7 +32,8 @@ def record_consent(
 ) -> bool:
     """Appends a consent change; returns False (and writes nothing) when it changes nothing."""
     state = ConsentState(state).value
-    if current_consent(session, [customer_id]).get((customer_id, channel, topic)) == state:
+    said = current_consent(session, [customer_id]).get((customer_id, channel, topic), ConsentState.cleared)
+    if said == state:
         return False
     session.add(
         ConsentEvent(customer_id=customer_id, channel=channel, topic=topic, state=state, source=source)
@@ -59,7 +60,31 @@ def current_consent(
         select(ConsentEvent.customer_id, ConsentEvent.channel, ConsentEvent.topic, ConsentEvent.state)
         .where(ConsentEvent.id.in_(latest))
     ).all()
-    return {(cid, ch, tp): st for cid, ch, tp, st in rows}
+    return {(cid, ch, tp): st for cid, ch, tp, st in rows if st != ConsentState.cleared}
+
+
+def undo_opt_outs(session: Session, customer_id: int, channel: str, by: tuple[str, ...], source: str) -> bool:
+    """Undoes the opt-outs on ``channel`` that sources starting with one of ``by`` recorded, and
+    only those: each (channel, topic) whose latest record is such an opt-out goes back to what
+    it was before it (``cleared`` where nothing was). An opt-out recorded elsewhere (an import,
+    the preference centre) holds. Returns True when anything changed."""
+    events = session.exec(  # type: ignore[call-overload]
+        select(ConsentEvent.topic, ConsentEvent.state, ConsentEvent.source)
+        .where(ConsentEvent.customer_id == customer_id, ConsentEvent.channel == channel)
+        .order_by(ConsentEvent.id)
+    ).all()
+    history: dict[str, list[tuple[str, str]]] = {}
+    for topic, state, by_source in events:
+        history.setdefault(topic, []).append((state, by_source))
+    changed = False
+    for topic, said in history.items():
+        state, by_source = said[-1]
+        if state != ConsentState.opted_out or not by_source.startswith(by):
+            continue
+        earlier = [s for s, src in said[:-1] if not (s == ConsentState.opted_out and src.startswith(by))]
+        before = earlier[-1] if earlier else ConsentState.cleared
+        changed |= record_consent(session, customer_id, channel, topic, before, source)
+    return changed
 
 
 def consent_allows(

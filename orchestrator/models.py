@@ -65,6 +65,7 @@ CAP_HOLDING_STATUSES = (
 class ConsentState(StrEnum):
     opted_in = "opted_in"
     opted_out = "opted_out"
+    cleared = "cleared"  # as if never recorded: an opt-out undone where nothing was said before
 
 
 class Customer(SQLModel, table=True):

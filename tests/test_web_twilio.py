@@ -171,14 +171,21 @@ def test_start_lifts_a_provider_opt_out_but_not_a_dead_number(web, sqlite_url):
 
 
 @pytest.mark.parametrize("body", ["HELP", " help", "Info "])
-def test_help_keywords_answer_with_help_text(web, sqlite_url, body):
+def test_help_keywords_answer_with_help_text(web, sqlite_url, body, monkeypatch):
+    from orchestrator.settings import get_settings
+
+    monkeypatch.setenv("ORCH_SENDGRID_FROM_NAME", "Some Sender Name")  # a provider setting: not used
+    get_settings.cache_clear()
     add_customer()
     response = inbound(web, body)
-    assert "<Message>" in response.text and "Reply STOP to opt out" in response.text
+    assert "<Message>Example Co: texts about your account" in response.text  # brand.yaml's name
+    assert "Reply STOP to opt out" in response.text and "+1 415 555 0100" in response.text
+    assert "- Example Co</Message>" in response.text and "Some Sender Name" not in response.text
     assert table(CustomerFeedback) == [] and table(ConsentEvent) == []
 
 
-@pytest.mark.parametrize("body", ["stop please", "My order never arrived", "STOP STOP"])
+@pytest.mark.parametrize("body", ["My order never arrived", "Please don't stop the service",
+                                  "my payments stopped working", "cancel my order", "do not stop texting me"])
 def test_any_other_reply_is_kept_and_opens_a_phone_task_once(web, sqlite_url, body):
     customer = add_customer()
     first = inbound(web, body, sid="SMreply")
@@ -189,7 +196,51 @@ def test_any_other_reply_is_kept_and_opens_a_phone_task_once(web, sqlite_url, bo
     [task] = table(PhoneTask)
     assert (task.customer_id, task.topic, task.reason) == (customer.id, "support", "customer replied by SMS")
     assert body in task.script and task.due_at > task.created_at
-    assert table(ConsentEvent) == []  # a sentence containing "stop" is not an opt-out
+    assert table(ConsentEvent) == []  # a sentence containing "stop" or "cancel" is not an opt-out
+
+
+@pytest.mark.parametrize("body", ["stop please", "STOP STOP", '"STOP"', "Please stop texting me!",
+                                  "opt out", "Opt-out.", "revoke my consent", "Don't text me anymore",
+                                  "unsubscribe me", "remove me from your list", "no more texts please"])
+def test_an_opt_out_in_the_customers_own_words_counts_is_confirmed_and_kept(web, sqlite_url, body):
+    customer = add_customer()
+    response = inbound(web, body)
+    assert response.status_code == 200
+    assert not sms_consent(customer.id) and not sms_consent(customer.id, "security")
+    assert [(s.address, s.reason) for s in table(Suppression)] == [(PHONE, "unsubscribed")]
+    # The provider only confirms its own keywords: we confirm this one, in the brand's words.
+    assert "<Message>Example Co: you are unsubscribed" in response.text and "Reply START" in response.text
+    [feedback] = table(CustomerFeedback)  # the customer's words are kept, without a call to them
+    assert (feedback.customer_id, feedback.body, feedback.source) == (customer.id, body, "sms_reply:opt_out")
+    assert table(PhoneTask) == []
+
+
+def test_the_customer_gets_one_confirmation(web, sqlite_url):
+    add_customer()
+    assert "<Message>" in inbound(web, "please stop texting me", sid="SM1").text
+    assert "<Message>" not in inbound(web, "STOP TEXTING ME!!", sid="SM2").text  # already stopped
+    assert "<Message>" not in inbound(web, "stop", sid="SM3").text  # the provider answers keywords
+    inbound(web, "START", sid="SM4")
+    assert "<Message>" not in inbound(web, "STOP", sid="SM5").text  # confirmed by the provider
+    assert "<Message>" not in inbound(web, "stop texting me", sid="SM6").text  # already stopped
+
+
+def test_start_undoes_the_stop_the_number_sent_and_nothing_recorded_elsewhere(web, sqlite_url):
+    """Two customers share a number: one said no to texts in an import, the other no to offers in
+    the preference centre. STOP then START from the number leave both of those standing."""
+    imported = add_customer()
+    chose = add_customer(external_id="c-partner", email="partner@example.com")
+    with session_scope() as session:
+        record_consent(session, imported.id, "sms", "*", "opted_out", "import")
+        record_consent(session, chose.id, "*", "marketing", "opted_out", "preference_centre")
+    inbound(web, "STOP", sid="SM1")
+    assert not sms_consent(chose.id, "security")
+    inbound(web, "START", sid="SM2")
+    assert not sms_consent(imported.id, "security") and not sms_consent(imported.id, "marketing")
+    assert sms_consent(chose.id, "security") and not sms_consent(chose.id, "marketing")
+    assert table(Suppression) == []
+    with session_scope() as session:  # nothing lingers for the partner: as before the STOP
+        assert current_consent(session, [chose.id]) == {(chose.id, "*", "marketing"): "opted_out"}
 
 
 def test_a_reply_from_an_unknown_number_is_kept_as_a_support_note(web, sqlite_url):

@@ -1,7 +1,13 @@
-"""Inbound SMS: opt-out, opt-in and help keywords, and any other reply kept as feedback.
+"""Inbound SMS: opt-out, opt-in and help, and any other reply kept as feedback.
 
-A reply that is not a keyword is stored as ``CustomerFeedback`` and opens a phone task, so no
-reply is lost. Each inbound message is applied once, keyed by the provider's id for it.
+What a reply asks for is ``inbound.replies``' rule: the keywords, and since the FCC's 2025 rule
+any reasonable way of saying stop ("please stop texting me"). A reply that is not a keyword
+is stored as ``CustomerFeedback`` and opens a phone task, so no reply is lost; an opt-out in the
+customer's own words is kept as feedback too. Each inbound message is applied once, keyed by
+the provider's id for it.
+
+The answers (HELP, the confirmation of an opt-out) are the ``sms_help`` and ``sms_opted_out``
+templates: the brand's name, words and customer-care contact from ``templates/brand.yaml``.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from channels.events import OPTED_OUT, EventKind, InboundMessage, ProviderEvent, SmsKeyword
-from orchestrator.consent import ANY, customers_with_address, opt_in, opt_out, suppress_address
+from orchestrator.consent import ANY, customers_with_address, opt_out, suppress_address, undo_opt_outs
 from orchestrator.inbound.delivery_events import record_new_events
+from orchestrator.inbound.replies import is_bare_keyword, reply_intent
 from orchestrator.models import Channel, CustomerFeedback, Message, Suppression, utcnow
 from orchestrator.phone_tasks import TaskRequest, open_tasks
 from orchestrator.privacy import mask_address
@@ -24,10 +31,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_SMS_KEYWORD = "sms_keyword"
 SOURCE_SMS_REPLY = "sms_reply"
-
-OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
-OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
-HELP_KEYWORDS = frozenset({"HELP", "INFO"})
+SOURCE_SMS_OPT_OUT = "sms_reply:opt_out"  # an opt-out in the customer's own words, kept
 
 SMS_REPLY_TASK_TOPIC = "support"
 SMS_REPLY_TASK_REASON = "customer replied by SMS"
@@ -36,27 +40,28 @@ SMS_REPLY_TASK_PRIORITY = 60  # as the support topic's priority in the shipped p
 # dead numbers stay.
 OPTED_OUT_BY_KEYWORD = OPTED_OUT
 _LIFTED_BY_OPT_IN = (OPTED_OUT_BY_KEYWORD,)
-
-
-def help_text(brand: str) -> str:
-    return (f"{brand}: account, service and offer messages. Reply STOP to opt out, START to opt back in. "
-            "Msg & data rates may apply.")
+# Who records the opt-outs a number sent: this module, and the provider reporting that the
+# number said STOP to it. START undoes those only, never an import's or the preference centre's.
+_THE_NUMBERS_OWN = (SOURCE_SMS_KEYWORD, "webhook:", "provider:")
+HELP_TEMPLATE = "sms_help"
+OPTED_OUT_TEMPLATE = "sms_opted_out"
 
 
 def sms_keyword(body: str, recognised: SmsKeyword | None = None) -> SmsKeyword | None:
-    """The keyword a reply is, if it is one: ``recognised`` when the provider already knew it,
-    else a single word, any case, spaces and a final full stop or exclamation mark ignored
-    ("stop", " Stop. ")."""
-    if recognised:
-        return recognised
-    word = body.strip().rstrip(".!").strip().upper()
-    if word in OPT_OUT_KEYWORDS:
-        return "opt_out"
-    if word in OPT_IN_KEYWORDS:
-        return "opt_in"
-    if word in HELP_KEYWORDS:
-        return "help"
-    return None
+    """What the reply asks for: ``recognised`` when the provider already knew, else the rule."""
+    return recognised or reply_intent(body)
+
+
+def brand_reply(template: str) -> str | None:
+    """One of the brand's SMS answers, rendered; None (logged) when the templates cannot give it."""
+    from orchestrator.templating import TemplateProblem, build_context, render
+
+    try:
+        return render(template, tone=None, channel="sms", context=build_context(None, {}, topic="support")
+                      ).text.strip()
+    except (TemplateProblem, ValueError) as exc:  # RenderError, LengthError: `templates lint` says so
+        log.error("cannot answer with the %s template: %s", template, exc)
+        return None
 
 
 @dataclass
@@ -81,9 +86,8 @@ def _reply_owner(session: Session, customer_ids: list[int]) -> int | None:
     return latest if latest is not None else customer_ids[0]
 
 
-def handle_inbound_sms(
-    session: Session, message: InboundMessage, brand: str, *, now: datetime | None = None
-) -> InboundOutcome:
+def handle_inbound_sms(session: Session, message: InboundMessage, *, now: datetime | None = None
+                       ) -> InboundOutcome:
     """Applies an inbound SMS once (keyed by the provider's id for it)."""
     now = now or utcnow()
     sender, body = message.sender, message.body
@@ -99,18 +103,29 @@ def handle_inbound_sms(
     if keyword == "opt_out":
         for customer_id in customer_ids:
             opt_out(session, customer_id, Channel.sms.value, ANY, SOURCE_SMS_KEYWORD)
-        # The provider now refuses every message from our sender to this number; the suppression
-        # says so, and holds for a number we do not know yet (a customer imported later).
-        suppress_address(session, Channel.sms.value, sender.strip(), OPTED_OUT_BY_KEYWORD, SOURCE_SMS_KEYWORD)
+        # The provider refuses every message from our sender to a number that sent it a keyword;
+        # the suppression says so, and holds for a number we do not know yet (imported later).
+        first = suppress_address(session, Channel.sms.value, sender.strip(), OPTED_OUT_BY_KEYWORD,
+                                 SOURCE_SMS_KEYWORD)
+        if not (message.keyword or is_bare_keyword(body)):
+            # In the customer's own words: the provider did not see an opt-out, so we confirm it
+            # (once), and the words are kept.
+            outcome.reply = brand_reply(OPTED_OUT_TEMPLATE) if first else None
+            owner = _reply_owner(session, customer_ids)
+            feedback = CustomerFeedback(customer_id=owner, channel=Channel.sms.value, body=body,
+                                        source=SOURCE_SMS_OPT_OUT)
+            session.add(feedback)
+            session.flush()
+            outcome.feedback_id = feedback.id
     elif keyword == "opt_in":
         for customer_id in customer_ids:
-            opt_in(session, customer_id, Channel.sms.value, ANY, SOURCE_SMS_KEYWORD)
+            undo_opt_outs(session, customer_id, Channel.sms.value, _THE_NUMBERS_OWN, SOURCE_SMS_KEYWORD)
         for row in session.exec(select(Suppression).where(
                 Suppression.channel == Channel.sms.value, Suppression.address == sender.strip(),
                 Suppression.reason.in_(_LIFTED_BY_OPT_IN))):
             session.delete(row)
     elif keyword == "help":
-        outcome.reply = help_text(brand)
+        outcome.reply = brand_reply(HELP_TEMPLATE)
     elif (answer := answer_from_sms(session, _reply_owner(session, customer_ids), body, now)) is not None:
         outcome.kind, outcome.feedback_id, outcome.phone_task_id = (
             "survey_answer", answer.feedback.id, answer.phone_task_id)

@@ -13,7 +13,6 @@ from dataclasses import asdict
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from channels.sendgrid.settings import SendGridSettings
 from channels.settings import current
 from channels.twilio import webhook as twilio
 from channels.twilio.settings import TwilioSettings
@@ -88,12 +87,9 @@ async def twilio_inbound(request: Request) -> Response:
         message = twilio.inbound_message(params)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    # HELP answers in the name customers know from our email (ORCH_SENDGRID_FROM_NAME).
-    brand = current(SendGridSettings).from_name
-
     def apply():
         with session_scope() as session:
-            return handle_inbound_sms(session, message, brand)
+            return handle_inbound_sms(session, message)
 
     outcome = await run_in_threadpool(apply)
     return Response(twilio.twiml_reply(outcome.reply), media_type="application/xml")
