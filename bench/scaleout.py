@@ -34,22 +34,20 @@ CAMPAIGNS = ("scale-a", "scale-b")
 
 
 def run_campaign_on(address: str, name: str, chunk_size: int) -> dict[str, Any]:
-    """One campaign flow run whose tasks go to the Dask cluster at ``address``.
+    """One campaign flow run whose tasks go to the Dask cluster at ``address`` (the supported
+    setting: ``ORCH_TASK_RUNNER=dask``, ``ORCH_DASK_ADDRESS``).
 
     Not instrumented: Dask pickles the task functions with the globals they use, and the stage
-    clock's lock cannot travel. Prefect's ``quote()`` (which spares Prefect a walk through each
-    chunk's list looking for futures) is a namedtuple that Dask's task spec takes apart on the way
-    to the worker (prefect-dask issue #43), so here the chunks travel unquoted.
+    clock's lock cannot travel.
     """
-    from prefect_dask import DaskTaskRunner
-
-    import flows.pipeline
+    os.environ.update({"ORCH_TASK_RUNNER": "dask", "ORCH_DASK_ADDRESS": address})
     from flows.campaign import campaign
+    from flows.common import chunk_task_runner
+    from orchestrator.settings import get_settings
 
-    flows.pipeline.quote = lambda value: value  # type: ignore[assignment]
-
+    get_settings.cache_clear()
     started = time.perf_counter()
-    flow = campaign.with_options(task_runner=DaskTaskRunner(address=address))
+    flow = campaign.with_options(task_runner=chunk_task_runner(max_workers=4))
     result = flow(name=name, segment="all", template="spring_sale", data=MARKETING_FACTS,
                   chunk_size=chunk_size)
     return {"wall_s": time.perf_counter() - started, "customers": result["customers"],

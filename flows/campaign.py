@@ -8,21 +8,26 @@ the due-sweeper (``flows/dispatch_due.py``). The campaign's record: ``orchestrat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from math import ceil
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import Progress, install_prefect_redaction, summary_table_artifact, tag_flow_run
-from flows.pipeline import audience_chunks, audience_size, id_range, publish, run_pipeline
+from flows.common import (
+    Progress,
+    chunk_task_runner,
+    install_prefect_redaction,
+    summary_table_artifact,
+    tag_flow_run,
+)
+from flows.pipeline import audience_size, chunk_ranges, publish, run_pipeline
 from orchestrator.campaign_params import CampaignError, check_campaign
 from orchestrator.experiments import Percent, VariantSpec, build_experiment, save_experiment
 from orchestrator.ledger.campaigns import set_campaign_status, upsert_campaign
 from orchestrator.ledger.summaries import ledger_summary
-from orchestrator.policy import Intent
+from orchestrator.policy.intents import IntentRecipe
 from orchestrator.policy.plan import plan_audience
+from orchestrator.segments import SegmentAudience
 
 
 def dedupe_key(name: str) -> str:
@@ -32,7 +37,7 @@ def dedupe_key(name: str) -> str:
 @flow(
     name="campaign",
     flow_run_name="campaign-{name}",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    task_runner=chunk_task_runner(max_workers=4),
     description="Sends one message to a segment through the contact policy, a chunk of customers per task.",
 )
 def campaign(
@@ -92,18 +97,11 @@ def campaign(
     logger.info("campaign %s (id %d): %d customers in %s, %d chunk(s)", name, campaign_id, total, segment,
                 ceil(total / chunk_size))
 
-    def chunks() -> Iterator[tuple[str, list[Intent]]]:
-        for ids in audience_chunks(segment, chunk_size):
-            yield id_range(ids), [
-                experiment.apply(Intent(customer_id=cid, topic=topic, template=template,
-                                        dedupe_key=dedupe_key(name), data=data, tone=tone,
-                                        send_time=send_time, campaign_id=campaign_id), name)
-                for cid in ids
-            ]
-
+    recipe = IntentRecipe(topic=topic, template=template, dedupe_key=dedupe_key(name), data=data, tone=tone,
+                          send_time=send_time, campaign_id=campaign_id, experiment=experiment, campaign=name)
     tag_flow_run(topic, f"campaign:{name}")
     progress = Progress(f"campaign-{name}-progress", total, description=f"Campaign {name}: customers done")
-    run = run_pipeline(chunks(), progress=progress)
+    run = run_pipeline(chunk_ranges(SegmentAudience(segment), recipe, chunk_size), progress=progress)
     set_campaign_status(campaign_id, "dispatched")
     ledger = ledger_summary(campaign_id=campaign_id)
     publish(f"campaign-{name}", f"Campaign {name}", facts, ledger, run)

@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, get_run_context
 from prefect.exceptions import MissingContextError
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -42,6 +43,7 @@ from orchestrator.logging_setup import install_redaction
 from orchestrator.models import utcnow
 from orchestrator.policy.explain import reconcile_hint
 from orchestrator.privacy import redact_text
+from orchestrator.settings import get_settings
 
 # Loggers Prefect configures with handlers of their own (see prefect/logging/logging.yml).
 PREFECT_LOGGERS = ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.extra", "prefect.workers")
@@ -222,12 +224,18 @@ def dispatch_task(
     campaign_id: int | None = None,
     incident_id: int | None = None,
     message_ids: list[int] | None = None,
+    message_runs: Sequence[tuple[int, int]] | None = None,
 ) -> DispatchReport:
     """Sends one chunk of due messages and returns what became of them.
+
+    ``message_runs`` gives ``message_ids`` as runs of consecutive ids (``(first, last)`` pairs): a
+    flow dispatching the rows it just reserved passes them so.
 
     ``limit`` defaults to all of ``message_ids`` when given (a flow dispatching the rows it just
     reserved), else to ``CHUNK_SIZE``.
     """
+    if message_runs is not None:
+        message_ids = [i for first, last in message_runs for i in range(first, last + 1)]
     if limit is None:
         limit = len(message_ids) if message_ids is not None else CHUNK_SIZE
     report = dispatch_due(limit=limit, channels=channels, campaign_id=campaign_id, incident_id=incident_id,
@@ -237,3 +245,19 @@ def dispatch_task(
         ", ".join(f"{report.total(o)} {o}" for o in OUTCOMES if report.total(o)) or "nothing due",
     )
     return report
+
+
+def chunk_task_runner(max_workers: int) -> Any:
+    """The task runner of a flow that fans out chunks (``ORCH_TASK_RUNNER``): threads of this
+    process, or a Dask cluster through prefect-dask (``ORCH_DASK_ADDRESS``, a scheduler that workers
+    on other machines joined; without it, a local cluster of ``ORCH_DASK_WORKERS`` processes). Chunk
+    tasks take id ranges, not lists of customers, so what travels to a worker is small."""
+    settings = get_settings()
+    if settings.task_runner != "dask":
+        return ThreadPoolTaskRunner(max_workers=max_workers)
+    from prefect_dask import DaskTaskRunner
+
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": settings.dask_workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})

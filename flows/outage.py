@@ -13,7 +13,6 @@ and the notices' ledger rows: ``orchestrator.ledger.incidents``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
@@ -22,12 +21,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.common import Progress, install_prefect_redaction, tag_flow_run
-from flows.pipeline import audience_chunks, audience_size, id_range, publish, run_pipeline
+from flows.pipeline import audience_size, chunk_ranges, publish, run_pipeline
 from orchestrator.ledger.incidents import (
+    NotifiedAudience,
     OutageError,
     cancel_superseded,
     count_notified,
-    notified_customer_chunks,
     record_update,
 )
 from orchestrator.ledger.summaries import ledger_summary
@@ -43,7 +42,8 @@ from orchestrator.outage_notice import (
     resolved_call_note,
 )
 from orchestrator.phone_tasks import close_incident_calls
-from orchestrator.policy import Intent
+from orchestrator.policy.intents import IntentRecipe
+from orchestrator.segments import SegmentAudience
 
 
 class PostNotYetAccepted(RuntimeError):
@@ -129,27 +129,22 @@ def outage_notice(
                                   call=update.first_status == status)
     cancelled = cancel_superseded(incident_pk, key) if status == "resolved" else 0
     calls = close_incident_calls(incident_pk, resolved_call_note(data)) if status == "resolved" else (0, 0)
+    audience: NotifiedAudience | SegmentAudience
     if status == "resolved":
         total = count_notified(incident_pk, key)
-        id_chunks = notified_customer_chunks(incident_pk, key, chunk_size)
+        audience = NotifiedAudience(incident_pk, key)
     else:
-        id_chunks = audience_chunks(audience_segment, chunk_size, extra)
+        audience = SegmentAudience(audience_segment, extra)
     logger.info("incident %s %s (%s): %d customer(s)%s", incident_id, status, severity, total,
                 "" if recorded else "; this update was already recorded, only what is missing goes out")
 
-    def chunks() -> Iterator[tuple[str, list[Intent]]]:
-        for ids in id_chunks:
-            yield id_range(ids), [
-                Intent(customer_id=cid, topic=TOPIC, template=template, dedupe_key=key, data=data,
-                       incident_id=incident_pk)
-                for cid in ids
-            ]
+    recipe = IntentRecipe(topic=TOPIC, template=template, dedupe_key=key, data=data, incident_id=incident_pk)
 
     label = f"{incident_id}-{status}"
     tag_flow_run(TOPIC, f"incident:{incident_id}", f"severity:{severity}")
     post = post_task.submit(label, template, data, key) if social_post and recorded else None
     progress = Progress(f"outage-{label}-progress", total, description=f"Incident {incident_id} {status}")
-    run = run_pipeline(chunks(), progress=progress, window=2)
+    run = run_pipeline(chunk_ranges(audience, recipe, chunk_size), progress=progress, window=2)
     posted = post.result() if post is not None else {
         "posted": False, "reason": "already posted for this update" if not recorded else "disabled"}
     ledger = ledger_summary(incident_id=incident_pk, dedupe_prefix=key)

@@ -1,6 +1,9 @@
 """What the campaign, outage and lifecycle flows share: reserve chunks, dispatch them, fall back, sum up.
 
-``run_pipeline`` takes chunks of intents (one Prefect task per chunk, never per message). As soon
+``run_pipeline`` takes chunks (one Prefect task per chunk, never per message): a ``ChunkRange``
+(an audience, a range of customer ids in it and the recipe of their intent: a few hundred bytes
+whatever the chunk size, so a Dask worker on another machine receives it cheaply and Prefect has
+no list to walk) or, for small ad-hoc runs, a label and a list of intents. As soon
 as a chunk is reserved, its due messages are dispatched by a task of their own while later chunks
 are still being reserved, so the first message reaches a provider after one chunk, not after the
 whole audience. Messages deferred by the policy (quiet hours, local send times, cap slots) or by a
@@ -21,7 +24,6 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
-from prefect.utilities.annotations import quote
 
 from flows.common import (
     Progress,
@@ -37,6 +39,7 @@ from orchestrator.ledger.changes import Failure
 from orchestrator.ledger.summaries import LedgerSummary
 from orchestrator.policy import Intent, ReserveResult, reserve_chunk
 from orchestrator.policy.fallback import reserve_fallbacks
+from orchestrator.policy.intents import IntentRecipe
 from orchestrator.segments import count_audience, iter_audience_chunks
 
 # --- audiences -------------------------------------------------------------------------------
@@ -50,6 +53,36 @@ def audience_chunks(segment: str, chunk_size: int, extra: dict[str, Any] | None 
 
 def audience_size(segment: str, extra: dict[str, Any] | None = None) -> int:
     return count_audience(ShortTransactionReader(), segment, extra=extra)
+
+
+@dataclass(frozen=True)
+class ChunkRange:
+    """One chunk as its reserve task receives it: the customers of ``audience`` (anything with
+    ``between(first, last)``: ``SegmentAudience``, ``NotifiedAudience``) with ids from ``first`` to
+    ``last``, and the recipe of their intent."""
+
+    label: str
+    audience: Any
+    first: int
+    last: int
+    recipe: IntentRecipe
+
+
+def chunk_ranges(audience: Any, recipe: IntentRecipe, chunk_size: int) -> Iterator[ChunkRange]:
+    """The audience in chunks of ``chunk_size`` customers, as id ranges."""
+    for ids in audience.chunks(chunk_size):
+        yield ChunkRange(id_range(ids), audience, ids[0], ids[-1], recipe)
+
+
+def id_runs(ids: list[int]) -> tuple[tuple[int, int], ...]:
+    """Ids as runs of consecutive ids: what a dispatch task receives instead of the list."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(ids):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return tuple(runs)
 
 
 def id_range(ids: list[int]) -> str:
@@ -87,8 +120,12 @@ def _reservation(label: str, customers: int, result: ReserveResult) -> ChunkRese
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_on_infrastructure_errors,
 )
-def reserve_task(label: str, intents: list[Intent]) -> ChunkReservation:
+def reserve_task(label: str, chunk: ChunkRange | list[Intent]) -> ChunkReservation:
     """Decides and reserves one chunk (idempotent: a retry finds the rows as duplicates)."""
+    if isinstance(chunk, ChunkRange):
+        intents = chunk.recipe.intents(chunk.audience.between(chunk.first, chunk.last))
+    else:
+        intents = chunk
     return _reservation(label, len({i.customer_id for i in intents}), reserve_chunk(intents))
 
 
@@ -135,7 +172,7 @@ def _finished(future: PrefectFuture[Any]) -> bool:
 
 
 def run_pipeline(
-    chunks: Iterable[tuple[str, list[Intent]]],
+    chunks: Iterable[ChunkRange | tuple[str, list[Intent]]],
     *,
     progress: Progress | None = None,
     dispatch: bool = True,
@@ -162,21 +199,22 @@ def run_pipeline(
                     progress.advance(customers)
 
     def reserved(chunk: ChunkReservation) -> None:
+        result.customers += chunk.customers
         result.reserved.update(chunk.counts)
         ids = chunk.message_ids
         if dispatch and ids:
             for start in range(0, len(ids), dispatch_size):
                 part = ids[start : start + dispatch_size]
-                future = dispatch_task.submit(chunk.label, limit=len(part), message_ids=quote(part))
+                future = dispatch_task.submit(chunk.label, limit=len(part), message_runs=id_runs(part))
                 sending.append((future, chunk.customers if start == 0 else 0))
         elif progress is not None:
             progress.advance(chunk.customers)
         harvest(block=False)
 
-    for label, intents in chunks:
+    for chunk in chunks:
+        label, work = (chunk.label, chunk) if isinstance(chunk, ChunkRange) else chunk
         result.chunks += 1
-        result.customers += len({i.customer_id for i in intents})
-        reserving.append(reserve_task.submit(label, quote(intents)))
+        reserving.append(reserve_task.submit(label, work))
         # A reserved chunk goes to dispatch at once, not when the window happens to be full.
         while reserving and (len(reserving) >= window or _finished(reserving[0])):
             reserved(reserving.popleft().result())
@@ -188,12 +226,12 @@ def run_pipeline(
     for round_ in range(1, fallback_rounds + 1 if dispatch else 1):
         if not failures:
             break
-        chunk = fallback_task(f"round-{round_}", quote(failures))
+        chunk = fallback_task(f"round-{round_}", failures)
         result.fallbacks.update(chunk.counts)
         if not chunk.message_ids:
             break
         report = dispatch_task(f"fallback-round-{round_}", limit=len(chunk.message_ids),
-                               message_ids=quote(chunk.message_ids))
+                               message_runs=id_runs(chunk.message_ids))
         result.report.merge(report)
         failures = list(report.failures)
     if progress is not None:

@@ -175,6 +175,35 @@ def iter_audience_chunks(
         last = ids[-1]
 
 
+def audience_between(session: Any, segment: Segment | str, first: int, last: int,
+                     extra: dict | None = None) -> list[int]:
+    """Customer ids in the segment from ``first`` to ``last`` (inclusive), ascending: one chunk of
+    ``iter_audience_chunks`` found again from its bounds."""
+    id_column = _CUSTOMER.c.id
+    query = select(id_column).where(_condition(segment, extra), id_column >= first, id_column <= last)
+    return list(session.execute(query.order_by(id_column)).scalars())
+
+
+@dataclass(frozen=True)
+class SegmentAudience:
+    """The customers of a segment (narrowed by ``extra``), read in short transactions: what a
+    chunk task finds its customers in from an id range."""
+
+    segment: str
+    extra: dict | None = None
+
+    def chunks(self, chunk_size: int) -> Iterator[list[int]]:
+        from orchestrator.db import ShortTransactionReader
+
+        return iter_audience_chunks(ShortTransactionReader(), self.segment, chunk_size=chunk_size,
+                                    extra=self.extra)
+
+    def between(self, first: int, last: int) -> list[int]:
+        from orchestrator.db import ShortTransactionReader
+
+        return audience_between(ShortTransactionReader(), self.segment, first, last, extra=self.extra)
+
+
 def count_audience(session: Any, segment: Segment | str, extra: dict | None = None) -> int:
     query = select(func.count()).select_from(_CUSTOMER).where(_condition(segment, extra))
     return int(session.execute(query).scalar_one())

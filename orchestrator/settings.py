@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     segments_file: Path | None = None
     templates_dir: Path = REPO_ROOT / "templates"
     outbox_dir: Path = Path("outbox")
+
+    # Where a campaign's chunk tasks run: "thread" (this process) or "dask" (a Dask cluster: the
+    # scheduler at dask_address, else a local cluster of dask_workers processes).
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
+    dask_workers: int = 2
 
     incident_token: SecretStr | None = None
     events_token: SecretStr | None = None  # bearer token for POST /events (conversions)

@@ -139,3 +139,22 @@ def notified_customer_chunks(incident_pk: int, resolved_key: str, chunk_size: in
         if len(ids) < chunk_size:
             return
         last = ids[-1]
+
+
+@dataclass(frozen=True)
+class NotifiedAudience:
+    """Customers who heard about an earlier update of the incident: who its resolution goes to."""
+
+    incident_pk: int
+    resolved_key: str
+
+    def chunks(self, chunk_size: int) -> Iterator[list[int]]:
+        return notified_customer_chunks(self.incident_pk, self.resolved_key, chunk_size)
+
+    def between(self, first: int, last: int) -> list[int]:
+        m = MESSAGE.c
+        return list(ShortTransactionReader().execute(
+            select(m.customer_id).distinct()
+            .where(*_heard(self.incident_pk, self.resolved_key), m.customer_id.between(first, last))
+            .order_by(m.customer_id)
+        ).scalars())

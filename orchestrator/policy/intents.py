@@ -84,3 +84,30 @@ class CustomerFacts:
     quiet: tuple[time, time] | None = None  # personal quiet hours, local
     do_not_contact: bool = False
     history: list[HistoryEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IntentRecipe:
+    """Everything of an intent but its customer, and the campaign experiment that picks variants:
+    what a chunk task turns into intents for the customers of its id range."""
+
+    topic: str
+    template: str
+    dedupe_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    tone: str | None = None
+    send_time: str = "now"
+    campaign_id: int | None = None
+    incident_id: int | None = None
+    experiment: Any = None  # orchestrator.experiments.Experiment
+    campaign: str = ""
+
+    def intents(self, customer_ids: list[int]) -> list[Intent]:
+        out = []
+        for cid in customer_ids:
+            intent = Intent(customer_id=cid, topic=self.topic, template=self.template,
+                            dedupe_key=self.dedupe_key, data=self.data, tone=self.tone,
+                            send_time=self.send_time, campaign_id=self.campaign_id,
+                            incident_id=self.incident_id)
+            out.append(self.experiment.apply(intent, self.campaign) if self.experiment else intent)
+        return out
