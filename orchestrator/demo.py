@@ -16,6 +16,7 @@ from orchestrator.customer_import import ImportReport, import_customers
 from orchestrator.db import normalise_url, session_scope, upgrade
 from orchestrator.models import Customer, Message, MessageStatus
 from orchestrator.privacy import mask_address
+from orchestrator.reasons import QUIET_HOURS, reason_of
 from orchestrator.settings import REPO_ROOT, get_settings
 
 SAMPLE_CUSTOMERS = REPO_ROOT / "samples" / "customers.csv"
@@ -95,7 +96,7 @@ def examples(dedupe_keys: list[str], limit: int = 5) -> list[tuple[str, Example]
                 if hint == "phone" and message.channel != "phone":
                     continue
                 codes = message.reason_codes
-                if hint == "quiet_hours" and not any(c.startswith("quiet_hours") for c in codes):
+                if hint == "quiet_hours" and not any(reason_of(c) is QUIET_HOURS for c in codes):
                     continue
                 handle = customer.x_handle and f"@{customer.x_handle[:1]}***"
                 address = {"email": customer.email, "sms": customer.phone, "phone": customer.phone,

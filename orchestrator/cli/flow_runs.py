@@ -12,10 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli.output import console, fail
+from orchestrator.reasons import describe
 
 STATUS_COLUMNS = ("sent", "delivered", "planned", "sending", "deferred", "suppressed", "failed", "cancelled",
                   "reconcile")
-_CHANNEL_WORDS = {"sms": "SMS", "email": "email", "social": "social", "phone": "phone"}
 
 
 def parse_pairs(values: list[str] | None, option: str) -> dict[str, Any]:
@@ -49,47 +49,9 @@ def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
              "again, and `orchestrator reconcile list` shows anything left in doubt.")
 
 
-def describe_reason(code: str) -> str:
-    """A reason code in words: ``quiet_hours:sms`` -> "quiet hours for SMS (waits until they end)"."""
-    kind, _, arg = code.partition(":")
-    channel = _CHANNEL_WORDS.get(arg, arg)
-    words = {
-        "quiet_hours": ("personal quiet hours (waits until they end, local time)" if arg == "personal"
-                        else f"quiet hours for {channel} (waits until they end, local time)"),
-        "send_time": f"scheduled for {arg} in the customer's own time zone",
-        "defer": f"frequency cap {arg} is full: waits for the next free slot",
-        "cap": f"frequency cap {arg} reached",
-        "consent": "opted out of this topic or channel",
-        "do_not_contact": "asked not to be contacted",
-        "no_address": f"no {channel} address on file",
-        "suppressed": f"address suppressed ({arg})",
-        "superseded": f"cancelled: the incident was {arg} first",
-        "permanent": f"the provider refused it for good ({arg.replace('_', ' ')})",
-        "retry": "the provider asked us to try again later",
-        "gave_up": f"gave up ({arg})",
-        "expired": "its deadline passed",
-        "render_error": "the template could not be rendered",
-        "deadline": f"could not go out on {channel} before its deadline",
-        "reconcile": "outcome unknown: check the provider before sending again",
-        "pace": ("waits while urgent messages go first" if arg == "urgent"
-                 else f"waits for the send rate {arg} (goes at the time shown)"),
-        "holdout": f"in the holdout group of campaign {arg} (kept from it to measure its effect)",
-        "bypass": _describe_bypass(arg),
-    }
-    return words.get(kind, code)
-
-
-def _describe_bypass(arg: str) -> str:
-    if arg == "quiet_hours":
-        return "went out inside quiet hours (the topic may)"
-    if arg.startswith("cap:"):
-        return f"went out although frequency cap {arg[4:]} is full (the topic may)"
-    return f"required {arg} notice: reaches customers who asked not to be contacted"
-
-
 def explain_reasons(reason: str) -> str:
     """``"a + b"`` (a headline of several codes) in words."""
-    return "; ".join(describe_reason(code.strip()) for code in reason.split(" + ") if code.strip())
+    return "; ".join(describe(code.strip()) for code in reason.split(" + ") if code.strip())
 
 
 def print_flow_summary(result: dict[str, Any], title: str) -> None:
@@ -177,5 +139,5 @@ def _print_plan(result: dict[str, Any]) -> None:
         table.add_column("reason")
         table.add_column("customers", justify="right")
         for reason, n in reasons.items():
-            table.add_row(f"{reason} ({describe_reason(reason)})", str(n))
+            table.add_row(f"{reason} ({describe(reason)})", str(n))
         console.print(table)

@@ -21,6 +21,7 @@ from orchestrator.ledger.changes import LedgerChange, settled
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.links import unsubscribe_url
 from orchestrator.models import ContactPreference, Customer, MessageStatus, address_for
+from orchestrator.reasons import DO_NOT_CONTACT, EXPIRED, NO_ADDRESS, OPTED_OUT, RENDER_ERROR, SUPPRESSED
 
 CUSTOMER = Customer.metadata.tables[Customer.__tablename__]
 
@@ -68,18 +69,18 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         address = address_of[mid]
         outcome: LedgerChange
         if m.deadline is not None and m.deadline < now:
-            outcome = settled(m, MessageStatus.failed, "expired:deadline",
+            outcome = settled(m, MessageStatus.failed, EXPIRED.code("deadline"),
                               f"deadline {m.deadline:%Y-%m-%d %H:%M} UTC passed")
         elif customer is None or not address:
-            outcome = settled(m, MessageStatus.failed, f"no_address:{m.channel}", "no address on file")
+            outcome = settled(m, MessageStatus.failed, NO_ADDRESS.code(m.channel), "no address on file")
         elif not consent_allows(consent, customer.id, m.channel, m.topic):
-            outcome = settled(m, MessageStatus.suppressed, "consent:opted_out",
+            outcome = settled(m, MessageStatus.suppressed, OPTED_OUT,
                               f"opted out of {m.topic} on {m.channel} since the decision")
         elif customer.id in do_not_contact and m.topic not in required_topics:
-            outcome = settled(m, MessageStatus.suppressed, "do_not_contact",
+            outcome = settled(m, MessageStatus.suppressed, DO_NOT_CONTACT.code(),
                               "asked not to be contacted since the decision")
         elif address in blocked.get(m.channel, set()):
-            outcome = settled(m, MessageStatus.suppressed, f"suppressed:{m.channel}",
+            outcome = settled(m, MessageStatus.suppressed, SUPPRESSED.code(m.channel),
                               "address is on the suppression list")
         else:
             renderable.append((m, customer, address))
@@ -109,7 +110,7 @@ def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetim
             context = build_context(customer, dict(m.data or {}), topic=m.topic, message_id=m.id,
                                     brand_info=brand_info)
         except TemplateProblem as exc:  # e.g. a customer_since that is not a date
-            results.append(settled(m, MessageStatus.failed, "render_error", str(exc)))
+            results.append(settled(m, MessageStatus.failed, RENDER_ERROR.code(), str(exc)))
             continue
         renderable.append((m, customer, address))
         items.append(Item(m.template, m.tone, m.channel, m.locale or customer.locale or "en",
@@ -117,7 +118,7 @@ def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetim
     outcomes = render_many(items)
     for (m, customer, address), item, outcome in zip(renderable, items, outcomes, strict=True):
         if outcome.rendered is None:
-            results.append(settled(m, MessageStatus.failed, "render_error", str(outcome.problem)))
+            results.append(settled(m, MessageStatus.failed, RENDER_ERROR.code(), str(outcome.problem)))
             continue
         rendered = outcome.rendered
         marketing = bool(message_info(m.template).marketing)

@@ -21,11 +21,12 @@ from orchestrator.dispatch.report import DispatchReport
 from orchestrator.ledger.changes import Failure, LedgerChange, is_paced, record_changes
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.models import MessageStatus
+from orchestrator.reasons import PERMANENT
 
 log = logging.getLogger(__name__)
 
-_UNSUBSCRIBED = f"permanent:{PermanentReason.unsubscribed.value}"
-CUSTOMER_VERDICTS = {_UNSUBSCRIBED, f"permanent:{PermanentReason.invalid_address.value}"}
+_UNSUBSCRIBED = PERMANENT.code(PermanentReason.unsubscribed.value)
+CUSTOMER_VERDICTS = {_UNSUBSCRIBED, PERMANENT.code(PermanentReason.invalid_address.value)}
 
 
 def record(claimed: Mapping[int, ClaimedMessage], changes: list[LedgerChange], sent: list[ReadyMessage],

@@ -31,6 +31,7 @@ from orchestrator.models import MessageStatus
 from orchestrator.pacing.pacer import Pacer, Wait
 from orchestrator.policy.rates import Rates
 from orchestrator.privacy import redact_text
+from orchestrator.reasons import RECONCILE
 
 RATE_LIMITED = "rate_limited"  # the Transient reason adapters give a provider's 429
 
@@ -87,7 +88,7 @@ def send_channel(channel: str, items: list[ReadyMessage], *, adapter_for: Callab
             log.error("the %s adapter raised %s; %d message(s) need reconciling", channel,
                       type(exc).__name__, len(batch))
             why = redact_text(f"adapter raised {type(exc).__name__}: {exc}")
-            recorder.record([settled(i.message, MessageStatus.reconcile, "reconcile:adapter_error", why,
+            recorder.record([settled(i.message, MessageStatus.reconcile, RECONCILE.code("adapter_error"), why,
                                      attempted=True) for i in batch], [])
             done.update(i.message.id for i in batch)
             recorder.release(channel, rest(), why, configuration=False)
@@ -119,7 +120,7 @@ def changes_for_results(batch: list[ReadyMessage], results: list[SendResult], no
         m = item.message
         result = by_id.get(m.id)
         if result is None:
-            changes.append(settled(m, MessageStatus.reconcile, "reconcile:no_result",
+            changes.append(settled(m, MessageStatus.reconcile, RECONCILE.code("no_result"),
                                    "the adapter returned no result for this message", attempted=True))
             continue
         changes.append(change_for_result(result, attempts=m.attempts, deadline=m.deadline, now=now,

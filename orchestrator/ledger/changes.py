@@ -31,6 +31,7 @@ from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import MessageStatus
 from orchestrator.privacy import redact_text
+from orchestrator.reasons import GAVE_UP, NOT_SENT, PERMANENT, TRANSIENT
 
 # Outcomes that end a message's journey without a send: their reason joins the row's reason codes.
 TERMINAL = (MessageStatus.failed, MessageStatus.suppressed, MessageStatus.reconcile)
@@ -98,7 +99,7 @@ def change_for_result(
         return LedgerChange(
             result.message_id,
             MessageStatus.failed,
-            reason=f"permanent:{error.reason.value}",
+            reason=PERMANENT.code(error.reason.value),
             detail=redact_text(error.detail),
             provider=result.provider,
         )
@@ -122,19 +123,19 @@ def retry_later(
     retry: RetryPolicy,
     retry_after: float | None = None,
     provider: str | None = None,
-    reason: str = "transient",
+    reason: str = TRANSIENT.code(),
 ) -> LedgerChange:
     """Deferred to the next attempt, or failed when attempts or the deadline have run out."""
     detail = redact_text(why)
     if attempts >= retry.max_attempts:
         return LedgerChange(
-            message_id, MessageStatus.failed, reason="gave_up:attempts",
+            message_id, MessageStatus.failed, reason=GAVE_UP.code("attempts"),
             detail=f"{attempts} attempts, last: {detail}", provider=provider,
         )
     next_at = now + timedelta(seconds=max(retry_after or 0.0, retry.backoff(attempts)))
     if deadline is not None and next_at > deadline:
         return LedgerChange(
-            message_id, MessageStatus.failed, reason="gave_up:deadline",
+            message_id, MessageStatus.failed, reason=GAVE_UP.code("deadline"),
             detail=f"next attempt would be after the deadline, last: {detail}", provider=provider,
         )
     return LedgerChange(
@@ -147,7 +148,7 @@ def released(message_id: int, why: str, *, attempts: int, deadline: datetime | N
              retry: RetryPolicy) -> LedgerChange:
     """A claimed message that never reached the provider: back to the queue, its attempt given back."""
     change = retry_later(message_id, why, attempts=attempts - 1, deadline=deadline, now=now, retry=retry,
-                         reason="not_sent")
+                         reason=NOT_SENT.code())
     change.attempts_delta = -1
     return change
 

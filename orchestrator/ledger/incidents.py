@@ -19,8 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Incident, IncidentUpdate, MessageStatus, utcnow
+from orchestrator.reasons import SUPERSEDED
 
-SUPERSEDED = "superseded:resolved"
+RESOLVED_FIRST = SUPERSEDED.code("resolved")
+
 # Ledger statuses of customers who did hear (or may have heard) about an earlier update.
 HEARD = (MessageStatus.sending, MessageStatus.sent, MessageStatus.delivered, MessageStatus.reconcile)
 
@@ -106,7 +108,7 @@ def cancel_superseded(incident_pk: int, keep_key: str) -> int:
                 .where(m.id == bindparam("b_id"), or_(*(m.status == s for s in waiting)))
                 .values(status=MessageStatus.cancelled.value, reason_codes=bindparam("b_codes"),
                         updated_at=now),
-                [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), SUPERSEDED]} for r in rows],
+                [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), RESOLVED_FIRST]} for r in rows],
             )
     return len(rows)
 

@@ -14,6 +14,9 @@ from orchestrator.db import is_sqlite, session_scope
 from orchestrator.ledger.changes import row_values, update_in_flight
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import MessageStatus, utcnow
+from orchestrator.reasons import RECONCILE
+
+LEASE_EXPIRED = RECONCILE.code("lease_expired")
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,8 @@ def reconcile_stuck(*, older_than: timedelta = DEFAULT_LEASE, now: datetime | No
                 [
                     row_values(
                         row.id, MessageStatus.reconcile, now,
-                        reason_codes=[*row.reason_codes, "reconcile:lease_expired"],
-                        last_error="reconcile:lease_expired: in sending since "
+                        reason_codes=[*row.reason_codes, LEASE_EXPIRED],
+                        last_error=f"{LEASE_EXPIRED}: in sending since "
                         f"{row.updated_at:%Y-%m-%d %H:%M:%S} UTC (lease {older_than}); "
                         "check the provider before sending again",
                     )

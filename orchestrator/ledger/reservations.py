@@ -17,6 +17,7 @@ from sqlmodel import Session
 from orchestrator.db import session_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Message, MessageStatus
+from orchestrator.reasons import ESCALATION, fallback_code
 
 # Ledger columns written on reservation, with the PostgreSQL type each is read as.
 _COLUMNS = {
@@ -193,7 +194,7 @@ def plan_escalation_fallback(session: Session, task_id: int | None, customer_id:
         priority=original.priority,
         status=MessageStatus.planned.value,
         send_at=now,
-        reason_codes=["escalation:phone_overdue", f"fallback:phone->{channel}"],
+        reason_codes=[ESCALATION.code("phone_overdue"), fallback_code("phone", channel)],
         reason_text=f"Phone task {task_id} was not handled within its SLA; falling back to {channel}.",
         data=dict(original.data or {}),
         campaign_id=original.campaign_id,

@@ -12,11 +12,8 @@ from sqlalchemy import select
 from orchestrator.db import session_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import MessageStatus
+from orchestrator.reasons import HOW_IT_GOES, RETRY, WHY_IT_WAITS, has_kind
 
-# Reason codes that say how a message went, not why it did not (yet) go.
-INFORMATIONAL = ("route:", "preference:", "bypass:", "high_touch:", "fallback:", "send_time:")
-# ... and the ones that say why a message waits.
-DELAYS = ("quiet_hours:", "defer:", "send_time:", "pace:")
 NOT_YET_SENT = {MessageStatus.planned.value, MessageStatus.sending.value}
 REACHED = {MessageStatus.sent.value, MessageStatus.delivered.value}
 
@@ -26,11 +23,11 @@ def standing_reason(status: str, codes: list[str], last_error: str | None, attem
     if status in NOT_YET_SENT or status in REACHED:
         return ""
     if status == MessageStatus.deferred:
-        reasons = [c for c in codes if c.startswith(DELAYS)]
+        reasons = [c for c in codes if has_kind(c, WHY_IT_WAITS)]
         if attempts > 0 and last_error:
-            reasons.append(f"retry:{last_error.split(':', 1)[0]}")  # a provider said "later"
+            reasons.append(RETRY.code(last_error.split(":", 1)[0]))  # a provider said "later"
     else:
-        reasons = sorted({c for c in codes if not c.startswith(INFORMATIONAL)})
+        reasons = sorted({c for c in codes if not has_kind(c, HOW_IT_GOES)})
     return " + ".join(reasons)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from orchestrator.pacing.budget import Demand, slow_down, take
 from orchestrator.policy.rates import RateRule, Rates, adapter_default
+from orchestrator.reasons import PACE
 
 T = TypeVar("T")
 BULK_MAX_WAIT = 2.0  # seconds a bulk batch may wait for its slots; the rest waits in the ledger
@@ -104,7 +105,7 @@ class Pacer:
                         url=self.url)
             if slot.at is None:
                 expected = _spread(slot.free_at, slot.per_unit, len(pending), _messages_per_unit(demands, n))
-                yield Wait(pending, f"pace:{slot.held_by}", expected)
+                yield Wait(pending, PACE.code(slot.held_by), expected)
                 return
             delay = slot.at - self.clock()
             if delay > 0:

@@ -19,8 +19,23 @@ from orchestrator.policy.timing import (
     in_window,
     parse_send_time,
 )
-
-_FREQUENCY_LABEL = {"daily": "day", "weekly": "week", "monthly": "month"}
+from orchestrator.reasons import (
+    BYPASS,
+    CAP,
+    DEADLINE,
+    DEFER,
+    DO_NOT_CONTACT,
+    HIGH_TOUCH,
+    HOLDOUT,
+    NO_ADDRESS,
+    OPTED_OUT,
+    PREFERENCE,
+    QUIET_HOURS,
+    ROUTE,
+    SEND_TIME,
+    SUPPRESSED,
+    fallback_code,
+)
 
 
 @dataclass(frozen=True)
@@ -184,7 +199,7 @@ def _note_quiet_hours_bypass(
         if in_window(local, window):
             label = "personal quiet hours" if name == "personal" else f"quiet hours for {name}"
             reasons.add(
-                "bypass:quiet_hours",
+                BYPASS.code("quiet_hours"),
                 f"Inside {label} {window[0]:%H:%M}-{window[1]:%H:%M} local, "
                 f"but {topic} notices go out at any hour.",
             )
@@ -197,8 +212,8 @@ def _send_time_reason(send_time: str) -> tuple[str, str] | None:
     if spec is None:
         return None
     if isinstance(spec, datetime):
-        return f"send_time:{spec.isoformat()}", f"Scheduled for {spec.isoformat()} (fixed time)."
-    return f"send_time:{spec:%H:%M}", f"Scheduled for {spec:%H:%M} (customer's local time)."
+        return SEND_TIME.code(spec.isoformat()), f"Scheduled for {spec.isoformat()} (fixed time)."
+    return SEND_TIME.code(f"{spec:%H:%M}"), f"Scheduled for {spec:%H:%M} (customer's local time)."
 
 
 def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) -> list[Decision]:
@@ -212,7 +227,7 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
     reasons = _Reasons()
     channels = channel_order(intent, topic, facts)
     if facts.preferred_channels and channels and channels[0] in facts.preferred_channels:
-        reasons.add(f"preference:{channels[0]}", f"The customer prefers {channels[0]}.")
+        reasons.add(PREFERENCE.code(channels[0]), f"The customer prefers {channels[0]}.")
     not_before = max(now, intent.earliest) if intent.earliest else now
     base = base_send_time(intent.send_time, facts.zone, not_before)
     scheduled = _send_time_reason(intent.send_time)
@@ -225,30 +240,30 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
         ]
 
     if intent.holdout_of is not None:  # kept from the message to measure what it changes
-        reasons.add(f"holdout:{intent.holdout_of}",
+        reasons.add(HOLDOUT.code(intent.holdout_of),
                     f"In the holdout group of campaign {intent.holdout_of}: not sent, to measure its effect.")
         return suppress()
 
     if facts.do_not_contact:
         if not topic.required:
-            reasons.add("do_not_contact", "The customer asked not to be contacted.")
+            reasons.add(DO_NOT_CONTACT.code(), "The customer asked not to be contacted.")
             return suppress()
         reasons.add(
-            f"bypass:{intent.topic}",
+            BYPASS.code(intent.topic),
             f"The customer asked not to be contacted, but {intent.topic} notices are required.",
         )
 
     chosen: tuple[str, datetime] | None = None
     for channel in channels:
         if not facts.addresses.get(channel):
-            reasons.add(f"no_address:{channel}", f"No {channel} address on file.")
+            reasons.add(NO_ADDRESS.code(channel), f"No {channel} address on file.")
             continue
         suppressed = facts.suppressed.get(channel)
         if suppressed:
-            reasons.add(f"suppressed:{suppressed}", f"The {channel} address is suppressed ({suppressed}).")
+            reasons.add(SUPPRESSED.code(suppressed), f"The {channel} address is suppressed ({suppressed}).")
             continue
         if not consent_allows(facts.consent, facts.id, channel, intent.topic):
-            reasons.add("consent:opted_out", f"Opted out of {intent.topic} on {channel}.")
+            reasons.add(OPTED_OUT, f"Opted out of {intent.topic} on {channel}.")
             continue
         at: datetime | None = base
         quiet = _quiet_windows(index, channel, facts)
@@ -259,7 +274,7 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
         if windows:
             at = after_quiet_hours(base, windows, facts.zone)
             if at is None:
-                reasons.add("quiet_hours:always", f"Quiet hours cover the whole day on {channel}.")
+                reasons.add(QUIET_HOURS.code("always"), f"Quiet hours cover the whole day on {channel}.")
                 continue
             if at != base:
                 local = base.astimezone(facts.zone).time()
@@ -267,7 +282,7 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
                     if not in_window(local, window):
                         continue
                     reasons.add(
-                        f"quiet_hours:{name}",
+                        QUIET_HOURS.code(name),
                         f"Quiet hours {'for ' + name if name != 'personal' else '(personal)'} "
                         f"{window[0]:%H:%M}-{window[1]:%H:%M} local: waits until {_fmt_local(at, facts)}.",
                     )
@@ -278,13 +293,13 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
                 for cap, times in caps:  # every cap that would have held it, not only the first
                     if not cap_allows(times, at, cap):
                         reasons.add(
-                            f"bypass:cap:{cap.name}",
+                            BYPASS.code(CAP.code(cap.name)),
                             f"Cap {cap.name} ({cap.describe()}) is reached, "
                             f"but {intent.topic} notices bypass frequency caps.",
                         )
             else:
                 reasons.add(
-                    f"cap:{blocking.name}", f"Cap {blocking.name} ({blocking.describe()}) is reached."
+                    CAP.code(blocking.name), f"Cap {blocking.name} ({blocking.describe()}) is reached."
                 )
                 if topic.when_capped == WhenCapped.drop:
                     return suppress(channel)
@@ -294,10 +309,10 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
                 if at is None:
                     continue
                 reasons.add(
-                    f"defer:{blocking.name}", f"Deferred to the next free slot, {_fmt_local(at, facts)}."
+                    DEFER.code(blocking.name), f"Deferred to the next free slot, {_fmt_local(at, facts)}."
                 )
         if intent.deadline is not None and at > intent.deadline:
-            reasons.add(f"deadline:{channel}", f"On {channel} it could not go out before the deadline.")
+            reasons.add(DEADLINE.code(channel), f"On {channel} it could not go out before the deadline.")
             continue
         chosen = (channel, at)
         break
@@ -306,8 +321,8 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
         return suppress()
     channel, at = chosen
     if channel != channels[0]:
-        reasons.add(f"fallback:{channels[0]}->{channel}", f"Fell back from {channels[0]} to {channel}.")
-    reasons.add(f"route:{channel}", f"Goes out by {channel}.")
+        reasons.add(fallback_code(channels[0], channel), f"Fell back from {channels[0]} to {channel}.")
+    reasons.add(ROUTE.code(channel), f"Goes out by {channel}.")
     outcome = "send" if at <= now else "defer"
     decisions = [_decision(intent, topic, outcome, channel, tone, at, reasons, now=now)]
     decisions.extend(_high_touch(intent, topic, facts, now, policy, index, channel, base))
@@ -329,7 +344,7 @@ def _high_touch(
             continue
         reasons = _Reasons()
         reasons.add(
-            f"high_touch:{rule.name}",
+            HIGH_TOUCH.code(rule.name),
             f"High-touch rule {rule.name}: {facts.tier} customer, {severity or intent.topic}; "
             f"also a {rule.channel} contact.",
         )
@@ -337,12 +352,12 @@ def _high_touch(
         outcome = "suppress"
         at: datetime | None = base
         if not facts.addresses.get(rule.channel):
-            reasons.add(f"no_address:{rule.channel}", f"No {rule.channel} address on file.")
+            reasons.add(NO_ADDRESS.code(rule.channel), f"No {rule.channel} address on file.")
         elif facts.suppressed.get(rule.channel):
             reason = facts.suppressed[rule.channel]
-            reasons.add(f"suppressed:{reason}", f"The {rule.channel} address is suppressed ({reason}).")
+            reasons.add(SUPPRESSED.code(reason), f"The {rule.channel} address is suppressed ({reason}).")
         elif not consent_allows(facts.consent, facts.id, rule.channel, intent.topic):
-            reasons.add("consent:opted_out", f"Opted out of {intent.topic} on {rule.channel}.")
+            reasons.add(OPTED_OUT, f"Opted out of {intent.topic} on {rule.channel}.")
         else:
             quiet = _quiet_windows(index, rule.channel, facts)
             if topic.bypass_quiet_hours:
@@ -351,15 +366,15 @@ def _high_touch(
             windows = [w for _, w in quiet]
             at = after_quiet_hours(base, windows, facts.zone) if windows else base
             if at is None:
-                reasons.add("quiet_hours:always", f"Quiet hours cover the whole day on {rule.channel}.")
+                reasons.add(QUIET_HOURS.code("always"), f"Quiet hours cover the whole day on {rule.channel}.")
             else:
                 if at != base:
                     reasons.add(
-                        f"quiet_hours:{rule.channel}",
+                        QUIET_HOURS.code(rule.channel),
                         f"Waits for the end of quiet hours, {_fmt_local(at, facts)}.",
                     )
                 outcome = "send" if at <= now else "defer"
-                reasons.add(f"route:{rule.channel}", f"Goes out by {rule.channel}.")
+                reasons.add(ROUTE.code(rule.channel), f"Goes out by {rule.channel}.")
         d = _decision(intent, topic, outcome, rule.channel, tone, at or base, reasons, now=now)
         d.high_touch = rule.name
         out.append(d)

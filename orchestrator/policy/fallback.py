@@ -29,17 +29,18 @@ from orchestrator.ledger.tables import MESSAGE
 from orchestrator.policy.config import Policy, WhenCapped, load_policy
 from orchestrator.policy.intents import Intent
 from orchestrator.policy.reserve import ReserveResult, reserve_chunk
+from orchestrator.reasons import NO_ADDRESS, OPTED_OUT, PERMANENT, SUPPRESSED, fallback_code
 
 SEPARATOR = ">fallback:"
 MAX_KEY_LENGTH = 200  # Message.dedupe_key
 # Failure reasons that say "not this channel", not "not this message".
 FALLBACK_REASONS = (
-    "permanent:invalid_address",
-    "permanent:blocked",
-    "permanent:unsubscribed",
-    "no_address:",
-    "suppressed:",
-    "consent:opted_out",
+    PERMANENT.code("invalid_address"),
+    PERMANENT.code("blocked"),
+    PERMANENT.code("unsubscribed"),
+    NO_ADDRESS.code(""),
+    SUPPRESSED.code(""),
+    OPTED_OUT,
 )
 
 
@@ -106,6 +107,6 @@ def _label(result: ReserveResult, failure_by_key: dict[str, Failure], url: str |
         if r.status == "duplicate" or r.message_id is None:
             continue
         failure = failure_by_key[r.dedupe_key]
-        labels[r.message_id] = (f"fallback:{failure.channel}->{r.channel}",
+        labels[r.message_id] = (fallback_code(failure.channel, r.channel),
                                 f"Fell back from {failure.channel} ({failure.reason}) to {r.channel}.")
     put_reason_first(labels, url)
