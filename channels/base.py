@@ -117,7 +117,6 @@ class Limits:
     # merges says how many calls a batch takes with ``requests_for(batch) -> int``).
     rate_per_second: float | None = None
     rate_unit: Literal["messages", "requests"] = "messages"
-    max_length: int | None = None  # characters (SMS: segments are checked at render time)
 
 
 @runtime_checkable

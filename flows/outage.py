@@ -54,14 +54,14 @@ class PostNotYetAccepted(RuntimeError):
       retry_delay_seconds=[5, 30, 120], retry_condition_fn=lambda _t, _r, state: _post_retry(state))
 def post_task(label: str, template: str, data: dict[str, Any], key: str) -> dict[str, Any]:
     """One public post on the social channel for this update (no-op where the adapter cannot post)."""
-    from channels.base import Transient
+    from channels.base import BroadcastAdapter, Transient
     from channels.registry import adapter_for
     from orchestrator.settings import get_settings
     from orchestrator.templating import build_context, render
 
     adapter = adapter_for("social", get_settings())
     try:
-        if not hasattr(adapter, "broadcast"):
+        if not isinstance(adapter, BroadcastAdapter):
             return {"posted": False, "reason": f"the {adapter.provider} adapter cannot post publicly"}
         text = render(template, tone=None, channel="social", kind="post",
                       context=build_context(None, data, topic=TOPIC)).text

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from orchestrator.models import utcnow
 from orchestrator.segments import ATTRIBUTE_PREFIXES, FIELDS, get_segment
@@ -17,8 +17,8 @@ from orchestrator.settings import get_settings
 
 Status = Literal["investigating", "identified", "monitoring", "resolved"]
 Severity = Literal["minor", "major", "critical"]
-STATUSES = ("investigating", "identified", "monitoring", "resolved")
-SEVERITIES = ("minor", "major", "critical")
+STATUSES: tuple[str, ...] = get_args(Status)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 TOPIC = "outage"
 # What we are doing, when the caller gives a title and no words of their own for it.
 ACTIONS = {

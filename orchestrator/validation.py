@@ -17,6 +17,7 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from orchestrator.clock_times import is_canonical_clock
 from orchestrator.consent import FREQUENCIES
 from orchestrator.models import Channel
 
@@ -26,7 +27,6 @@ CHANNELS = tuple(c.value for c in Channel)
 ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _LOCALE_RE = re.compile(r"^([A-Za-z]{2,3})(?:[-_]([A-Za-z]{4}))?(?:[-_]([A-Za-z]{2}|\d{3}))?$")
 _X_HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 _INT_RE = re.compile(r"^-?(0|[1-9]\d{0,14})$")  # no leading zeros: "01234" stays text (zip codes)
@@ -119,7 +119,7 @@ def parse_date(value: str, *, not_after: date | None = None) -> date:
 
 
 def parse_hhmm(value: str) -> str:
-    if not _HHMM_RE.match(value):
+    if not is_canonical_clock(value):
         raise ValueError(f"expected a time as HH:MM (00:00-23:59), got {value[:40]!r}")
     return value
 

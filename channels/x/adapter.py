@@ -88,7 +88,7 @@ class XSocialAdapter:
         self.base_url = base_url or s.api_base_url
         self.timeout = timeout or shared.timeout_seconds
         workers = concurrency or shared.concurrency
-        self.limits = Limits(max_batch=max(100, workers * 25), rate_per_second=None, max_length=280)
+        self.limits = Limits(max_batch=max(100, workers * 25), rate_per_second=None)
         self._pool: PerThreadPool[tweepy.Client] = PerThreadPool(self._new_client, workers, "x")
 
     @classmethod

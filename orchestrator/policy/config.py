@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator.clock_times import parse_clock
 from orchestrator.models import Channel
 from orchestrator.policy.rates import Rates, parse_rates
 
@@ -57,16 +58,6 @@ def parse_window(value: Any) -> timedelta:
 
 
 Window = Annotated[timedelta, BeforeValidator(parse_window)]
-
-
-def parse_clock(value: Any) -> time:
-    """``"21:00"`` -> time(21, 0)."""
-    if isinstance(value, time):
-        return value
-    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(value).strip())
-    if not match:
-        raise ValueError(f"expected a local time 'HH:MM', got {value!r}")
-    return time(int(match.group(1)), int(match.group(2)))
 
 
 class _Strict(BaseModel):

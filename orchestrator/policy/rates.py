@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.clock_times import parse_clock
 from orchestrator.models import Channel
 
 CHANNELS = tuple(c.value for c in Channel)
@@ -67,8 +68,6 @@ class BusinessHours(_Strict):
     @field_validator("start", "end", mode="before")
     @classmethod
     def _clock(cls, value: Any) -> time:
-        from orchestrator.policy.config import parse_clock
-
         return parse_clock(value)
 
     @field_validator("days", mode="before")

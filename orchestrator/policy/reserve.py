@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
+from orchestrator.clock_times import clock_or_none
 from orchestrator.consent import current_consent
 from orchestrator.db import get_engine, is_sqlite
 from orchestrator.ledger.reservations import RowEncoder, insert_reserved
@@ -89,16 +90,6 @@ def _member(session: Session, column: Any, values: list[Any]) -> ColumnElement[b
     return column.in_(select(array).scalar_subquery())
 
 
-def _clock(value: str | None) -> time | None:
-    if not value:
-        return None
-    try:
-        hours, minutes = (int(p) for p in value.split(":"))
-        return time(hours, minutes)
-    except ValueError:
-        return None
-
-
 def load_facts(
     session: Session, customer_ids: list[int], now: datetime, policy: Policy
 ) -> dict[int, CustomerFacts]:
@@ -127,7 +118,7 @@ def load_facts(
         f = facts[cid]
         f.preferred_channels = [ch for ch in (preferred or []) if ch in CHANNELS]
         f.frequency = frequency or "any"
-        start, end = _clock(quiet_start), _clock(quiet_end)
+        start, end = clock_or_none(quiet_start), clock_or_none(quiet_end)
         f.quiet = (start, end) if start is not None and end is not None and start != end else None
         f.do_not_contact = bool(do_not_contact)
     for key, state in current_consent(session, found).items():

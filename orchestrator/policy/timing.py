@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from orchestrator.clock_times import parse_clock
+
 Window = tuple[time, time]  # (start, end) local; end < start means overnight
 _MAX_HOPS = 32
 
@@ -87,8 +89,7 @@ def parse_send_time(value: str) -> time | datetime | None:
         return None
     if len(text) <= 5 and ":" in text:
         try:
-            hours, minutes = (int(p) for p in text.split(":"))
-            return time(hours, minutes)
+            return parse_clock(text)
         except ValueError:
             pass
     else:

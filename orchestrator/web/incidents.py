@@ -9,13 +9,14 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestrator.outage_notice import Severity, Status
 from orchestrator.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ class IncidentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     incident_id: str = Field(min_length=1, max_length=128)
-    status: Literal["investigating", "identified", "monitoring", "resolved"]
-    severity: Literal["minor", "major", "critical"]
+    status: Status
+    severity: Severity
     summary: str = Field(min_length=1, max_length=5000)
     segment: str | None = Field(default=None, max_length=128)
     affected: dict[str, Any] | None = None

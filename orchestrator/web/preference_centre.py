@@ -13,7 +13,6 @@ keep their URL to themselves (Referrer-Policy: same-origin).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import time
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -29,6 +28,7 @@ from orchestrator.audience.preferences import (
     save_choices,
     texts_stopped,
 )
+from orchestrator.clock_times import parse_clock
 from orchestrator.consent import FREQUENCIES
 from orchestrator.db import session_scope
 from orchestrator.models import Customer
@@ -57,7 +57,7 @@ def _clock(value: str, label: str, errors: list[str]) -> str | None:
     if not value:
         return None
     try:
-        return time.fromisoformat(value).strftime("%H:%M")
+        return f"{parse_clock(value):%H:%M}"
     except ValueError:
         errors.append(f"{label} must be a time such as 21:00.")
         return None
