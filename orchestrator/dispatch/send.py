@@ -31,7 +31,7 @@ from orchestrator.models import MessageStatus
 from orchestrator.pacing.pacer import Pacer, Wait
 from orchestrator.policy.rates import Rates
 from orchestrator.privacy import redact_text
-from orchestrator.reasons import RECONCILE
+from orchestrator.reasons import PACE, RECONCILE
 
 RATE_LIMITED = "rate_limited"  # the Transient reason adapters give a provider's 429
 
@@ -99,7 +99,7 @@ def send_channel(channel: str, items: list[ReadyMessage], *, adapter_for: Callab
                    if isinstance(r.error, Transient) and r.error.reason == RATE_LIMITED}
         if limited:
             pacer.rate_limited(part.rules, max((s for s in limited.values() if s is not None), default=None))
-            lane = next((f"pace:{r.name}" for r in part.rules if r.lane), f"pace:{channel}")
+            lane = next((PACE.code(r.name) for r in part.rules if r.lane), PACE.code(channel))
             attempts = {i.message.id: i.message.attempts for i in batch}
             changes = [slowed_down(c, lane, limited[c.message_id], now, attempts=attempts[c.message_id],
                                    retry=retry) if c.message_id in limited else c for c in changes]

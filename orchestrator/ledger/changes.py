@@ -31,11 +31,10 @@ from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import MessageStatus
 from orchestrator.privacy import redact_text
-from orchestrator.reasons import GAVE_UP, NOT_SENT, PERMANENT, TRANSIENT
+from orchestrator.reasons import GAVE_UP, NOT_SENT, PACE, PERMANENT, TRANSIENT, reason_of
 
 # Outcomes that end a message's journey without a send: their reason joins the row's reason codes.
 TERMINAL = (MessageStatus.failed, MessageStatus.suppressed, MessageStatus.reconcile)
-PACE = "pace:"
 
 
 @dataclass
@@ -171,7 +170,7 @@ def slowed_down(change: LedgerChange, reason: str, retry_after: float | None, no
 
 
 def is_paced(change: LedgerChange) -> bool:
-    return change.status is MessageStatus.deferred and (change.reason or "").startswith(PACE)
+    return change.status is MessageStatus.deferred and reason_of(change.reason or "") is PACE
 
 
 def settled(m: ClaimedMessage, status: MessageStatus, reason: str, detail: str, *, attempted: bool = False
@@ -199,7 +198,7 @@ def record_changes(session: Session, claimed: Mapping[int, ClaimedMessage], chan
             codes.append(change.reason)
         pace = is_paced(change)
         if pace and change.reason:  # what it waits for now, not every rate it ever waited for
-            codes = [c for c in codes if not c.startswith(PACE)] + [change.reason]
+            codes = [c for c in codes if reason_of(c) is not PACE] + [change.reason]
         rows.append(row_values(
             m.id, change.status, now,
             send_at=change.send_at or m.send_at,
