@@ -1,7 +1,9 @@
 """The ``orchestrator`` command line.
 
 Each module in this package that defines ``register(app)`` adds its commands, so a new
-command group is a new module and nothing else.
+command group is a new module and nothing else. One style: the commands are module-level
+functions (a group's on a module-level ``<group>_app = typer.Typer(...)``), and ``register``
+only adds them (``app.add_typer(<group>_app, ...)`` or ``app.command(name)(function)``).
 """
 
 from __future__ import annotations

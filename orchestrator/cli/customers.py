@@ -20,6 +20,8 @@ from orchestrator.cli.output import DataTable, console, database_errors, err_con
 from orchestrator.models import Customer
 from orchestrator.privacy import mask_email, mask_phone
 
+customers_app = typer.Typer(help="Import, inspect and list customers.", no_args_is_help=True)
+
 SHOWN_REJECTIONS = 50  # the terminal table; --json lists every rejected row
 
 
@@ -92,126 +94,126 @@ def _print_report(report: Any) -> None:
             console.print(f"... and {hidden} more rejected rows (--json lists them all)")
 
 
+@customers_app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="A CSV (header line first) or JSON Lines file.")],
+    fmt: str = typer.Option(None, "--format", help="csv or jsonl (default: from the file extension)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
+) -> None:
+    """Import customers: new external_ids are added, known ones updated; bad rows are reported."""
+    from orchestrator.customer_import import CustomerImportError, detect_format, import_customers
+
+    try:
+        fmt = detect_format(file, fmt)
+        with database_errors():
+            if as_json:
+                report = import_customers(file, fmt=fmt)
+            else:
+                report = _run_with_progress(
+                    file, fmt, lambda progress: import_customers(file, fmt=fmt, progress=progress)
+                )
+    except CustomerImportError as exc:
+        fail(str(exc), 2)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if report.imported + report.updated + report.unchanged == 0:
+        fail("nothing was imported" + (": every row was rejected" if report.rejected else ""), 1)
+
+@customers_app.command("show")
+def show_command(
+    external_id: str = typer.Argument(..., help="The customer's external_id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    reveal: bool = typer.Option(False, "--reveal", help="Show email and phone unmasked."),
+) -> None:
+    """A customer's profile, consent in force, preferences and last 10 ledger rows."""
+    from sqlmodel import select
+
+    from orchestrator.consent import current_consent
+    from orchestrator.customer_import import PREFERENCE_COLUMNS
+    from orchestrator.db import session_scope
+    from orchestrator.models import ContactPreference, Message
+
+    with database_errors(), session_scope() as session:
+        customer = session.exec(select(Customer).where(Customer.external_id == external_id)).first()
+        if customer is None:
+            fail(f"no customer with external_id {external_id!r}", 1)
+        consent = current_consent(session, [customer.id])
+        preference = session.get(ContactPreference, customer.id)
+        latest = select(Message).where(Message.customer_id == customer.id).order_by(Message.id.desc())
+        messages = session.exec(latest.limit(10)).all()
+    data = {
+        "profile": {**customer_row(customer, reveal=reveal), "x_user_id": customer.x_user_id},
+        "attributes": customer.attributes,
+        "consent": [
+            {"channel": channel, "topic": topic, "state": state}
+            for (_, channel, topic), state in sorted(consent.items())
+        ],
+        "preferences": preference.model_dump(include=set(PREFERENCE_COLUMNS)) if preference else None,
+        "messages": [
+            {"id": m.id, "created_at": m.created_at, "channel": m.channel, "topic": m.topic,
+             "template": m.template, "status": m.status, "send_at": m.send_at,
+             "reason_codes": m.reason_codes, "reason_text": m.reason_text}
+            for m in messages
+        ],
+    }  # fmt: skip
+    if as_json:
+        print_json(data)
+        return
+    profile = DataTable(title=plain(f"Customer {customer.external_id}"), show_header=False)
+    profile.add_column("field")
+    profile.add_column("value")
+    attributes = {f"attr.{k}": v for k, v in customer.attributes.items()}
+    for key, value in {**data["profile"], **attributes}.items():
+        profile.add_row(key, "" if value is None else str(value))
+    console.print(profile)
+    consent_table = DataTable(title="Consent in force")
+    for column in ("channel", "topic", "state"):
+        consent_table.add_column(column)
+    for entry in data["consent"]:
+        consent_table.add_row(entry["channel"], entry["topic"], entry["state"])
+    console.print(consent_table if data["consent"] else "No consent records (allowed by default).")
+    prefs = data["preferences"]
+    shown = ", ".join(f"{k}={v}" for k, v in prefs.items()) if prefs else "none recorded (defaults)"
+    console.print(Text.assemble("Preferences: ", plain(shown)), highlight=False)
+    ledger = DataTable(title="Last 10 ledger rows")
+    for column in ("id", "created", "channel", "topic", "status", "send at", "reasons"):
+        ledger.add_column(column)
+    for m in data["messages"]:
+        reasons = ", ".join(m["reason_codes"]) + (f" ({m['reason_text']})" if m["reason_text"] else "")
+        ledger.add_row(
+            str(m["id"]), f"{m['created_at']:%Y-%m-%d %H:%M}", m["channel"], m["topic"], m["status"],
+            f"{m['send_at']:%Y-%m-%d %H:%M}", reasons,
+        )  # fmt: skip
+    console.print(ledger if data["messages"] else "No messages yet.")
+
+@customers_app.command("list")
+def list_command(
+    segment: str = typer.Option("all", "--segment", help="Only customers in this segment."),
+    limit: int = typer.Option(20, "--limit", min=1, help="How many customers to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Customers (contact details masked), optionally those of one segment."""
+    from sqlmodel import select
+
+    from orchestrator.db import session_scope
+    from orchestrator.segments import SegmentError, compile_filter, count_audience, get_segment
+
+    try:
+        chosen = get_segment(segment)
+        condition = compile_filter(chosen.filter, segment=chosen.name)
+    except SegmentError as exc:
+        fail(str(exc), 2)
+    with database_errors(), session_scope() as session:
+        total = count_audience(session, chosen)
+        found = session.exec(select(Customer).where(condition).order_by(Customer.id).limit(limit)).all()
+    rows = [customer_row(c) for c in found]
+    if as_json:
+        print_json({"segment": chosen.name, "count": total, "customers": rows})
+        return
+    console.print(customers_table(rows, title=f"Segment {chosen.name}: {len(rows)} of {total}"))
+
+
 def register(app: typer.Typer) -> None:
-    customers = typer.Typer(help="Import, inspect and list customers.", no_args_is_help=True)
-    app.add_typer(customers, name="customers")
-
-    @customers.command("import")
-    def import_command(
-        file: Annotated[Path, typer.Argument(help="A CSV (header line first) or JSON Lines file.")],
-        fmt: str = typer.Option(None, "--format", help="csv or jsonl (default: from the file extension)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
-    ) -> None:
-        """Import customers: new external_ids are added, known ones updated; bad rows are reported."""
-        from orchestrator.customer_import import CustomerImportError, detect_format, import_customers
-
-        try:
-            fmt = detect_format(file, fmt)
-            with database_errors():
-                if as_json:
-                    report = import_customers(file, fmt=fmt)
-                else:
-                    report = _run_with_progress(
-                        file, fmt, lambda progress: import_customers(file, fmt=fmt, progress=progress)
-                    )
-        except CustomerImportError as exc:
-            fail(str(exc), 2)
-        if as_json:
-            print_json(report.to_dict())
-        else:
-            _print_report(report)
-        if report.imported + report.updated + report.unchanged == 0:
-            fail("nothing was imported" + (": every row was rejected" if report.rejected else ""), 1)
-
-    @customers.command("show")
-    def show_command(
-        external_id: str = typer.Argument(..., help="The customer's external_id."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-        reveal: bool = typer.Option(False, "--reveal", help="Show email and phone unmasked."),
-    ) -> None:
-        """A customer's profile, consent in force, preferences and last 10 ledger rows."""
-        from sqlmodel import select
-
-        from orchestrator.consent import current_consent
-        from orchestrator.customer_import import PREFERENCE_COLUMNS
-        from orchestrator.db import session_scope
-        from orchestrator.models import ContactPreference, Message
-
-        with database_errors(), session_scope() as session:
-            customer = session.exec(select(Customer).where(Customer.external_id == external_id)).first()
-            if customer is None:
-                fail(f"no customer with external_id {external_id!r}", 1)
-            consent = current_consent(session, [customer.id])
-            preference = session.get(ContactPreference, customer.id)
-            latest = select(Message).where(Message.customer_id == customer.id).order_by(Message.id.desc())
-            messages = session.exec(latest.limit(10)).all()
-        data = {
-            "profile": {**customer_row(customer, reveal=reveal), "x_user_id": customer.x_user_id},
-            "attributes": customer.attributes,
-            "consent": [
-                {"channel": channel, "topic": topic, "state": state}
-                for (_, channel, topic), state in sorted(consent.items())
-            ],
-            "preferences": preference.model_dump(include=set(PREFERENCE_COLUMNS)) if preference else None,
-            "messages": [
-                {"id": m.id, "created_at": m.created_at, "channel": m.channel, "topic": m.topic,
-                 "template": m.template, "status": m.status, "send_at": m.send_at,
-                 "reason_codes": m.reason_codes, "reason_text": m.reason_text}
-                for m in messages
-            ],
-        }  # fmt: skip
-        if as_json:
-            print_json(data)
-            return
-        profile = DataTable(title=plain(f"Customer {customer.external_id}"), show_header=False)
-        profile.add_column("field")
-        profile.add_column("value")
-        attributes = {f"attr.{k}": v for k, v in customer.attributes.items()}
-        for key, value in {**data["profile"], **attributes}.items():
-            profile.add_row(key, "" if value is None else str(value))
-        console.print(profile)
-        consent_table = DataTable(title="Consent in force")
-        for column in ("channel", "topic", "state"):
-            consent_table.add_column(column)
-        for entry in data["consent"]:
-            consent_table.add_row(entry["channel"], entry["topic"], entry["state"])
-        console.print(consent_table if data["consent"] else "No consent records (allowed by default).")
-        prefs = data["preferences"]
-        shown = ", ".join(f"{k}={v}" for k, v in prefs.items()) if prefs else "none recorded (defaults)"
-        console.print(Text.assemble("Preferences: ", plain(shown)), highlight=False)
-        ledger = DataTable(title="Last 10 ledger rows")
-        for column in ("id", "created", "channel", "topic", "status", "send at", "reasons"):
-            ledger.add_column(column)
-        for m in data["messages"]:
-            reasons = ", ".join(m["reason_codes"]) + (f" ({m['reason_text']})" if m["reason_text"] else "")
-            ledger.add_row(
-                str(m["id"]), f"{m['created_at']:%Y-%m-%d %H:%M}", m["channel"], m["topic"], m["status"],
-                f"{m['send_at']:%Y-%m-%d %H:%M}", reasons,
-            )  # fmt: skip
-        console.print(ledger if data["messages"] else "No messages yet.")
-
-    @customers.command("list")
-    def list_command(
-        segment: str = typer.Option("all", "--segment", help="Only customers in this segment."),
-        limit: int = typer.Option(20, "--limit", min=1, help="How many customers to show."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Customers (contact details masked), optionally those of one segment."""
-        from sqlmodel import select
-
-        from orchestrator.db import session_scope
-        from orchestrator.segments import SegmentError, compile_filter, count_audience, get_segment
-
-        try:
-            chosen = get_segment(segment)
-            condition = compile_filter(chosen.filter, segment=chosen.name)
-        except SegmentError as exc:
-            fail(str(exc), 2)
-        with database_errors(), session_scope() as session:
-            total = count_audience(session, chosen)
-            found = session.exec(select(Customer).where(condition).order_by(Customer.id).limit(limit)).all()
-        rows = [customer_row(c) for c in found]
-        if as_json:
-            print_json({"segment": chosen.name, "count": total, "customers": rows})
-            return
-        console.print(customers_table(rows, title=f"Segment {chosen.name}: {len(rows)} of {total}"))
+    app.add_typer(customers_app, name="customers")

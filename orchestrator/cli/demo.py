@@ -65,58 +65,60 @@ def _run_flows() -> list[tuple[str, dict[str, Any]]]:
     return runs
 
 
+def demo(
+    database_url: str = typer.Option(None, "--database-url",
+                                     help="Default: ORCH_DATABASE_URL, else ./orchestrator.db."),
+    fresh: bool = typer.Option(False, "--fresh/--keep",
+                               help="Recreate the SQLite database and outbox first (default: keep)."),
+) -> None:
+    """Run a campaign and an outage notice end to end and explain what happened."""
+    _quiet_prefect()
+    from orchestrator import demo as groundwork
+    from orchestrator.privacy import redact_url
+    from orchestrator.settings import get_settings
+
+    started = time.monotonic()
+    url = database_url or get_settings().database_url
+    groundwork.use_demo_settings(url)
+    warm = threading.Thread(target=_start_prefect, name="start-prefect", daemon=True)
+    warm.start()
+    if fresh:
+        try:
+            removed = groundwork.start_over(url)
+        except ValueError as exc:
+            fail(str(exc), 2)
+        console.print(f"Starting over: removed {len(removed)} file(s).")
+    report = groundwork.prepare(url)
+    console.print(f"Database {redact_url(url)}: {report.imported} customer(s) imported, "
+                  f"{report.updated} updated, {report.unchanged} unchanged "
+                  f"from {groundwork.SAMPLE_CUSTOMERS.name}.")
+    console.print("Running the flows (a local Prefect server starts meanwhile, ~10 s)...")
+    warm.join()
+    runs = _run_flows()
+    for title, result in runs:
+        print_flow_summary(result, title)
+
+    console.rule("[bold]A few customers, and why")
+    table = Table(show_lines=True)
+    for column in ("customer", "outcome", "channel", "address"):
+        table.add_column(column, overflow="fold", ratio=1)
+    table.add_column("why", overflow="fold", ratio=3)
+    keys = ["campaign:" + CAMPAIGN, *(f"incident:{INCIDENT}:{s}" for s in ("investigating", "resolved"))]
+    for label, ex in groundwork.examples(keys):
+        outcome = label if label == ex.status else f"{label} ({ex.status})"
+        table.add_row(ex.customer, outcome, ex.channel, ex.address, ex.why)
+    console.print(table)
+    console.print("Ask about anyone: [bold]orchestrator explain <customer id>[/]")
+
+    new = sum(n for _, r in runs for s, n in r.get("reserved", {}).items() if s != "duplicate")
+    if not new:
+        console.print("\n[yellow]Second run: every message was already in the ledger, so nothing was "
+                      "decided or sent twice.[/] Use --fresh to start over.")
+    outbox = get_settings().outbox_dir.resolve()
+    console.print(f"\nWhat was 'sent' is in the local outbox: {outbox}/<channel>-<date>.log "
+                  "(and the outbox_entry table); calls for agents: [bold]orchestrator tasks list[/].")
+    console.print(f"Done in {time.monotonic() - started:.0f} s.")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
-    def demo(
-        database_url: str = typer.Option(None, "--database-url",
-                                         help="Default: ORCH_DATABASE_URL, else ./orchestrator.db."),
-        fresh: bool = typer.Option(False, "--fresh/--keep",
-                                   help="Recreate the SQLite database and outbox first (default: keep)."),
-    ) -> None:
-        """Run a campaign and an outage notice end to end and explain what happened."""
-        _quiet_prefect()
-        from orchestrator import demo as groundwork
-        from orchestrator.privacy import redact_url
-        from orchestrator.settings import get_settings
-
-        started = time.monotonic()
-        url = database_url or get_settings().database_url
-        groundwork.use_demo_settings(url)
-        warm = threading.Thread(target=_start_prefect, name="start-prefect", daemon=True)
-        warm.start()
-        if fresh:
-            try:
-                removed = groundwork.start_over(url)
-            except ValueError as exc:
-                fail(str(exc), 2)
-            console.print(f"Starting over: removed {len(removed)} file(s).")
-        report = groundwork.prepare(url)
-        console.print(f"Database {redact_url(url)}: {report.imported} customer(s) imported, "
-                      f"{report.updated} updated, {report.unchanged} unchanged "
-                      f"from {groundwork.SAMPLE_CUSTOMERS.name}.")
-        console.print("Running the flows (a local Prefect server starts meanwhile, ~10 s)...")
-        warm.join()
-        runs = _run_flows()
-        for title, result in runs:
-            print_flow_summary(result, title)
-
-        console.rule("[bold]A few customers, and why")
-        table = Table(show_lines=True)
-        for column in ("customer", "outcome", "channel", "address"):
-            table.add_column(column, overflow="fold", ratio=1)
-        table.add_column("why", overflow="fold", ratio=3)
-        keys = ["campaign:" + CAMPAIGN, *(f"incident:{INCIDENT}:{s}" for s in ("investigating", "resolved"))]
-        for label, ex in groundwork.examples(keys):
-            outcome = label if label == ex.status else f"{label} ({ex.status})"
-            table.add_row(ex.customer, outcome, ex.channel, ex.address, ex.why)
-        console.print(table)
-        console.print("Ask about anyone: [bold]orchestrator explain <customer id>[/]")
-
-        new = sum(n for _, r in runs for s, n in r.get("reserved", {}).items() if s != "duplicate")
-        if not new:
-            console.print("\n[yellow]Second run: every message was already in the ledger, so nothing was "
-                          "decided or sent twice.[/] Use --fresh to start over.")
-        outbox = get_settings().outbox_dir.resolve()
-        console.print(f"\nWhat was 'sent' is in the local outbox: {outbox}/<channel>-<date>.log "
-                      "(and the outbox_entry table); calls for agents: [bold]orchestrator tasks list[/].")
-        console.print(f"Done in {time.monotonic() - started:.0f} s.")
+    app.command("demo")(demo)

@@ -22,97 +22,99 @@ def _parse_at(value: str | None) -> datetime | None:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("explain")
-    def explain(
-        customer: str = typer.Argument(..., help="The customer's external id (or numeric id)."),
-        limit: int = typer.Option(20, "--limit", min=1, help="How many recent decisions to show."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    ) -> None:
-        """Recent decisions for a customer (sent, deferred, suppressed) and why."""
-        from orchestrator.db import session_scope
-        from orchestrator.policy.explain import UnknownCustomer, explain_customer
+def explain(
+    customer: str = typer.Argument(..., help="The customer's external id (or numeric id)."),
+    limit: int = typer.Option(20, "--limit", min=1, help="How many recent decisions to show."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Recent decisions for a customer (sent, deferred, suppressed) and why."""
+    from orchestrator.db import session_scope
+    from orchestrator.policy.explain import UnknownCustomer, explain_customer
 
-        try:
-            with session_scope() as session:
-                decisions = explain_customer(session, customer, limit=limit)
-        except UnknownCustomer as exc:
-            fail(str(exc))
-        if as_json:
-            print_json([d.as_dict() for d in decisions])
-            return
-        if not decisions:
-            console.print(Text.assemble("No decisions recorded for customer ", plain(customer), "."))
-            return
-        table = DataTable(title=plain(f"Recent decisions for {customer}"))
-        for column in ("id", "topic", "channel", "status", "send at (UTC)"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("for", overflow="fold")
-        table.add_column("reasons", overflow="fold")
-        table.add_column("why", overflow="fold", ratio=1)
-        for d in decisions:
-            table.add_row(
-                str(d.message_id), d.topic, d.channel, d.status, f"{d.send_at:%Y-%m-%d %H:%M}",
-                d.belongs_to, "\n".join(d.reason_codes), d.reason_text,
-            )
-        console.print(table)
-        for d in decisions:
-            if d.settle_with:
-                console.print(Text.assemble((f"Message {d.message_id} needs reconciling", "yellow"),
-                                            f" (outcome unknown): {d.settle_with}"))
-
-    @app.command("plan")
-    def plan(
-        segment: str = typer.Option(..., "--segment", help="Audience segment name (segments.yaml)."),
-        template: str = typer.Option(..., "--template", help="Message template name."),
-        topic: str = typer.Option(None, "--topic", help="Policy topic (default: the template's)."),
-        tone: str = typer.Option(None, "--tone", help="Tone override (default: the topic's)."),
-        at: str = typer.Option(None, "--at", help="Plan as of this ISO date-time (default: now)."),
-        send_time: str = typer.Option("now", "--send-time", help="'now', local 'HH:MM' or ISO date-time."),
-        data: FactsOption = None,
-        data_file: FactsFileOption = None,
-        sample_data: SampleFactsOption = False,
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    ) -> None:
-        """Dry run for an audience: per channel, deferred and suppressed, per reason. Writes nothing.
-
-        Template, topic, facts, tone and send time are checked as ``campaign run`` checks them.
-        """
-        from orchestrator.campaign_params import check_campaign
-        from orchestrator.policy.plan import plan_audience
-
-        facts = read_facts(template, data, data_file, sample_data)
-        try:
-            topic = check_campaign(template, topic, facts, send_time, tone)
-            summary = plan_audience(segment, topic, template, _parse_at(at), send_time=send_time)
-        except ValueError as exc:  # PolicyError, SendTimeError, SegmentError: bad input, clear message
-            fail(str(exc), 2)
-        if as_json:
-            print_json(summary.as_dict())
-            return
-        console.print(
-            f"Plan for [bold]{segment}[/] / {topic} / {template} as of {summary.at:%Y-%m-%d %H:%M} UTC: "
-            f"{summary.customers} customers"
+    try:
+        with session_scope() as session:
+            decisions = explain_customer(session, customer, limit=limit)
+    except UnknownCustomer as exc:
+        fail(str(exc))
+    if as_json:
+        print_json([d.as_dict() for d in decisions])
+        return
+    if not decisions:
+        console.print(Text.assemble("No decisions recorded for customer ", plain(customer), "."))
+        return
+    table = DataTable(title=plain(f"Recent decisions for {customer}"))
+    for column in ("id", "topic", "channel", "status", "send at (UTC)"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("for", overflow="fold")
+    table.add_column("reasons", overflow="fold")
+    table.add_column("why", overflow="fold", ratio=1)
+    for d in decisions:
+        table.add_row(
+            str(d.message_id), d.topic, d.channel, d.status, f"{d.send_at:%Y-%m-%d %H:%M}",
+            d.belongs_to, "\n".join(d.reason_codes), d.reason_text,
         )
-        outcomes = Table(title="Outcomes")
-        outcomes.add_column("outcome")
-        outcomes.add_column("customers", justify="right")
-        for name in ("send", "defer", "suppress"):
-            outcomes.add_row(name, str(summary.outcomes.get(name, 0)))
-        if summary.high_touch:
-            outcomes.add_row("extra phone tasks", str(summary.high_touch))
-        channels = Table(title="Channels (send + defer)")
-        channels.add_column("channel")
-        channels.add_column("customers", justify="right")
-        for name, n in summary.channels.most_common():
-            channels.add_row(name, str(n))
-        reasons = Table(title="Reasons")
-        reasons.add_column("reason code")
-        reasons.add_column("customers", justify="right")
-        for name, n in summary.reasons.most_common():
-            reasons.add_row(name, str(n))
-        console.print(outcomes, channels, reasons)
-        if summary.last_send_at is not None:
-            console.print(f"At the declared rates the last message sent at once goes out about "
-                          f"{summary.last_send_at:%Y-%m-%d %H:%M:%S} UTC (paced by the rate "
-                          f"{summary.paced_by!r}, pace:{summary.paced_by}).")
+    console.print(table)
+    for d in decisions:
+        if d.settle_with:
+            console.print(Text.assemble((f"Message {d.message_id} needs reconciling", "yellow"),
+                                        f" (outcome unknown): {d.settle_with}"))
+
+def plan(
+    segment: str = typer.Option(..., "--segment", help="Audience segment name (segments.yaml)."),
+    template: str = typer.Option(..., "--template", help="Message template name."),
+    topic: str = typer.Option(None, "--topic", help="Policy topic (default: the template's)."),
+    tone: str = typer.Option(None, "--tone", help="Tone override (default: the topic's)."),
+    at: str = typer.Option(None, "--at", help="Plan as of this ISO date-time (default: now)."),
+    send_time: str = typer.Option("now", "--send-time", help="'now', local 'HH:MM' or ISO date-time."),
+    data: FactsOption = None,
+    data_file: FactsFileOption = None,
+    sample_data: SampleFactsOption = False,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Dry run for an audience: per channel, deferred and suppressed, per reason. Writes nothing.
+
+    Template, topic, facts, tone and send time are checked as ``campaign run`` checks them.
+    """
+    from orchestrator.campaign_params import check_campaign
+    from orchestrator.policy.plan import plan_audience
+
+    facts = read_facts(template, data, data_file, sample_data)
+    try:
+        topic = check_campaign(template, topic, facts, send_time, tone)
+        summary = plan_audience(segment, topic, template, _parse_at(at), send_time=send_time)
+    except ValueError as exc:  # PolicyError, SendTimeError, SegmentError: bad input, clear message
+        fail(str(exc), 2)
+    if as_json:
+        print_json(summary.as_dict())
+        return
+    console.print(
+        f"Plan for [bold]{segment}[/] / {topic} / {template} as of {summary.at:%Y-%m-%d %H:%M} UTC: "
+        f"{summary.customers} customers"
+    )
+    outcomes = Table(title="Outcomes")
+    outcomes.add_column("outcome")
+    outcomes.add_column("customers", justify="right")
+    for name in ("send", "defer", "suppress"):
+        outcomes.add_row(name, str(summary.outcomes.get(name, 0)))
+    if summary.high_touch:
+        outcomes.add_row("extra phone tasks", str(summary.high_touch))
+    channels = Table(title="Channels (send + defer)")
+    channels.add_column("channel")
+    channels.add_column("customers", justify="right")
+    for name, n in summary.channels.most_common():
+        channels.add_row(name, str(n))
+    reasons = Table(title="Reasons")
+    reasons.add_column("reason code")
+    reasons.add_column("customers", justify="right")
+    for name, n in summary.reasons.most_common():
+        reasons.add_row(name, str(n))
+    console.print(outcomes, channels, reasons)
+    if summary.last_send_at is not None:
+        console.print(f"At the declared rates the last message sent at once goes out about "
+                      f"{summary.last_send_at:%Y-%m-%d %H:%M:%S} UTC (paced by the rate "
+                      f"{summary.paced_by!r}, pace:{summary.paced_by}).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain)
+    app.command("plan")(plan)
