@@ -128,7 +128,7 @@ def current_choices(session: Session, customer: Customer) -> PreferenceChoices:
 
 def required_topics() -> list[str]:
     """Topics the policy marks required (security notices): they reach every customer."""
-    return [name for name, topic in load_policy().topics.items() if topic.required]
+    return load_policy().required_topics()
 
 
 def service_topics() -> list[str]:

@@ -159,7 +159,7 @@ class ClaimedBatch:
         self.recorded: set[int] = set()
         self.unrecorded: tuple[list[LedgerChange], list[ReadyMessage]] | None = None  # being written
         # A customer who asked for no contact after the decision still gets the required topics.
-        self.required_topics = {name for name, topic in load_policy().topics.items() if topic.required}
+        self.required_topics = set(load_policy().required_topics())
 
     def dispatch(self) -> None:
         composed = compose_step.compose(self.messages, self.clock(), self.required_topics, self.url)

@@ -195,6 +195,10 @@ class Policy(_Strict):
         settings = self.channels.get(channel)
         return settings.cost if settings else 1.0
 
+    def required_topics(self) -> list[str]:
+        """Topics marked required (security notices): they reach customers who asked for no contact."""
+        return [name for name, topic in self.topics.items() if topic.required]
+
     def topic(self, name: str) -> Topic:
         try:
             return self.topics[name]
