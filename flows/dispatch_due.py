@@ -42,7 +42,9 @@ def reconcile_task(stuck_after_minutes: float) -> list[int]:
 @flow(
     name="dispatch-due",
     flow_run_name=stamped("dispatch-due"),
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    # Prefect types the parameter TaskRunner[PrefectFuture], which its own thread-pool runner
+    # (TaskRunner[PrefectConcurrentFuture]) does not match: the generic is invariant.
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
     description="Flags messages stuck in sending, then sends every due message in chunks.",
 )
 def dispatch_due_flow(

@@ -13,6 +13,7 @@ slot, and the report finds the group without recomputing anything.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
@@ -136,7 +137,7 @@ def parse_variant_option(text: str) -> VariantSpec:
         raise ExperimentError(f"--variant {text!r}: {problems}") from None
 
 
-def build_experiment(variants: list[VariantSpec | dict[str, Any]] | None, holdout: Any = 0) -> Experiment:
+def build_experiment(variants: Sequence[VariantSpec | dict[str, Any]] | None, holdout: Any = 0) -> Experiment:
     """Validates the declared variants and holdout (names unique, weights positive)."""
     try:
         specs = [v if isinstance(v, VariantSpec) else VariantSpec.model_validate(v) for v in variants or []]

@@ -54,7 +54,8 @@ def command() -> Any:
         for param in current.params:
             if getattr(param, "is_flag", False):  # typer's own click types: no isinstance
                 param.metavar = ""
-        current.get_help_option = _flag_help_option(current.get_help_option)
+        # click has no hook for the help option of each command: wrap the instance's method
+        current.get_help_option = _flag_help_option(current.get_help_option)  # type: ignore[method-assign]
         stack.extend(getattr(current, "commands", {}).values())
     return root
 

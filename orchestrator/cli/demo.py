@@ -55,7 +55,8 @@ def _run_flows() -> list[tuple[str, dict[str, Any]]]:
     facts = (get_catalog().sample_data.get("messages") or {}).get(CAMPAIGN_TEMPLATE) or {}
     runs = [("Campaign: spring sale to every customer, sent now",
              campaign(name=CAMPAIGN, segment="all", template=CAMPAIGN_TEMPLATE, data=facts))]
-    outage = {"incident_id": INCIDENT, "severity": "major", "affected": AFFECTED, "title": OUTAGE_TITLE}
+    outage: dict[str, Any] = {"incident_id": INCIDENT, "severity": "major", "affected": AFFECTED,
+                              "title": OUTAGE_TITLE}
     runs.append((f"Outage {INCIDENT} (region eu-west): investigating",
                  outage_notice(status="investigating", summary="Our engineers are rolling out a fix",
                                **outage)))

@@ -22,16 +22,17 @@ def list_flagged(
 ) -> None:
     """Messages in `reconcile`: check each at the provider, then `reconcile settle`."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     from orchestrator.db import session_scope
     from orchestrator.models import Customer, Message, MessageStatus
 
     with session_scope() as session:
         rows = session.execute(
-            select(Message.id, Customer.external_id, Message.channel, Message.topic, Message.provider,
-                   Message.updated_at, Message.last_error)
-            .join(Customer, Customer.id == Message.customer_id)
-            .where(Message.status == MessageStatus.reconcile).order_by(Message.id).limit(limit)
+            select(col(Message.id), col(Customer.external_id), col(Message.channel), col(Message.topic),
+                   col(Message.provider), col(Message.updated_at), col(Message.last_error))
+            .join(Customer, col(Customer.id) == Message.customer_id)
+            .where(col(Message.status) == MessageStatus.reconcile).order_by(col(Message.id)).limit(limit)
         ).all()
     items = [{"id": r.id, "customer": r.external_id, "channel": r.channel, "topic": r.topic,
               "provider": r.provider, "flagged_at": r.updated_at.isoformat(), "why": r.last_error or ""}

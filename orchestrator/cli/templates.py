@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 from rich.markup import escape
 
 from orchestrator.cli.output import console, fail, print_json
+
+if TYPE_CHECKING:
+    from orchestrator.models import Customer
 
 templates_app = typer.Typer(help="Tone templates: list messages, lint every tone and channel, preview one.",
                             no_args_is_help=True)
@@ -60,7 +63,7 @@ def lint_command(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         raise typer.Exit(1)
 
 
-def _customer_by_external_id(external_id: str) -> Any:
+def _customer_by_external_id(external_id: str) -> Customer:
     from sqlmodel import select
 
     from orchestrator.db import session_scope
@@ -104,11 +107,12 @@ def preview_command(
     try:
         info = message_info(message)
         sample = get_catalog().sample_data
-        customer = _customer_by_external_id(customer_id) if customer_id else sample.get("customer") or {}
+        stored = _customer_by_external_id(customer_id) if customer_id else None
+        customer = stored or sample.get("customer") or {}
         facts = dict((sample.get("messages") or {}).get(message) or {})
         if data_file is not None:
             facts.update(_read_data_file(data_file))
-        wanted_locale = locale or (customer.locale if customer_id else None) or get_settings().default_locale
+        wanted_locale = locale or (stored.locale if stored else None) or get_settings().default_locale
         context = build_context(customer, facts, topic=info.topic)
         rendered = render(message, tone=tone, channel=channel, kind=kind, context=context,
                           locale=wanted_locale)

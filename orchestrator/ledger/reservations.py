@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from orchestrator.db import session_scope
 from orchestrator.ledger.tables import MESSAGE
@@ -175,10 +175,10 @@ def plan_escalation_fallback(session: Session, task_id: int | None, customer_id:
     template, tone and data); the dedupe key ``escalation:task-<id>`` makes it once only."""
     dedupe_key = f"escalation:task-{task_id}"
     existing = session.scalars(
-        select(Message.id).where(
-            Message.dedupe_key == dedupe_key,
-            Message.customer_id == customer_id,
-            Message.channel == channel,
+        select(col(Message.id)).where(
+            col(Message.dedupe_key) == dedupe_key,
+            col(Message.customer_id) == customer_id,
+            col(Message.channel) == channel,
         )
     ).first()
     if existing is not None:

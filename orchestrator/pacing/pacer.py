@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from orchestrator.pacing.budget import Demand, slow_down, take
-from orchestrator.policy.rates import RateRule, Rates, adapter_default
+from orchestrator.policy.rates import RateRule, Rates, Unit, adapter_default
 from orchestrator.reasons import PACE
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ class Pacer:
         rules = self.rates.for_message(channel, name, topic)
         declared = getattr(getattr(adapter, "limits", None), "rate_per_second", None)
         if declared and not self.rates.declares_lane(channel, name):
-            unit = getattr(adapter.limits, "rate_unit", "messages")
+            unit: Unit = getattr(adapter.limits, "rate_unit", "messages")
             rules.append(adapter_default(channel, channel, name, float(declared), unit))
         return rules
 

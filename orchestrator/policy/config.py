@@ -12,7 +12,7 @@ from datetime import time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -30,7 +30,7 @@ from orchestrator.models import Channel
 from orchestrator.policy.rates import Rates, parse_rates
 
 CHANNELS = tuple(c.value for c in Channel)
-ALL = "all"
+ALL: Final = "all"
 _WINDOW = re.compile(r"^\s*(\d{1,12})\s*([hdw])\s*$")
 _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
 MAX_WINDOW = timedelta(days=366)

@@ -253,7 +253,7 @@ def _rule(name: str, spec: Any, topics: set[str], adapters: set[str]) -> RateRul
         try:
             hours = BusinessHours.model_validate(spec["business_hours"])
         except Exception as exc:  # pydantic's ValidationError: name the nested key
-            errors = getattr(exc, "errors", lambda: [])()
+            errors: list[Any] = getattr(exc, "errors", lambda: [])()
             if errors:
                 err = errors[0]
                 path = ".".join(str(p) for p in err["loc"])

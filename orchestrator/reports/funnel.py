@@ -226,7 +226,7 @@ def delivery_times(session: Session, where: ColumnElement[bool]) -> dict[str, fl
                              ("p95_seconds", (n * 95 + 99) // 100, seconds.desc())):
         offset = rank - 1 if key == "median_seconds" else n - rank
         value = session.execute(select(seconds).select_from(M).where(timed)
-                                .order_by(order).offset(offset).limit(1)).scalar()
+                                .order_by(order).offset(offset).limit(1)).scalar_one()
         result[key] = round(float(value), 3)
     return result
 

@@ -6,6 +6,7 @@ plain text (Rich markup off, Markdown escaped), never as markup.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.reports.funnel import STAGES
@@ -159,7 +160,7 @@ def escape_markdown(text: str) -> str:
     return text
 
 
-def markdown_table(header: list[str] | tuple[str, ...], rows: list[list[str]] | list[tuple[str, ...]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(escape_markdown(h) for h in header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(escape_markdown(str(c)) for c in row) + " |" for row in rows]

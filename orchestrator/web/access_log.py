@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,7 +56,7 @@ class AccessLog:
         await self.app(scope, counting_receive, logging_send)
 
 
-def _log_request(scope: dict[str, Any], routes: Sequence[BaseRoute], status: int, started: float,
+def _log_request(scope: Scope, routes: Sequence[BaseRoute], status: int, started: float,
                  received: int) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
