@@ -10,29 +10,20 @@ outbox otherwise.
 from __future__ import annotations
 
 import inspect
-import sys
-from functools import lru_cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any
 
 from channels.base import ChannelAdapter, ConfigurationError
+from channels.channel_set import GROUP, adapter_entry_points, declaring_adapter
 from channels.settings import AdapterChoice, current
 
-GROUP = "orchestrator.channels"
+__all__ = ["GROUP", "adapter_class", "adapter_for", "available_adapters", "load_adapter"]
+
 OUTBOX = "outbox"
-# The provider each built-in channel uses when its credentials are configured.
-DEFAULT_PROVIDERS = {"email": "sendgrid", "sms": "twilio", "social": "x", "phone": "phone"}
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    return _entry_points_on(tuple(sys.path))
-
-
-@lru_cache(maxsize=8)
-def _entry_points_on(path: tuple[str, ...]) -> dict[str, EntryPoint]:
-    # Reading every installed distribution's metadata costs milliseconds, and dispatch asks for an
-    # adapter per channel per chunk; a package added to the path shows up as a new key.
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    return adapter_entry_points()
 
 
 def available_adapters() -> dict[str, str]:
@@ -58,7 +49,7 @@ def adapter_for(channel: str, settings: object | None = None) -> ChannelAdapter:
     core's) goes to adapters that take a ``settings`` argument (the local outbox)."""
     name = current(AdapterChoice).channel_adapters.get(channel)
     if name is None:
-        provider = DEFAULT_PROVIDERS.get(channel)
+        provider = declaring_adapter(channel)  # the adapter that declares the channel
         name = OUTBOX
         if provider is not None:
             cls = adapter_class(provider)

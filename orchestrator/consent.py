@@ -12,12 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from channels.channel_set import installed_channels
 from orchestrator.models import (
-    Channel,
     ConsentEvent,
     ConsentState,
     ContactPreference,
-    Customer,
     PreferenceEvent,
     Suppression,
     utcnow,
@@ -88,18 +87,30 @@ def undo_opt_outs(session: Session, customer_id: int, channel: str, by: tuple[st
 
 
 def consent_allows(
-    consent: dict[tuple[int, str, str], str], customer_id: int, channel: str, topic: str
+    consent: dict[tuple[int, str, str], str], customer_id: int, channel: str, topic: str,
+    opt_in_required: bool = False,
 ) -> bool:
     """The most specific record wins: (channel, topic) > (channel, *) > (*, topic) > (*, *).
 
     No record means allowed: consent is collected at sign-up and imported with customers;
-    marketing topics that need an explicit opt-in are the policy's business.
+    marketing topics that need an explicit opt-in are the policy's business. A channel whose
+    spec requires opt-in (WhatsApp) is allowed only by an opt-in recorded for that channel.
     """
     for key in ((channel, topic), (channel, ANY), (ANY, topic), (ANY, ANY)):
         state = consent.get((customer_id, *key))
         if state is not None:
-            return state == ConsentState.opted_in
-    return True
+            if state != ConsentState.opted_in:
+                return False
+            if opt_in_required and key[0] == ANY:
+                continue  # an opt-in for every channel is not an opt-in for this one
+            return True
+    return not opt_in_required
+
+
+def opt_in_required(channel: str) -> bool:
+    """Whether ``channel`` needs an opt-in of its own (its adapter's spec says so)."""
+    spec = installed_channels().get(channel)
+    return spec is not None and spec.opt_in_required
 
 
 def suppress_address(session: Session, channel: str, address: str, reason: str, source: str) -> bool:
@@ -156,11 +167,11 @@ def opt_out(session: Session, customer_id: int, channel: str, topic: str, source
     changed = record_consent(session, customer_id, channel, topic, ConsentState.opted_out, source)
     session.flush()
     consent = current_consent(session, [customer_id])
-    channels = [channel] if channel != ANY else [c.value for c in Channel]
+    channels = [channel] if channel != ANY else list(installed_channels())
     topics = [topic] if topic != ANY else sorted({t for (_, _, t) in consent if t != ANY})
     for ch in channels:
         for tp in topics:
-            if consent_allows(consent, customer_id, ch, tp):
+            if consent_allows(consent, customer_id, ch, tp, opt_in_required(ch)):
                 changed |= record_consent(session, customer_id, ch, tp, ConsentState.opted_out, source)
     return changed
 
@@ -169,12 +180,3 @@ def opt_in(session: Session, customer_id: int, channel: str, topic: str, source:
     """The customer asked to hear from us again on ``channel`` about ``topic``."""
     return record_consent(session, customer_id, channel, topic, ConsentState.opted_in, source)
 
-
-def customers_with_address(session: Session, channel: str, address: str) -> list[int]:
-    """The customers whose email (channel email) or phone number is ``address``."""
-    column = Customer.email if channel == Channel.email else Customer.phone
-    if channel == Channel.email:
-        condition = func.lower(column) == address.strip().lower()
-    else:
-        condition = column == address.strip()
-    return list(session.scalars(select(Customer.id).where(condition).order_by(Customer.id)))

@@ -15,7 +15,11 @@ Rules worth knowing:
   never undoes a STOP, an unsubscribe or a preference-centre change made since. A value the
   file changed is recorded with source ``import`` and applied;
 - the same external_id twice in one file: the first valid row wins, later ones are rejected;
-- ``attr.<key>`` columns override the same key in the ``attributes`` JSON column.
+- ``attr.<key>`` columns override the same key in the ``attributes`` JSON column;
+- ``contact.<channel>`` gives the address on any installed channel, checked and normalised by
+  that channel's own rules (``contact.email`` is the ``email`` column, ``contact.sms`` and
+  ``contact.phone`` the ``phone`` column); ``<channel>_opt_in`` records consent on any installed
+  channel.
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from channels.channel_set import channel_names
 from orchestrator import validation
 from orchestrator.consent import ANY, current_consent
+from orchestrator.contact_points import channel_columns, normalise_address
 from orchestrator.db import session_scope
 from orchestrator.models import (
     ConsentEvent,
     ConsentState,
+    ContactPoint,
     ContactPreference,
     Customer,
     PreferenceEvent,
@@ -70,12 +77,15 @@ KNOWN_COLUMNS = frozenset(
     {"external_id", "country", "attributes", *PROFILE_COLUMNS, *CONSENT_COLUMNS, *PREFERENCE_COLUMNS}
 )
 ATTR_PREFIX = "attr."
+CONTACT_PREFIX = "contact."
+OPT_IN_SUFFIX = "_opt_in"
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 _CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
 _PREFERENCE: Table = ContactPreference.__table__  # type: ignore[attr-defined]
 _CONSENT: Table = ConsentEvent.__table__  # type: ignore[attr-defined]
 _PREFERENCE_EVENT: Table = PreferenceEvent.__table__  # type: ignore[attr-defined]
+_POINT: Table = ContactPoint.__table__  # type: ignore[attr-defined]
 _PREFERENCE_DEFAULTS: dict[str, Any] = {
     "preferred_channels": [], "frequency": "any", "quiet_start": None, "quiet_end": None,
     "do_not_contact": False,
@@ -113,6 +123,7 @@ class _ValidRow:
     attributes: dict[str, Any]
     consent: dict[tuple[str, str], str]
     preferences: dict[str, Any]
+    contact_points: dict[str, str] = field(default_factory=dict)  # channel -> address
 
 
 class _RowError(ValueError):
@@ -257,6 +268,11 @@ def _unknown_column(name: str) -> str | None:
     """Why a column is not imported, or None when it is one we know."""
     if name in KNOWN_COLUMNS:
         return None
+    if name.startswith(CONTACT_PREFIX):
+        channel = name[len(CONTACT_PREFIX) :]
+        return None if channel in channel_names() else f"no installed channel {channel!r}"
+    if name.endswith(OPT_IN_SUFFIX) and name[: -len(OPT_IN_SUFFIX)] in channel_names():
+        return None
     if name.lower().startswith(ATTR_PREFIX):
         key = name[len(ATTR_PREFIX) :]
         return None if validation.ATTRIBUTE_KEY_RE.match(key) else "attribute keys use letters, digits, _"
@@ -398,14 +414,43 @@ class _RowValidator:
         if "external_id" not in raw:
             raise _RowError("external_id", "required: every customer needs an external_id")
         external_id = _text("external_id", raw["external_id"])
+        profile = self._profile(raw)
         return _ValidRow(
             line=line,
             external_id=external_id,
-            profile=self._profile(raw),
+            profile=profile,
             attributes=self._attributes(raw),
             consent=self._consent(raw),
             preferences=self._preferences(raw),
+            contact_points=self._contacts(raw, profile),
         )
+
+    def _contacts(self, raw: dict[str, Any], profile: dict[str, Any]) -> dict[str, str]:
+        """``contact.<channel>`` columns; profile-kind addresses go into ``profile``."""
+        points: dict[str, str] = {}
+        columns = None
+        for name, value in raw.items():
+            if not name.startswith(CONTACT_PREFIX) or _unknown_column(name) is not None:
+                continue
+            columns = columns or channel_columns()
+            channel = name[len(CONTACT_PREFIX) :]
+            text = _text(name, value) if not isinstance(value, int) else f"+{value}"
+            address = _checked(name, lambda v, ch=channel: normalise_address(ch, v, self._region(raw)), text)
+            if len(address) > _POINT.c.address.type.length:
+                raise _RowError(name, f"too long: at most {_POINT.c.address.type.length} characters")
+            column = columns[channel]
+            if column is None:
+                points[channel] = address
+            elif profile.get(column, address) != address:
+                raise _RowError(name, f"differs from the {column} column in the same row")
+            else:
+                profile[column] = address
+        return points
+
+    def _region(self, raw: dict[str, Any]) -> str:
+        if "country" in raw:
+            return _checked("country", validation.check_country, _text("country", raw["country"]))
+        return self.default_region
 
     def _profile(self, raw: dict[str, Any]) -> dict[str, Any]:
         profile: dict[str, Any] = {}
@@ -413,9 +458,7 @@ class _RowValidator:
             if name in raw:
                 profile[name] = _checked(name, parse, _text(name, raw[name]))
         if "phone" in raw:
-            region = self.default_region
-            if "country" in raw:
-                region = _checked("country", validation.check_country, _text("country", raw["country"]))
+            region = self._region(raw)
             phone = _text("phone", raw["phone"]) if not isinstance(raw["phone"], int) else f"+{raw['phone']}"
             profile["phone"] = _checked("phone", lambda v: validation.normalise_phone(v, region), phone)
         return profile
@@ -446,9 +489,12 @@ class _RowValidator:
 
     def _consent(self, raw: dict[str, Any]) -> dict[tuple[str, str], str]:
         consent: dict[tuple[str, str], str] = {}
-        for name, key in CONSENT_COLUMNS.items():
-            if name in raw:
-                opted_in = _checked(name, validation.parse_bool, raw[name])
+        for name, value in raw.items():
+            key = CONSENT_COLUMNS.get(name)
+            if key is None and name.endswith(OPT_IN_SUFFIX) and _unknown_column(name) is None:
+                key = (name[: -len(OPT_IN_SUFFIX)], ANY)
+            if key is not None:
+                opted_in = _checked(name, validation.parse_bool, value)
                 consent[key] = (ConsentState.opted_in if opted_in else ConsentState.opted_out).value
         return consent
 
@@ -540,11 +586,41 @@ def _write_chunk(session_factory: SessionFactory, rows: list[_ValidRow]) -> tupl
             query = select(_CUSTOMER.c.external_id, _CUSTOMER.c.id).where(_CUSTOMER.c.external_id.in_(new))
             ids.update({k: v for k, v in session.execute(query)})
         changed = {ids[w["external_id"]] for w in writes}
+        changed |= _write_contact_points(session, rows, ids, now)
         changed |= _write_consent(session, rows, ids, now)
         changed |= _write_preferences(session, rows, ids, now)
     inserted = len(new)
     updated = sum(1 for k in existing if ids[k] in changed)
     return inserted, updated, len(existing) - updated
+
+
+def _write_contact_points(
+    session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime
+) -> set[int]:
+    """New addresses are inserted, changed ones replaced (and no longer verified); returns the
+    customers whose addresses changed."""
+    wanted = {(ids[r.external_id], ch): a for r in rows for ch, a in r.contact_points.items()}
+    if not wanted:
+        return set()
+    p = _POINT.c
+    query = select(p.id, p.customer_id, p.channel, p.address).where(
+        p.customer_id.in_(sorted({cid for cid, _ in wanted})))
+    stored = {(cid, ch): (pid, address) for pid, cid, ch, address in session.execute(query)}
+    new = [{"customer_id": cid, "channel": ch, "address": address, "verified": False, "source": SOURCE,
+            "created_at": now, "updated_at": now}
+           for (cid, ch), address in wanted.items() if (cid, ch) not in stored]
+    changed = [{"pid": stored[key][0], "address": address}
+               for key, address in wanted.items() if key in stored and stored[key][1] != address]
+    if new:
+        session.execute(insert(_POINT), new)
+    if changed:
+        session.execute(
+            _POINT.update().where(p.id == bindparam("pid")).values(
+                address=bindparam("address"), verified=False, source=SOURCE, updated_at=now),
+            changed,
+        )
+    return {row["customer_id"] for row in new} | {
+        cid for (cid, ch), address in wanted.items() if stored.get((cid, ch), (0, address))[1] != address}
 
 
 def _write_consent(session: Session, rows: list[_ValidRow], ids: dict[str, int], now: datetime) -> set[int]:

@@ -19,25 +19,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Channel(StrEnum):
-    email = "email"
-    sms = "sms"
-    social = "social"
-    phone = "phone"
-
-
-# Where each built-in channel reaches a customer: the Customer column holding the address.
-ADDRESS_COLUMN = {"email": "email", "sms": "phone", "phone": "phone", "social": "x_user_id"}
-
-
-def address_for(channel: str, customer: Customer) -> str | None:
-    """The customer's address on ``channel``. Channels added by plug-in adapters read
-    ``attributes["<channel>_address"]``."""
-    column = ADDRESS_COLUMN.get(channel)
-    value = getattr(customer, column) if column else (customer.attributes or {}).get(f"{channel}_address")
-    return str(value) if value else None
-
-
 class MessageStatus(StrEnum):
     planned = "planned"  # reserved, to be sent as soon as dispatch runs
     deferred = "deferred"  # reserved for a later send_at (quiet hours, cap slot, local time)
@@ -83,6 +64,29 @@ class Customer(SQLModel, table=True):
     tier: str = Field(default="standard", max_length=32, index=True)
     customer_since: date | None = None
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ContactPoint(SQLModel, table=True):
+    """A customer's address on a channel whose address kind has no column on ``customer``
+    (WhatsApp, a webhook URL...): see orchestrator/contact_points.py. One per customer and channel."""
+
+    __tablename__ = "contact_point"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "channel", name="uq_contact_point_channel"),
+        Index("ix_contact_point_address", "channel", "address"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    channel: str = Field(max_length=32)
+    address: str = Field(max_length=320)
+    verified: bool = False
+    source: str = Field(max_length=64)  # import, migration, webhook:<provider>, preference_centre...
+    # When the customer last wrote to us from this address (conversational channels: it opens
+    # WhatsApp's 24-hour window).
+    last_inbound_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -8,31 +8,20 @@ from __future__ import annotations
 
 from sqlalchemy.engine import make_url
 
+from channels.addresses import mask_email, mask_phone
 from channels.redaction import redact_text
 
 __all__ = ["mask_address", "mask_email", "mask_phone", "redact_text", "redact_url"]
 
 
-def mask_email(email: str | None) -> str:
-    if not email or "@" not in email:
-        return "" if not email else "***"
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain[:1]}***"
-
-
-def mask_phone(phone: str | None) -> str:
-    if not phone:
-        return ""
-    digits = [c for c in phone if c.isdigit()]
-    return "+***" + "".join(digits[-2:]) if len(digits) > 2 else "***"
-
-
 def mask_address(channel: str, address: str | None) -> str:
-    if channel == "email":
-        return mask_email(address)
-    if channel in ("sms", "phone"):
-        return mask_phone(address)
-    return address or ""
+    """``address`` as its channel's address kind shows it in logs (an unknown channel: first letter)."""
+    if not address:
+        return ""
+    from channels.channel_set import installed_channels  # the channel set loads adapters: late
+
+    spec = installed_channels().get(channel)
+    return spec.address.mask(address) if spec is not None else address[:1] + "***"
 
 
 def redact_url(url: str) -> str:

@@ -3,8 +3,9 @@
 A filter is a mapping. Each entry is ANDed with the others and is one of:
 
 - ``and: [filter, ...]``, ``or: [filter, ...]``, ``not: filter`` (nest freely);
-- ``has: email`` (or ``sms``, ``phone``, ``social``, or a list of them): the customer has an
-  address for that channel (consent and suppression are the policy's business);
+- ``has: email`` (or any installed channel: ``sms``, ``phone``, ``social``, ``whatsapp``..., or a
+  list of them): the customer has an address for that channel (consent and suppression are the
+  policy's business);
 - ``<field>: {operator: value, ...}`` where field is a customer column (``FIELDS``) or an
   attribute (``attributes.<key>`` or ``attr.<key>``, key made of letters, digits and _),
   and the operators are ``equals``, ``not_equals``, ``in`` (a list), ``range`` (``min`` and/or
@@ -52,6 +53,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnClause
 
+from channels.channel_set import UnknownChannel
+from orchestrator.contact_points import reachable
 from orchestrator.models import Customer, utcnow
 from orchestrator.settings import get_settings
 
@@ -64,12 +67,6 @@ FIELDS: dict[str, str] = {
     "customer_since": "date", "created_at": "datetime", "updated_at": "datetime",
 }  # fmt: skip
 OPERATORS = ("equals", "not_equals", "in", "range", "exists", "contains")
-REACHABILITY: dict[str, tuple[str, ...]] = {
-    "email": ("email",),
-    "sms": ("phone",),
-    "phone": ("phone",),
-    "social": ("x_user_id", "x_handle"),
-}
 ATTRIBUTE_PREFIXES = ("attributes.", "attr.")
 ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
 SEGMENT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -275,9 +272,12 @@ class _Compiler:
         channels = value if isinstance(value, list) else [value]
         parts = []
         for channel in channels:
-            if not isinstance(channel, str) or channel not in REACHABILITY:
-                raise self.error(path, f"unknown channel {channel!r} (channels: {', '.join(REACHABILITY)})")
-            parts.append(or_(*(_present(_CUSTOMER.c[c]) for c in REACHABILITY[channel])))
+            if not isinstance(channel, str):
+                raise self.error(path, f"unknown channel {channel!r}")
+            try:
+                parts.append(reachable(str(channel)))
+            except UnknownChannel as exc:
+                raise self.error(path, str(exc)) from None
         if not parts:
             raise self.error(path, "'has' needs a channel")
         return and_(*parts)

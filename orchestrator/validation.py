@@ -14,16 +14,15 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-
+from channels.addresses import normalise_email, normalise_phone, parse_x_user_id, phone_regions
+from channels.channel_set import channel_names
 from orchestrator.clock_times import is_canonical_clock
 from orchestrator.consent import FREQUENCIES
-from orchestrator.models import Channel
+
+__all__ = ["normalise_email", "normalise_phone", "parse_x_user_id"]  # the address kinds' own rules
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0"})
-CHANNELS = tuple(c.value for c in Channel)
 ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -46,39 +45,11 @@ def parse_bool(value: Any) -> bool:
     raise ValueError(f"expected true/false, yes/no or 1/0, got {str(value)[:40]!r}")
 
 
-def normalise_email(value: str) -> str:
-    try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ValueError(f"not a valid email address: {exc}") from None
-
-
-@lru_cache(maxsize=1)
-def _phone_regions() -> frozenset[str]:
-    return frozenset(phonenumbers.SUPPORTED_REGIONS)
-
-
 def check_country(value: str) -> str:
     region = value.strip().upper()
-    if region not in _phone_regions():
+    if region not in phone_regions():
         raise ValueError(f"unknown country code {value[:40]!r} (ISO 3166 alpha-2, e.g. US, GB, DE)")
     return region
-
-
-def normalise_phone(value: str, region: str) -> str:
-    """E.164 (``+14155550123``). Numbers without ``+`` are read in ``region``."""
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError("not a phone number") from None
-    # Valid in the calling code's main region (US for +1) is valid; that check is cheap,
-    # the general one tries each region sharing the code (some 25 for +1).
-    main_region = phonenumbers.region_code_for_country_code(number.country_code)
-    if not (
-        phonenumbers.is_valid_number_for_region(number, main_region) or phonenumbers.is_valid_number(number)
-    ):
-        raise ValueError(f"not a valid phone number (read with default region {region})")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 @lru_cache(maxsize=1)
@@ -139,17 +110,11 @@ def parse_channels(value: Any) -> list[str]:
         channel = str(item).strip().lower()
         if not channel:
             continue
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel[:40]!r} (channels: {', '.join(CHANNELS)})")
+        if channel not in channel_names():
+            raise ValueError(f"unknown channel {channel[:40]!r} (channels: {', '.join(channel_names())})")
         if channel not in channels:
             channels.append(channel)
     return channels
-
-
-def parse_x_user_id(value: str) -> str:
-    if not value.isdigit() or len(value) > 32:
-        raise ValueError("an X user id is a number of at most 32 digits")
-    return value
 
 
 def parse_x_handle(value: str) -> str:

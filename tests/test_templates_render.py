@@ -62,7 +62,7 @@ def test_catalog_lists_the_shipped_messages():
     assert outage.required_variables == (
         "incident_title", "affected", "actions", "next_update", "status_page_url")
     assert outage.default_tone == "empathetic" and outage.tones[0] == "empathetic"
-    assert set(outage.channels) == {"email", "sms", "social", "phone"}
+    assert set(outage.channels) == {"email", "sms", "social", "phone", "whatsapp"}  # WhatsApp: issue 16
     assert outage.social_kinds == ("post", "dm")
     assert outage.locales == ("en", "es")
     assert message_info("spring_sale").marketing

@@ -23,7 +23,15 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from channels.base import ConfigurationError, Limits, OutboundMessage, PermanentReason, SendResult
+from channels import builtin
+from channels.base import (
+    ChannelSpec,
+    ConfigurationError,
+    Limits,
+    OutboundMessage,
+    PermanentReason,
+    SendResult,
+)
 from channels.concurrency import PerThreadPool
 from channels.keepalive_http import KeepAliveClient
 from channels.results import accepted, header, permanent, redact_text, safe_headers, seconds_until, transient
@@ -40,6 +48,7 @@ MAX_SUBSTITUTION_BYTES = 10_000  # per personalization (the documented limit has
 class SendGridEmailAdapter:
     name: ClassVar[str] = "sendgrid"
     channel: ClassVar[str] = "email"
+    channel_spec: ClassVar[ChannelSpec] = builtin.EMAIL
     provider: ClassVar[str] = PROVIDER
 
     def __init__(

@@ -11,7 +11,15 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from channels.base import ConfigurationError, Limits, OutboundMessage, PermanentReason, SendResult
+from channels import builtin
+from channels.base import (
+    ChannelSpec,
+    ConfigurationError,
+    Limits,
+    OutboundMessage,
+    PermanentReason,
+    SendResult,
+)
 from channels.concurrency import PerThreadPool
 from channels.results import (
     accepted,
@@ -47,6 +55,7 @@ class _RecordingHttpClient(TwilioHttpClient):
 class TwilioSmsAdapter:
     name: ClassVar[str] = "twilio"
     channel: ClassVar[str] = "sms"
+    channel_spec: ClassVar[ChannelSpec] = builtin.SMS
     provider: ClassVar[str] = PROVIDER
 
     def __init__(

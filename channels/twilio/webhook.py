@@ -28,6 +28,9 @@ from channels.twilio.errors import dead_number_reason
 
 PROVIDER = "twilio"
 CHANNEL = "sms"
+# Twilio carries WhatsApp through the same Messages API and webhooks; its addresses say which.
+WHATSAPP = "whatsapp"
+WHATSAPP_PREFIX = "whatsapp:"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
 _STATUS = {
@@ -64,6 +67,11 @@ class _Params:
 
     def getlist(self, key: str) -> list[str]:
         return self._values[key]
+
+
+def channel_of(address: str) -> str:
+    """``whatsapp`` for Twilio's ``whatsapp:+E164`` addresses, else SMS."""
+    return WHATSAPP if address.strip().startswith(WHATSAPP_PREFIX) else CHANNEL
 
 
 def signature_valid(auth_token: str, url: str, params: Iterable[tuple[str, str]] | str,
@@ -107,7 +115,7 @@ def status_event(params: Mapping[str, str], message_id: str | None) -> ProviderE
     delivery = _STATUS.get(status)
     event = ProviderEvent(
         provider=PROVIDER,
-        channel=CHANNEL,
+        channel=channel_of(params.get("To") or ""),
         event_id=f"{sid}:{status}"[:200],
         event_type=status[:32],
         payload=dict(params),
@@ -133,7 +141,7 @@ def inbound_message(params: Mapping[str, str]) -> InboundMessage:
     if not sender or not sid or "Body" not in params:
         raise ValueError("From, Body and MessageSid are required")
     opt_out_type = (params.get("OptOutType") or "").strip().upper()
-    return InboundMessage(provider=PROVIDER, channel=CHANNEL, message_id=sid, sender=sender,
+    return InboundMessage(provider=PROVIDER, channel=channel_of(sender), message_id=sid, sender=sender,
                           body=params["Body"], keyword=_OPT_OUT_TYPES.get(opt_out_type))
 
 

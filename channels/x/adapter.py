@@ -16,8 +16,10 @@ import requests
 import tweepy
 from requests.adapters import HTTPAdapter
 
+from channels import builtin
 from channels.base import (
     BroadcastResult,
+    ChannelSpec,
     ConfigurationError,
     Limits,
     OutboundMessage,
@@ -57,6 +59,7 @@ class RoutingAdapter(HTTPAdapter):
 class XSocialAdapter:
     name: ClassVar[str] = "x"
     channel: ClassVar[str] = "social"
+    channel_spec: ClassVar[ChannelSpec] = builtin.SOCIAL
     provider: ClassVar[str] = PROVIDER
 
     def __init__(

@@ -11,24 +11,25 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
+from channels.channel_set import installed_channels
 from channels.events import OPTED_OUT, EventKind, ProviderEvent
 from orchestrator.consent import (
     ANY,
     consent_allows,
     current_consent,
+    opt_in_required,
     opt_out,
     record_consent,
     update_preferences,
 )
+from orchestrator.contact_points import addresses_of
 from orchestrator.inbound.delivery_events import record_new_events
 from orchestrator.models import (
-    Channel,
     ConsentState,
     ContactPreference,
     Customer,
     Message,
     Suppression,
-    address_for,
     utcnow,
 )
 from orchestrator.policy import load_policy
@@ -44,12 +45,12 @@ CHOOSABLE_TOPICS: dict[str, str] = {
     "loyalty": "Loyalty rewards and anniversaries",
     "feedback": "Surveys and requests for feedback",
 }
-CHANNEL_LABELS: dict[str, str] = {
-    Channel.email.value: "Email",
-    Channel.sms.value: "Text messages (SMS)",
-    Channel.social.value: "Direct messages on X",
-    Channel.phone.value: "Phone calls",
-}
+EMAIL, SMS = "email", "sms"
+
+
+def channel_labels() -> dict[str, str]:
+    """Every installed channel and what the preference centre calls it, in display order."""
+    return {name: spec.label for name, spec in installed_channels().items()}
 
 
 def unsubscribe(session: Session, customer_id: int, channel: str | None, topic: str | None,
@@ -61,13 +62,13 @@ def unsubscribe(session: Session, customer_id: int, channel: str | None, topic: 
     message on that channel that is not a required notice such as a security alert. The
     link's message, when it names one of this customer's, gets one ``unsubscribe`` event.
     """
-    channel = channel or Channel.email.value
+    channel = channel or EMAIL
     message = session.get(Message, message_id) if message_id else None
     if message is not None and message.customer_id == customer_id:
         record_new_events(session, [ProviderEvent(
             provider=SOURCE_UNSUBSCRIBE_LINK, channel=channel, event_id=f"unsubscribe:{message.id}",
             event_type="unsubscribe", payload={}, kind=EventKind.unsubscribe)], [message], utcnow())
-    label = CHANNEL_LABELS.get(channel, channel).lower()
+    label = channel_labels().get(channel, channel).lower()
     if topic and topic != ANY:
         opt_out(session, customer_id, channel, topic, SOURCE_UNSUBSCRIBE_LINK)
         return f"You will no longer receive {CHOOSABLE_TOPICS.get(topic, topic).lower()} by {label}."
@@ -97,13 +98,14 @@ def texts_stopped(session: Session, customer: Customer) -> bool:
     if not customer.phone:
         return False
     return session.exec(select(Suppression.id).where(
-        Suppression.channel == Channel.sms.value, Suppression.address == customer.phone,
+        Suppression.channel == SMS, Suppression.address == customer.phone,
         Suppression.reason == OPTED_OUT)).first() is not None
 
 
-def reachable_channels(customer: Customer) -> list[str]:
+def reachable_channels(session: Session, customer: Customer) -> list[str]:
     """The channels we hold an address for, in display order."""
-    return [ch for ch in CHANNEL_LABELS if address_for(ch, customer)]
+    addresses = addresses_of(session, [customer])[customer.id]
+    return [ch for ch in channel_labels() if addresses.get(ch)]
 
 
 def current_choices(session: Session, customer: Customer) -> PreferenceChoices:
@@ -111,13 +113,14 @@ def current_choices(session: Session, customer: Customer) -> PreferenceChoices:
     assert customer.id is not None
     consent = current_consent(session, [customer.id])
     pref = session.get(ContactPreference, customer.id) or ContactPreference(customer_id=customer.id)
-    channels = {ch for ch in CHANNEL_LABELS if consent_allows(consent, customer.id, ch, ANY)}
+    channels = {ch for ch in channel_labels()
+                if consent_allows(consent, customer.id, ch, ANY, opt_in_required(ch))}
     topics = {t for t in CHOOSABLE_TOPICS if consent_allows(consent, customer.id, ANY, t)}
     return PreferenceChoices(
         channels=channels,
         topics=topics,
         switched_off={(ch, t) for ch in channels for t in topics
-                      if not consent_allows(consent, customer.id, ch, t)},
+                      if not consent_allows(consent, customer.id, ch, t, opt_in_required(ch))},
         frequency=pref.frequency,
         quiet_start=pref.quiet_start,
         quiet_end=pref.quiet_end,
@@ -143,13 +146,14 @@ def _keep_consent(
     returned function restores that after a broad channel opt-out, so leaving a channel
     does not silence those topics there (nor re-enable what was opted out before)."""
     before = current_consent(session, [customer_id])
-    allowed = {(ch, t): consent_allows(before, customer_id, ch, t) for ch in channels for t in topics}
+    allowed = {(ch, t): consent_allows(before, customer_id, ch, t, opt_in_required(ch))
+               for ch in channels for t in topics}
 
     def restore(source: str) -> None:
         session.flush()
         after = current_consent(session, [customer_id])
         for (ch, t), was_allowed in allowed.items():
-            if consent_allows(after, customer_id, ch, t) != was_allowed:
+            if consent_allows(after, customer_id, ch, t, opt_in_required(ch)) != was_allowed:
                 state = ConsentState.opted_in if was_allowed else ConsentState.opted_out
                 record_consent(session, customer_id, ch, t, state, source)
 
@@ -167,13 +171,14 @@ def save_choices(session: Session, customer: Customer, choices: PreferenceChoice
     """
     assert customer.id is not None
     cid = customer.id
-    unknown = (choices.channels - set(CHANNEL_LABELS)) | (choices.topics - set(CHOOSABLE_TOPICS))
+    labels = channel_labels()
+    unknown = (choices.channels - set(labels)) | (choices.topics - set(CHOOSABLE_TOPICS))
     if unknown:
         raise ValueError(f"unknown choice(s): {', '.join(sorted(unknown))}")
     switched_off = current_choices(session, customer).switched_off - choices.turn_back_on
-    unticked = [ch for ch in CHANNEL_LABELS if ch not in choices.channels]
+    unticked = [ch for ch in labels if ch not in choices.channels]
     restore = _keep_consent(session, cid, unticked, service_topics())
-    for ch in CHANNEL_LABELS:
+    for ch in labels:
         state = ConsentState.opted_in if ch in choices.channels else ConsentState.opted_out
         record_consent(session, cid, ch, ANY, state, source)
     for topic in CHOOSABLE_TOPICS:
@@ -181,10 +186,10 @@ def save_choices(session: Session, customer: Customer, choices: PreferenceChoice
         record_consent(session, cid, ANY, topic, state, source)
     session.flush()
     consent = current_consent(session, [cid])
-    for ch in CHANNEL_LABELS:
+    for ch in labels:
         for topic in CHOOSABLE_TOPICS:
             wanted = ch in choices.channels and topic in choices.topics and (ch, topic) not in switched_off
-            if consent_allows(consent, cid, ch, topic) != wanted:
+            if consent_allows(consent, cid, ch, topic, opt_in_required(ch)) != wanted:
                 state = ConsentState.opted_in if wanted else ConsentState.opted_out
                 record_consent(session, cid, ch, topic, state, source)
     restore(source)

@@ -125,12 +125,14 @@ def import_command(
 def show_command(
     external_id: str = typer.Argument(..., help="The customer's external_id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    reveal: bool = typer.Option(False, "--reveal", help="Show email and phone unmasked."),
+    reveal: bool = typer.Option(False, "--reveal", help="Show email, phone and addresses unmasked."),
 ) -> None:
-    """A customer's profile, consent in force, preferences and last 10 ledger rows."""
+    """A customer's profile, addresses per channel, consent in force, preferences and last 10
+    ledger rows."""
     from sqlmodel import select
 
     from orchestrator.consent import current_consent
+    from orchestrator.contact_points import addresses_of, mask, point_rows
     from orchestrator.customer_import import PREFERENCE_COLUMNS
     from orchestrator.db import session_scope
     from orchestrator.models import ContactPreference, Message
@@ -143,9 +145,17 @@ def show_command(
         preference = session.get(ContactPreference, customer.id)
         latest = select(Message).where(Message.customer_id == customer.id).order_by(Message.id.desc())
         messages = session.exec(latest.limit(10)).all()
+        addresses = addresses_of(session, [customer])[customer.id]
+        points = {p.channel: p for p in point_rows(session, customer.id)}
     data = {
         "profile": {**customer_row(customer, reveal=reveal), "x_user_id": customer.x_user_id},
         "attributes": customer.attributes,
+        "contact_points": [
+            {"channel": channel, "address": address if reveal else mask(channel, address),
+             "verified": points[channel].verified if channel in points else None,
+             "source": points[channel].source if channel in points else "profile"}
+            for channel, address in addresses.items() if address
+        ],
         "consent": [
             {"channel": channel, "topic": topic, "state": state}
             for (_, channel, topic), state in sorted(consent.items())
@@ -168,6 +178,13 @@ def show_command(
     for key, value in {**data["profile"], **attributes}.items():
         profile.add_row(key, "" if value is None else str(value))
     console.print(profile)
+    reach = DataTable(title="Addresses per channel")
+    for column in ("channel", "address", "verified", "source"):
+        reach.add_column(column)
+    for point in data["contact_points"]:
+        verified = "" if point["verified"] is None else ("yes" if point["verified"] else "no")
+        reach.add_row(point["channel"], point["address"], verified, point["source"])
+    console.print(reach if data["contact_points"] else "No address on any channel.")
     consent_table = DataTable(title="Consent in force")
     for column in ("channel", "topic", "state"):
         consent_table.add_column(column)

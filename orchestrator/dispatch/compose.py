@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import select
 
 from channels.base import OutboundMessage
-from orchestrator.consent import consent_allows, current_consent, suppressed_addresses
+from orchestrator.consent import consent_allows, current_consent, opt_in_required, suppressed_addresses
+from orchestrator.contact_points import addresses_of, conversational_points, last_inbound
 from orchestrator.db import session_scope
 from orchestrator.ledger.changes import LedgerChange, settled
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.links import unsubscribe_url
-from orchestrator.models import ContactPreference, Customer, MessageStatus, address_for
+from orchestrator.models import ContactPreference, Customer, MessageStatus
 from orchestrator.reasons import DO_NOT_CONTACT, EXPIRED, NO_ADDRESS, OPTED_OUT, RENDER_ERROR, SUPPRESSED
 
 CUSTOMER = Customer.metadata.tables[Customer.__tablename__]
@@ -51,6 +52,9 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
     with session_scope(url) as session:
         found = session.execute(select(CUSTOMER).where(CUSTOMER.c.id.in_(customer_ids)))
         customers: dict[int, Any] = {c.id: c for c in found}
+        channels = {m.channel for m in messages.values()}
+        addresses = addresses_of(session, customers.values(), channels)
+        inbound = last_inbound(session, customer_ids, conversational_points(channels))
         consent = current_consent(session, customer_ids)
         do_not_contact = set(session.scalars(select(ContactPreference.customer_id).where(
             ContactPreference.customer_id.in_(customer_ids), ContactPreference.do_not_contact.is_(True))))
@@ -58,7 +62,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         by_channel: dict[str, set[str]] = {}
         for mid, m in messages.items():
             customer = customers.get(m.customer_id)
-            address = address_of[mid] = address_for(m.channel, customer) if customer else None
+            address = address_of[mid] = addresses[m.customer_id].get(m.channel) if customer else None
             if address:
                 by_channel.setdefault(m.channel, set()).add(address)
         blocked = {ch: suppressed_addresses(session, ch, addrs) for ch, addrs in by_channel.items()}
@@ -73,7 +77,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
                               f"deadline {m.deadline:%Y-%m-%d %H:%M} UTC passed")
         elif customer is None or not address:
             outcome = settled(m, MessageStatus.failed, NO_ADDRESS.code(m.channel), "no address on file")
-        elif not consent_allows(consent, customer.id, m.channel, m.topic):
+        elif not consent_allows(consent, customer.id, m.channel, m.topic, opt_in_required(m.channel)):
             outcome = settled(m, MessageStatus.suppressed, OPTED_OUT,
                               f"opted out of {m.topic} on {m.channel} since the decision")
         elif customer.id in do_not_contact and m.topic not in required_topics:
@@ -86,18 +90,21 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
             renderable.append((m, customer, address))
             continue
         out.settled.append(outcome)
-    for result in render_messages(renderable, now):
+    for result in render_messages(renderable, now, inbound):
         (out.ready if isinstance(result, ReadyMessage) else out.settled).append(result)
     return out
 
 
-def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetime
+def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetime,
+                    inbound: Mapping[tuple[int, str], datetime] | None = None
                     ) -> list[ReadyMessage | LedgerChange]:
     """The messages as their customers will see them, merged where the templates allow (see
     ``templating.merge``); a template problem fails the message (never a hole sent).
 
-    ``pending``: (message, customer row, address) triples.
+    ``pending``: (message, customer row, address) triples; ``inbound``: when each (customer,
+    conversational channel) last wrote to us, for channels with a reply window.
     """
+    inbound = inbound or {}
     from orchestrator.templating import TemplateProblem, build_context, message_info
     from orchestrator.templating.context import brand
     from orchestrator.templating.merge import Item, render_many
@@ -144,6 +151,10 @@ def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetim
             categories=[m.topic, m.template],
             meta={"campaign_id": m.campaign_id, "incident_id": m.incident_id},
             merge=outcome.merge,
+            template=m.template,
+            locale=rendered.locale,
+            data=dict(m.data or {}),
+            last_inbound_at=inbound.get((m.customer_id, m.channel)),
         )
         results.append(ReadyMessage(m, outbound, address))
     return results

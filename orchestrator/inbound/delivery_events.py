@@ -17,9 +17,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from channels.events import MESSAGE_TOPIC, ProviderEvent
-from orchestrator.consent import ANY, customers_with_address, opt_out, suppress_address
+from orchestrator.consent import ANY, opt_out, suppress_address
+from orchestrator.contact_points import addresses_of, customers_with_address
 from orchestrator.ledger.delivery import DeliveryMove, advance_delivery_status
-from orchestrator.models import Channel, Customer, DeliveryEvent, Message, MessageStatus, utcnow
+from orchestrator.models import Customer, DeliveryEvent, Message, MessageStatus, utcnow
 from orchestrator.privacy import mask_address
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def _address(session: Session, event: ProviderEvent, message: Message | None) ->
     matches suppressions on that spelling); the provider's spelling when they differ."""
     stored = None
     if message is not None and (customer := session.get(Customer, message.customer_id)) is not None:
-        stored = customer.email if event.channel == Channel.email else customer.phone
+        stored = addresses_of(session, [customer], [event.channel])[customer.id].get(event.channel)
     if not event.address:
         return stored
     if stored and stored.strip().lower() == event.address.strip().lower():

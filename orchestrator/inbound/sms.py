@@ -19,10 +19,11 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from channels.events import OPTED_OUT, EventKind, InboundMessage, ProviderEvent, SmsKeyword
-from orchestrator.consent import ANY, customers_with_address, opt_out, suppress_address, undo_opt_outs
+from orchestrator.consent import ANY, opt_out, suppress_address, undo_opt_outs
+from orchestrator.contact_points import record_inbound
 from orchestrator.inbound.delivery_events import record_new_events
 from orchestrator.inbound.replies import is_bare_keyword, reply_intent
-from orchestrator.models import Channel, CustomerFeedback, Message, Suppression, utcnow
+from orchestrator.models import CustomerFeedback, Message, Suppression, utcnow
 from orchestrator.phone_tasks import TaskRequest, open_tasks
 from orchestrator.privacy import mask_address
 from orchestrator.surveys import answer_from_sms
@@ -73,13 +74,13 @@ class InboundOutcome:
     phone_task_id: int | None = None
 
 
-def _reply_owner(session: Session, customer_ids: list[int]) -> int | None:
+def _reply_owner(session: Session, customer_ids: list[int], channel: str) -> int | None:
     """Of the customers sharing a number, the one we last texted (else the oldest record)."""
     if len(customer_ids) <= 1:
         return customer_ids[0] if customer_ids else None
     latest = session.exec(
         select(Message.customer_id)
-        .where(Message.customer_id.in_(customer_ids), Message.channel == Channel.sms.value)
+        .where(Message.customer_id.in_(customer_ids), Message.channel == channel)
         .order_by(Message.sent_at.desc().nulls_last(), Message.id.desc())
         .limit(1)
     ).first()
@@ -98,50 +99,55 @@ def handle_inbound_sms(session: Session, message: InboundMessage, *, now: dateti
                            payload={"kind": kind}, kind=EventKind.inbound, occurred_at=now)
     if not record_new_events(session, [marker], [None], now):
         return InboundOutcome("duplicate")
-    customer_ids = customers_with_address(session, Channel.sms.value, sender)
+    channel = message.channel  # SMS, or a conversational plug-in channel such as WhatsApp
+    # The sender's customers; on a contact-point channel this also verifies the address and
+    # opens the reply window (WhatsApp's 24 hours).
+    customer_ids = record_inbound(session, channel, sender, now)
     outcome = InboundOutcome(kind, customer_ids)
     if keyword == "opt_out":
         for customer_id in customer_ids:
-            opt_out(session, customer_id, Channel.sms.value, ANY, SOURCE_SMS_KEYWORD)
+            opt_out(session, customer_id, channel, ANY, SOURCE_SMS_KEYWORD)
         # The provider refuses every message from our sender to a number that sent it a keyword;
         # the suppression says so, and holds for a number we do not know yet (imported later).
-        first = suppress_address(session, Channel.sms.value, sender.strip(), OPTED_OUT_BY_KEYWORD,
+        first = suppress_address(session, channel, sender.strip(), OPTED_OUT_BY_KEYWORD,
                                  SOURCE_SMS_KEYWORD)
         if not (message.keyword or is_bare_keyword(body)):
             # In the customer's own words: the provider did not see an opt-out, so we confirm it
             # (once), and the words are kept.
             outcome.reply = brand_reply(OPTED_OUT_TEMPLATE) if first else None
-            owner = _reply_owner(session, customer_ids)
-            feedback = CustomerFeedback(customer_id=owner, channel=Channel.sms.value, body=body,
+            owner = _reply_owner(session, customer_ids, channel)
+            feedback = CustomerFeedback(customer_id=owner, channel=channel, body=body,
                                         source=SOURCE_SMS_OPT_OUT)
             session.add(feedback)
             session.flush()
             outcome.feedback_id = feedback.id
     elif keyword == "opt_in":
         for customer_id in customer_ids:
-            undo_opt_outs(session, customer_id, Channel.sms.value, _THE_NUMBERS_OWN, SOURCE_SMS_KEYWORD)
+            undo_opt_outs(session, customer_id, channel, _THE_NUMBERS_OWN, SOURCE_SMS_KEYWORD)
         for row in session.exec(select(Suppression).where(
-                Suppression.channel == Channel.sms.value, Suppression.address == sender.strip(),
+                Suppression.channel == channel, Suppression.address == sender.strip(),
                 Suppression.reason.in_(_LIFTED_BY_OPT_IN))):
             session.delete(row)
     elif keyword == "help":
         outcome.reply = brand_reply(HELP_TEMPLATE)
-    elif (answer := answer_from_sms(session, _reply_owner(session, customer_ids), body, now)) is not None:
+    elif (answer := answer_from_sms(session, _reply_owner(session, customer_ids, channel), body, now)
+          ) is not None:
         outcome.kind, outcome.feedback_id, outcome.phone_task_id = (
             "survey_answer", answer.feedback.id, answer.phone_task_id)
     else:
-        owner = _reply_owner(session, customer_ids)
+        owner = _reply_owner(session, customer_ids, channel)
         source = SOURCE_SMS_REPLY if owner is not None else f"{SOURCE_SMS_REPLY}:unknown_number"
-        feedback = CustomerFeedback(customer_id=owner, channel=Channel.sms.value, body=body, source=source)
+        feedback = CustomerFeedback(customer_id=owner, channel=channel, body=body, source=source)
         session.add(feedback)
         if owner is not None:
             [task] = open_tasks(session, [TaskRequest(
                 customer_id=owner, topic=SMS_REPLY_TASK_TOPIC, reason=SMS_REPLY_TASK_REASON,
-                script=f"The customer replied by SMS:\n\n{body}", priority=SMS_REPLY_TASK_PRIORITY,
+                script=f"The customer replied by {'SMS' if channel == 'sms' else channel}:\n\n{body}",
+                priority=SMS_REPLY_TASK_PRIORITY,
             )], now=now)
             session.flush()
             outcome.phone_task_id = task.id
         session.flush()
         outcome.feedback_id = feedback.id
-    log.info("inbound SMS from %s: %s", mask_address("sms", sender), kind)
+    log.info("inbound %s from %s: %s", channel, mask_address(channel, sender), kind)
     return outcome

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import ClassVar
 
-from channels.base import Limits, OutboundMessage, PermanentReason, SendResult
+from channels import builtin
+from channels.base import ChannelSpec, Limits, OutboundMessage, PermanentReason, SendResult
 from channels.results import accepted, permanent
 from orchestrator.db import session_scope
 from orchestrator.phone_tasks import TaskRequest, open_tasks
@@ -17,6 +18,7 @@ PROVIDER = "phone"
 class PhoneTaskAdapter:
     name: ClassVar[str] = "phone"
     channel: ClassVar[str] = "phone"
+    channel_spec: ClassVar[ChannelSpec] = builtin.PHONE
     provider: ClassVar[str] = PROVIDER
 
     def __init__(

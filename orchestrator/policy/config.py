@@ -25,11 +25,10 @@ from pydantic import (
     model_validator,
 )
 
+from channels.channel_set import channel_names, channel_spec
 from orchestrator.clock_times import parse_clock
-from orchestrator.models import Channel
 from orchestrator.policy.rates import Rates, parse_rates
 
-CHANNELS = tuple(c.value for c in Channel)
 ALL: Final = "all"
 _WINDOW = re.compile(r"^\s*(\d{1,12})\s*([hdw])\s*$")
 _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
@@ -58,6 +57,13 @@ def parse_window(value: Any) -> timedelta:
 
 
 Window = Annotated[timedelta, BeforeValidator(parse_window)]
+
+
+def known_channel(name: Any) -> str:
+    """``name`` if an installed adapter declares it; the error names the installed channels."""
+    if name not in channel_names():
+        raise ValueError(f"unknown channel {name!r} (installed channels: {', '.join(channel_names())})")
+    return str(name)
 
 
 class _Strict(BaseModel):
@@ -95,8 +101,7 @@ class Topic(_Strict):
         for item in value:
             group = item if isinstance(item, list) else [item]
             for ch in group:
-                if ch not in CHANNELS:
-                    raise ValueError(f"unknown channel {ch!r} (known: {', '.join(CHANNELS)})")
+                known_channel(ch)
             out.append("|".join(group))
         return out
 
@@ -111,8 +116,8 @@ class CapRule(_Strict):
     @field_validator("channel")
     @classmethod
     def _channel(cls, value: str) -> str:
-        if value != ALL and value not in CHANNELS:
-            raise ValueError(f"must be 'all' or one of {', '.join(CHANNELS)}, got {value!r}")
+        if value != ALL and value not in channel_names():
+            raise ValueError(f"must be 'all' or one of {', '.join(channel_names())}, got {value!r}")
         return value
 
 
@@ -137,15 +142,13 @@ class HighTouchRule(_Strict):
     topics: list[str]
     tiers: list[str]
     severities: list[str] | None = None  # matched against the intent's data["severity"]
-    channel: str = Channel.phone.value
+    channel: str = "phone"
     tone: str | None = None
 
     @field_validator("channel")
     @classmethod
     def _channel(cls, value: str) -> str:
-        if value not in CHANNELS:
-            raise ValueError(f"unknown channel {value!r}")
-        return value
+        return known_channel(value)
 
 
 class Policy(_Strict):
@@ -161,8 +164,7 @@ class Policy(_Strict):
     @classmethod
     def _known_channels(cls, value: dict[str, Any]) -> dict[str, Any]:
         for ch in value:
-            if ch not in CHANNELS:
-                raise ValueError(f"unknown channel {ch!r} (known: {', '.join(CHANNELS)})")
+            known_channel(ch)
         return value
 
     @model_validator(mode="after")
@@ -192,8 +194,16 @@ class Policy(_Strict):
         return self
 
     def cost(self, channel: str) -> float:
+        """The policy's cost for the channel, else the one its adapter declares."""
         settings = self.channels.get(channel)
-        return settings.cost if settings else 1.0
+        return settings.cost if settings else channel_spec(channel).cost
+
+    def quiet_window(self, channel: str) -> QuietWindow | None:
+        """The policy's quiet hours for the channel, else its adapter's default."""
+        window = self.quiet_hours.get(channel)
+        if window is None and (default := channel_spec(channel).quiet_hours) is not None:
+            window = QuietWindow(start=default[0], end=default[1])  # type: ignore[arg-type]
+        return window
 
     def required_topics(self) -> list[str]:
         """Topics marked required (security notices): they reach customers who asked for no contact."""

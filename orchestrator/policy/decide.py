@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from channels.channel_set import channel_names, channel_spec
 from orchestrator.consent import consent_allows
 from orchestrator.policy.config import ALL, CapRule, Policy, Topic, WhenCapped
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent
@@ -28,7 +29,6 @@ from orchestrator.reasons import (
     HIGH_TOUCH,
     HOLDOUT,
     NO_ADDRESS,
-    OPTED_OUT,
     PREFERENCE,
     QUIET_HOURS,
     ROUTE,
@@ -83,14 +83,18 @@ class _Index:
         self.policy = policy
         self.counting = frozenset(n for n, t in policy.topics.items() if t.counts_toward_caps)
         self.caps: dict[tuple[str, str], list[Cap]] = {}
+        channels = channel_names()
         for topic in policy.topics:
-            for channel in ("email", "sms", "social", "phone"):
+            for channel in channels:
                 self.caps[(topic, channel)] = [_cap(r) for r in policy.caps_for(topic, channel)]
         self.personal = {
             freq: Cap(f"preference-{freq}", 1, window, ALL, None)
             for freq, window in policy.preference_caps.items()
         }
-        self.quiet: dict[str, Window] = {ch: (w.start, w.end) for ch, w in policy.quiet_hours.items()}
+        self.quiet: dict[str, Window] = {
+            ch: (w.start, w.end) for ch in channels if (w := policy.quiet_window(ch)) is not None
+        }
+        self.opt_in = frozenset(ch for ch in channels if channel_spec(ch).opt_in_required)
 
 
 _INDEXES: dict[int, tuple[Policy, _Index]] = {}
@@ -116,6 +120,12 @@ class _Reasons:
 
     def joined(self) -> str:
         return " ".join(self.text)
+
+
+def _no_consent(facts: CustomerFacts, channel: str, topic: str, index: _Index) -> tuple[str, str]:
+    if channel in index.opt_in and consent_allows(facts.consent, facts.id, channel, topic):
+        return "consent:no_opt_in", f"{channel} needs the customer's opt-in, and none is on record."
+    return "consent:opted_out", f"Opted out of {topic} on {channel}."
 
 
 def _fmt_local(t: datetime, facts: CustomerFacts) -> str:
@@ -262,8 +272,8 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
         if suppressed:
             reasons.add(SUPPRESSED.code(suppressed), f"The {channel} address is suppressed ({suppressed}).")
             continue
-        if not consent_allows(facts.consent, facts.id, channel, intent.topic):
-            reasons.add(OPTED_OUT, f"Opted out of {intent.topic} on {channel}.")
+        if not consent_allows(facts.consent, facts.id, channel, intent.topic, channel in index.opt_in):
+            reasons.add(*_no_consent(facts, channel, intent.topic, index))
             continue
         at: datetime | None = base
         quiet = _quiet_windows(index, channel, facts)
@@ -356,8 +366,10 @@ def _high_touch(
         elif facts.suppressed.get(rule.channel):
             reason = facts.suppressed[rule.channel]
             reasons.add(SUPPRESSED.code(reason), f"The {rule.channel} address is suppressed ({reason}).")
-        elif not consent_allows(facts.consent, facts.id, rule.channel, intent.topic):
-            reasons.add(OPTED_OUT, f"Opted out of {intent.topic} on {rule.channel}.")
+        elif not consent_allows(
+            facts.consent, facts.id, rule.channel, intent.topic, rule.channel in index.opt_in
+        ):
+            reasons.add(*_no_consent(facts, rule.channel, intent.topic, index))
         else:
             quiet = _quiet_windows(index, rule.channel, facts)
             if topic.bypass_quiet_hours:

@@ -6,8 +6,8 @@ decides which of them deserve another channel and reserves that attempt as a new
 - only topics whose policy says ``when_capped: fallback`` (urgent news: outage, security,
   transactional); a marketing message that bounced is simply not sent;
 - only reasons that concern the address or the channel (invalid or blocked address, opted out
-  on that channel, no address, suppressed address); a render error or a missed deadline would
-  fail on the next channel just the same;
+  on that channel, no address, suppressed address, a conversation window that is closed); a
+  render error or a missed deadline would fail on the next channel just the same;
 - the new row's dedupe key is the original's plus ``>fallback:<failed channel>``, so a re-run or
   a retried task finds it and never creates (or sends) a second one, and the chain of keys says
   which channels were already tried;
@@ -41,6 +41,7 @@ FALLBACK_REASONS = (
     NO_ADDRESS.code(""),
     SUPPRESSED.code(""),
     OPTED_OUT,
+    PERMANENT.code("outside_window"),  # WhatsApp outside its 24-hour window, no approved template
 )
 
 

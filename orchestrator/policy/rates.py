@@ -26,10 +26,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from channels.channel_set import channel_names
 from orchestrator.clock_times import parse_clock
-from orchestrator.models import Channel
 
-CHANNELS = tuple(c.value for c in Channel)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RATE = re.compile(
     r"^\s*(\d+(?:\.\d+)?)\s*(messages?|requests?|calls?|tasks?)?\s*/\s*"
@@ -224,7 +223,7 @@ def _rule(name: str, spec: Any, topics: set[str], adapters: set[str]) -> RateRul
         raise ValueError(str(exc) if shorthand else f".{given[0]}: {exc}") from None
     target: dict[str, Any] = {}
     if "topics" in spec:
-        if name in CHANNELS or name in adapters:
+        if name in channel_names() or name in adapters:
             raise ValueError(".topics: a rate per set of topics needs a name of its own, not a channel's or "
                              "an adapter's")
         chosen = spec["topics"]
@@ -237,18 +236,18 @@ def _rule(name: str, spec: Any, topics: set[str], adapters: set[str]) -> RateRul
         if unit == "requests":
             raise ValueError(f".{given[0]}: a rate per set of topics counts messages, not requests")
         target["topics"] = list(chosen)
-    elif name in CHANNELS:
+    elif name in channel_names():
         target["channel"] = name
     elif name in adapters:
         target["adapter"] = name
     else:
         raise ValueError(
-            f"not a channel ({', '.join(CHANNELS)}) or an adapter ({', '.join(sorted(adapters))}); "
+            f"not a channel ({', '.join(channel_names())}) or an adapter ({', '.join(sorted(adapters))}); "
             "a rate per set of topics names them with 'topics:'"
         )
     hours = None
     if "business_hours" in spec:
-        if target.get("channel") != Channel.phone.value:
+        if target.get("channel") != "phone":
             raise ValueError(".business_hours: only the phone channel (calls for agents) has business hours")
         try:
             hours = BusinessHours.model_validate(spec["business_hours"])

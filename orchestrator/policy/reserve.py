@@ -16,19 +16,20 @@ from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, func, li
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
+from channels.channel_set import channel_names
 from orchestrator.clock_times import clock_or_none
 from orchestrator.consent import current_consent
+from orchestrator.contact_points import channel_columns, contact_points
 from orchestrator.db import get_engine, is_sqlite
 from orchestrator.ledger.reservations import RowEncoder, insert_reserved
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
-    ADDRESS_COLUMN,
     CAP_HOLDING_STATUSES,
     ContactPreference,
     Customer,
     Suppression,
 )
-from orchestrator.policy.config import CHANNELS, Policy, PolicyError, load_policy
+from orchestrator.policy.config import Policy, PolicyError, load_policy
 from orchestrator.policy.decide import decide_for_customer
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent
 from orchestrator.policy.timing import parse_send_time, zone_for
@@ -66,7 +67,7 @@ def validate_intents(intents: list[Intent], policy: Policy) -> None:
         policy.topic(intent.topic)
         parse_send_time(intent.send_time)
         for channel in intent.channels or ():
-            if channel not in CHANNELS:
+            if channel not in channel_names():
                 raise PolicyError(f"intent for customer {intent.customer_id}: unknown channel {channel!r}")
         for name, value in (("earliest", intent.earliest), ("deadline", intent.deadline)):
             if value is not None and value.tzinfo is None:
@@ -99,24 +100,31 @@ def load_facts(
     facts: dict[int, CustomerFacts] = {}
     owners: dict[tuple[str, str], list[int]] = defaultdict(list)  # (channel, address) -> customers
     c = _customer.c
-    query = select(c.id, c.email, c.phone, c.x_user_id, c.timezone, c.tier).where(_member(session, c.id, ids))
-    for cid, email, phone, x_user_id, tz, tier in conn.execute(query).all():
-        columns = {"email": email, "phone": phone, "x_user_id": x_user_id}
-        addresses = {channel: columns[column] for channel, column in ADDRESS_COLUMN.items()}
+    by_column = channel_columns()
+    profile = sorted({col for col in by_column.values() if col is not None})
+    query = select(c.id, c.timezone, c.tier, *(c[col] for col in profile)).where(_member(session, c.id, ids))
+    for cid, tz, tier, *values in conn.execute(query).all():
+        row = dict(zip(profile, values, strict=True))
+        addresses = {ch: row[col] for ch, col in by_column.items() if col is not None}
         facts[cid] = CustomerFacts(id=cid, tier=tier, zone=zone_for(tz), addresses=addresses)
-        for channel, address in addresses.items():
-            if address:
-                owners[(channel, address)].append(cid)
     if not facts:
         return facts
     found = list(facts)
+    points = [ch for ch, col in by_column.items() if col is None]
+    if points:
+        for cid, channel, address in contact_points(session, found, points):
+            facts[cid].addresses[channel] = address
+    for cid, f in facts.items():
+        for channel, address in f.addresses.items():
+            if address:
+                owners[(channel, address)].append(cid)
     p = _pref.c
     query = select(
         p.customer_id, p.preferred_channels, p.frequency, p.quiet_start, p.quiet_end, p.do_not_contact
     ).where(_member(session, p.customer_id, found))
     for cid, preferred, frequency, quiet_start, quiet_end, do_not_contact in conn.execute(query).all():
         f = facts[cid]
-        f.preferred_channels = [ch for ch in (preferred or []) if ch in CHANNELS]
+        f.preferred_channels = [ch for ch in (preferred or []) if ch in by_column]
         f.frequency = frequency or "any"
         start, end = clock_or_none(quiet_start), clock_or_none(quiet_end)
         f.quiet = (start, end) if start is not None and end is not None and start != end else None

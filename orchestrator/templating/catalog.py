@@ -21,28 +21,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from channels.channel_set import installed_channels
 from orchestrator.settings import get_settings
 from orchestrator.templating.errors import RenderError, TemplateProblem
 from orchestrator.templating.rules import ToneRules, load_rules
 
-CHANNELS = ("email", "sms", "social", "phone")
-SOCIAL_KINDS = ("post", "dm")
-# The template files that make up one channel's variant: role -> file key.
-CHANNEL_PARTS: dict[str, dict[str, str]] = {
-    "email": {"subject": "email_subject.txt", "html": "email.html", "text": "email.txt"},
-    "sms": {"text": "sms.txt"},
-    "social:post": {"text": "social_post.txt"},
-    "social:dm": {"text": "social_dm.txt"},
-    "phone": {"text": "phone.txt"},
-}
 TEMPLATE_SUFFIXES = (".txt", ".html")
 
 
-def variant_key(channel: str, kind: str | None = None) -> str:
-    """"email", "sms", "phone", "social:post" or "social:dm"."""
-    if channel == "social":
-        return f"social:{kind or 'dm'}"
-    return channel
+def channel_parts() -> dict[str, dict[str, str]]:
+    """Every installed channel's variants ("email", "sms", "social:post"...): role -> template file,
+    as the channels' specs declare them."""
+    specs = installed_channels().values()
+    return {vkey: dict(parts) for spec in specs for vkey, parts in spec.variants.items()}
 
 
 class _MessageFile(BaseModel):
@@ -53,7 +44,7 @@ class _MessageFile(BaseModel):
     marketing: bool = False
     default_tone: str
     facts: list[str] = []  # the variables every channel's variant must state
-    channels: list[str]  # email, sms, social:post, social:dm, phone
+    channels: list[str]  # variants of installed channels: email, sms, social:post, whatsapp...
 
 
 @dataclass(frozen=True)
@@ -64,14 +55,17 @@ class MessageInfo:
     required_variables: tuple[str, ...]  # the facts, as names under `data`
     default_tone: str
     tones: tuple[str, ...]  # tones with their own variant files (default tone first)
-    channels: tuple[str, ...]  # "email", "sms", "social", "phone"
-    variants: tuple[str, ...]  # channel variants incl. social kinds: "social:post", "social:dm"
+    channels: tuple[str, ...]  # "email", "sms", "social", "phone", "whatsapp"...
+    variants: tuple[str, ...]  # channel variants incl. kinds: "social:post", "social:dm"
     locales: tuple[str, ...]  # default locale first
     description: str = ""
 
     @property
     def social_kinds(self) -> tuple[str, ...]:
-        return tuple(v.split(":", 1)[1] for v in self.variants if v.startswith("social:"))
+        return self.kinds("social")
+
+    def kinds(self, channel: str) -> tuple[str, ...]:
+        return tuple(v.split(":", 1)[1] for v in self.variants if v.startswith(f"{channel}:"))
 
 
 @dataclass
@@ -85,6 +79,8 @@ class Catalog:
     rules: ToneRules
     brand: dict[str, Any]
     sample_data: dict[str, Any] = field(default_factory=dict)
+    # variant key -> role -> template file, for the channels installed when the catalog was read
+    parts: dict[str, dict[str, str]] = field(default_factory=channel_parts)
 
     def info(self, message: str) -> MessageInfo:
         try:
@@ -117,9 +113,9 @@ def _load_message(root: Path, folder: Path, catalog: Catalog) -> None:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise TemplateProblem(f"{meta_path}: {problems}") from None
-    bad = [c for c in meta.channels if c not in CHANNEL_PARTS]
+    bad = [c for c in meta.channels if c not in catalog.parts]
     if bad:
-        raise TemplateProblem(f"{meta_path}: unknown channels {bad} (use {', '.join(CHANNEL_PARTS)})")
+        raise TemplateProblem(f"{meta_path}: unknown channels {bad} (installed: {', '.join(catalog.parts)})")
     tones: list[str] = []
     locales = {catalog.default_locale}
     for tone_dir in sorted(p for p in folder.iterdir() if p.is_dir()):

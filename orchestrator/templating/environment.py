@@ -18,7 +18,7 @@ from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, Templat
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from orchestrator.settings import get_settings
-from orchestrator.templating.catalog import CHANNEL_PARTS, Catalog, _cached_catalog
+from orchestrator.templating.catalog import Catalog, _cached_catalog
 from orchestrator.templating.errors import RenderError
 
 # The locale of the variant being rendered, so partials resolve to the same language.
@@ -109,7 +109,7 @@ class TemplateSet:
 
     def _resolve(self, message: str, tone: str, vkey: str, locale: str) -> Variant:
         info = self.catalog.info(message)
-        files = CHANNEL_PARTS[vkey]
+        files = self.catalog.parts[vkey]
         for loc in locale_chain(locale, self.catalog.default_locale):
             for candidate_tone in dict.fromkeys((tone, info.default_tone)):
                 names = {role: self.catalog.variants.get((message, candidate_tone, key, loc))

@@ -15,7 +15,7 @@ import textstat
 from jinja2 import nodes
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from orchestrator.templating.catalog import CHANNEL_PARTS, MessageInfo
+from orchestrator.templating.catalog import MessageInfo
 from orchestrator.templating.context import build_context
 from orchestrator.templating.environment import TemplateSet, get_template_set
 from orchestrator.templating.errors import LengthError, TemplateProblem
@@ -94,12 +94,14 @@ def referenced_facts(templates: TemplateSet, name: str) -> set[str]:
 def check_same_facts(templates: TemplateSet, info: MessageInfo) -> Iterator[Finding]:
     """Every variant file that carries the body must state all of the message's facts."""
     facts = set(info.required_variables)
+    parts = templates.catalog.parts
+    subjects = {files["subject"] for files in parts.values() if "subject" in files}
     for (message, tone, key, locale), name in sorted(templates.catalog.variants.items()):
-        if message != info.name or key == CHANNEL_PARTS["email"]["subject"]:
+        if message != info.name or key in subjects:
             continue
         missing = sorted(facts - referenced_facts(templates, name))
         if missing:
-            channel = next((v for v, parts in CHANNEL_PARTS.items() if key in parts.values()), key)
+            channel = next((v for v, files in parts.items() if key in files.values()), key)
             facts_list = ", ".join(info.required_variables)
             yield Finding(info.name, tone, channel, locale, "same_facts",
                           f"does not state {', '.join(missing)} (facts: {facts_list})", name)
@@ -108,7 +110,7 @@ def check_same_facts(templates: TemplateSet, info: MessageInfo) -> Iterator[Find
 def check_variants_exist(templates: TemplateSet, info: MessageInfo) -> Iterator[Finding]:
     catalog = templates.catalog
     for vkey in info.variants:
-        missing = [key for key in CHANNEL_PARTS[vkey].values()
+        missing = [key for key in catalog.parts[vkey].values()
                    if (info.name, info.default_tone, key, catalog.default_locale) not in catalog.variants]
         if missing:
             what = "a phone task needs a call script" if vkey == "phone" else "declared in message.yaml"

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.templating.catalog import CHANNELS, SOCIAL_KINDS, variant_key
+from channels.channel_set import installed_channels
 from orchestrator.templating.environment import TemplateSet, Variant, get_template_set
 from orchestrator.templating.errors import LengthError, RenderError
 from orchestrator.templating.lengths import Metrics, chars_metrics, sms_metrics, x_post_metrics
@@ -37,11 +37,14 @@ def measure(vkey: str, subject: str | None, text: str, limits: ChannelLimits, ma
         metrics = x_post_metrics(text, limits.social.post_max_weighted)
     elif vkey == "social:dm":
         metrics = chars_metrics("social dm", text, limits.social.dm_max_chars)
-    else:
+    elif vkey == "phone":
         metrics = chars_metrics("phone", text, None)
         if len(text) < limits.phone.min_script_chars:
             raise LengthError(f"phone: call script is {len(text)} chars, "
                               f"min {limits.phone.min_script_chars}: the agent needs a script")
+    else:  # a plug-in channel: the characters its spec allows
+        spec = installed_channels().get(vkey.split(":", 1)[0])
+        metrics = chars_metrics(vkey, text, spec.max_chars if spec is not None else None)
     if metrics.refused:
         raise LengthError(metrics.describe())
     return metrics
@@ -64,13 +67,15 @@ def resolve(templates: TemplateSet, message: str, *, tone: str | None, channel: 
             locale: str | None = None, kind: str | None = None) -> Target:
     catalog = templates.catalog
     info = catalog.info(message)
-    if channel not in CHANNELS:
-        raise RenderError(f"unknown channel {channel!r} (use {', '.join(CHANNELS)})")
-    if channel == "social" and kind is not None and kind not in SOCIAL_KINDS:
-        raise RenderError(f"unknown social kind {kind!r} (use {', '.join(SOCIAL_KINDS)})")
-    if channel == "social" and kind is None and "social:dm" not in info.variants:
-        kind = "post"
-    vkey = variant_key(channel, kind)
+    channels = {vkey.split(":", 1)[0] for vkey in catalog.parts}
+    if channel not in channels:
+        raise RenderError(f"unknown channel {channel!r} (use {', '.join(sorted(channels))})")
+    kinds = [vkey.split(":", 1)[1] for vkey in catalog.parts if vkey.startswith(f"{channel}:")]
+    if kinds and kind is not None and kind not in kinds:
+        raise RenderError(f"unknown {channel} kind {kind!r} (use {', '.join(kinds)})")
+    if kinds and kind is None:  # the channel's first kind the message has
+        kind = next((k for k in kinds if f"{channel}:{k}" in info.variants), kinds[0])
+    vkey = f"{channel}:{kind}" if kinds else channel
     if vkey not in info.variants:
         raise RenderError(f"{message} has no {vkey} variant (it has: {', '.join(info.variants)})")
     resolved = catalog.rules.resolve_tone(tone or info.default_tone)
@@ -78,8 +83,7 @@ def resolve(templates: TemplateSet, message: str, *, tone: str | None, channel: 
         names = [*catalog.rules.tones, *catalog.rules.aliases]
         raise RenderError(f"unknown tone {tone!r} (use {', '.join(names)})")
     variant = templates.variant(message, resolved, vkey, locale or catalog.default_locale)
-    return Target(message, channel, kind if channel == "social" else None, vkey, info.marketing, info.topic,
-                  variant)
+    return Target(message, channel, kind if kinds else None, vkey, info.marketing, info.topic, variant)
 
 
 def variables_for(target: Target, context: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from orchestrator.audience.preferences import (
-    CHANNEL_LABELS,
     CHOOSABLE_TOPICS,
     PreferenceChoices,
+    channel_labels,
     current_choices,
     reachable_channels,
     required_topics,
@@ -72,20 +72,21 @@ def parse_form(pairs: list[tuple[str, str]]) -> ParsedForm:
         return (values.get(key) or [""])[0]
 
     errors: list[str] = []
+    labels = channel_labels()
     channels = set(values.get("channel", []))
     topics = set(values.get("topic", []))
-    if channels - set(CHANNEL_LABELS) or topics - set(CHOOSABLE_TOPICS):
+    if channels - set(labels) or topics - set(CHOOSABLE_TOPICS):
         errors.append("Some of the choices sent are not ones we offer.")
     frequency = one("frequency") or "any"
     if frequency not in FREQUENCIES:
         errors.append("Please choose how often you want to hear from us.")
     preferred = one("preferred_channel") or None
-    if preferred is not None and preferred not in CHANNEL_LABELS:
+    if preferred is not None and preferred not in labels:
         errors.append("Please choose a preferred channel from the list.")
     turn_back_on = set()
     for value in values.get("turn_back_on", []):
         channel, _, topic = value.partition(":")
-        if channel not in CHANNEL_LABELS or topic not in CHOOSABLE_TOPICS:
+        if channel not in labels or topic not in CHOOSABLE_TOPICS:
             errors.append("Some of the choices sent are not ones we offer.")
         turn_back_on.add((channel, topic))
     quiet_start = _clock(one("quiet_start"), "The start of your quiet hours", errors)
@@ -95,28 +96,30 @@ def parse_form(pairs: list[tuple[str, str]]) -> ParsedForm:
     elif quiet_start is not None and quiet_start == quiet_end:
         errors.append("Quiet hours need a start and an end that differ.")
     choices = PreferenceChoices(
-        channels=channels & set(CHANNEL_LABELS),
+        channels=channels & set(labels),
         topics=topics & set(CHOOSABLE_TOPICS),
         frequency=frequency if frequency in FREQUENCIES else "any",
         quiet_start=quiet_start,
         quiet_end=quiet_end,
         do_not_contact=one("do_not_contact") == "yes",
-        preferred_channel=preferred if preferred in CHANNEL_LABELS else None,
+        preferred_channel=preferred if preferred in labels else None,
         turn_back_on=turn_back_on,
     )
     return ParsedForm(choices, errors)
 
 
 def _page(request: Request, customer: Customer, choices: PreferenceChoices, *, stopped: bool,
-          saved: bool = False, errors: list[str] | None = None, status_code: int = 200):
+          reachable: list[str], saved: bool = False, errors: list[str] | None = None,
+          status_code: int = 200):
+    labels = channel_labels()
     return templates.TemplateResponse(
         request, "preferences.html",
         {
             "customer": customer,
             "choices": choices,
-            "channels": {ch: CHANNEL_LABELS[ch] for ch in reachable_channels(customer)},
+            "channels": {ch: labels[ch] for ch in reachable},
             "topics": CHOOSABLE_TOPICS,
-            "all_channels": CHANNEL_LABELS,
+            "all_channels": labels,
             "frequencies": FREQUENCY_LABELS,
             "required_topics": required_topics(),
             "saved": saved,
@@ -142,7 +145,8 @@ def show_preferences(request: Request, token: str, saved: str = ""):
         customer = _customer(session, claims.customer_id)
         choices = current_choices(session, customer)
         stopped = texts_stopped(session, customer)
-    return _page(request, customer, choices, stopped=stopped, saved=saved == "1")
+        reachable = reachable_channels(session, customer)
+    return _page(request, customer, choices, stopped=stopped, reachable=reachable, saved=saved == "1")
 
 
 @router.post("/preferences/{token}", response_class=HTMLResponse)
@@ -155,14 +159,15 @@ async def save_preferences(request: Request, token: str):
         with session_scope() as session:
             customer = _customer(session, claims.customer_id)
             # Channels we hold no address for are not on the page: they keep their consent.
-            hidden = set(CHANNEL_LABELS) - set(reachable_channels(customer))
+            reachable = reachable_channels(session, customer)
+            hidden = set(channel_labels()) - set(reachable)
             parsed.choices.channels |= current_choices(session, customer).channels & hidden
             if not parsed.errors:
                 save_choices(session, customer, parsed.choices)
-            return customer, texts_stopped(session, customer)
+            return customer, texts_stopped(session, customer), reachable
 
-    customer, stopped = await run_in_threadpool(apply)
+    customer, stopped, reachable = await run_in_threadpool(apply)
     if parsed.errors:
-        return _page(request, customer, parsed.choices, stopped=stopped, errors=parsed.errors,
-                     status_code=400)
+        return _page(request, customer, parsed.choices, stopped=stopped, reachable=reachable,
+                     errors=parsed.errors, status_code=400)
     return RedirectResponse(f"{request.url.path}?saved=1", status_code=303, headers=PAGE_HEADERS)

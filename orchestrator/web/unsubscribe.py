@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from orchestrator.audience.preferences import CHANNEL_LABELS, CHOOSABLE_TOPICS, unsubscribe
+from orchestrator.audience.preferences import CHOOSABLE_TOPICS, channel_labels, unsubscribe
 from orchestrator.db import session_scope
 from orchestrator.links import InvalidToken, LinkClaims, preferences_url, verify_token
 from orchestrator.models import Customer
@@ -32,7 +32,7 @@ def claims_or_400(token: str, purpose: str) -> LinkClaims:
 
 
 def what_it_stops(claims: LinkClaims) -> str:
-    channel = CHANNEL_LABELS.get(claims.channel or "email", claims.channel or "email").lower()
+    channel = channel_labels().get(claims.channel or "email", claims.channel or "email").lower()
     if claims.topic and claims.topic != "*":
         return f"{CHOOSABLE_TOPICS.get(claims.topic, claims.topic).lower()} by {channel}"
     return f"all {channel} from us except required notices such as security alerts"

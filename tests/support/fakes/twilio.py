@@ -1,10 +1,19 @@
-"""Fake Twilio Programmable Messaging: ``POST /2010-04-01/Accounts/{Sid}/Messages.json``."""
+"""Fake Twilio Programmable Messaging: ``POST /2010-04-01/Accounts/{Sid}/Messages.json``.
+
+Messages to ``whatsapp:+E164`` follow WhatsApp's rules: the number must be a WhatsApp user
+(``whatsapp_users``, else 63003); free-form text only inside the 24-hour window opened by the
+customer's last message (``customer_wrote``, else 63016); outside it an approved Content template
+(``approved_content``: ContentSid -> the placeholders it needs, else 63027) with ContentVariables.
+"""
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,6 +55,14 @@ class FakeTwilio(FakeProvider):
         self.auth_token = auth_token
         self.opted_out: set[str] = set()  # numbers that answer 21610
         self.problem_details = False  # answer errors in the RFC 9457 form instead of the classic one
+        self.whatsapp_users: set[str] = set()  # E.164 numbers that have WhatsApp
+        self.last_inbound: dict[str, datetime] = {}  # E.164 -> when the customer last wrote on WhatsApp
+        self.approved_content: dict[str, set[str]] = {}  # ContentSid -> placeholders it needs
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def customer_wrote(self, number: str, at: datetime | None = None) -> None:
+        """The customer sent us a WhatsApp message: their 24-hour window opens."""
+        self.last_inbound[number.removeprefix("whatsapp:")] = at or self.clock()
 
     def _error(self, code: int, message: str, status: int) -> dict[str, Any]:
         return (_problem if self.problem_details else _classic)(code, message, status)
@@ -68,6 +85,11 @@ class FakeTwilio(FakeProvider):
             return self.fault_reply(Fault.unauthorized, request)
         form = request.data
         to = form.get("To", "")
+        if to.startswith("whatsapp:"):
+            refused = self._whatsapp_refusal(form)
+            if refused is not None:
+                return refused
+            return self._accepted(form)
         if not form.get("From") and not form.get("MessagingServiceSid"):
             return Reply(
                 400, self._error(21603, "A 'From' or 'MessagingServiceSid' parameter is required", 400)
@@ -80,6 +102,40 @@ class FakeTwilio(FakeProvider):
             return Reply(400, self._error(21614, f"'To' number {to} is not a valid mobile number", 400))
         if to in self.opted_out:
             return self.fault_reply(Fault.unsubscribed, request)
+        return self._accepted(form)
+
+    def _whatsapp_refusal(self, form: dict[str, str]) -> Reply | None:
+        number = form.get("To", "").removeprefix("whatsapp:")
+        sender = form.get("From", "")
+        if not form.get("MessagingServiceSid") and not sender.startswith("whatsapp:"):
+            return Reply(400, self._error(63007, "Twilio could not find a Channel with the specified From "
+                                                 "address", 400))
+        if not E164_RE.match(number) or number not in self.whatsapp_users:
+            return Reply(400, self._error(63003, "Channel could not find To address", 400))
+        content_sid = form.get("ContentSid")
+        if content_sid:
+            needed = self.approved_content.get(content_sid)
+            if needed is None:
+                missing = "Template does not exist for a language and locale"
+                return Reply(404, self._error(63027, missing, 404))
+            try:
+                variables = json.loads(form.get("ContentVariables") or "{}")
+            except json.JSONDecodeError:
+                variables = None
+            if not isinstance(variables, dict) or not needed <= set(variables):
+                return Reply(400, self._error(21656, "The ContentVariables Parameter is invalid", 400))
+            return None
+        if not form.get("Body"):
+            return Reply(400, self._error(21602, "Message body is required.", 400))
+        wrote = self.last_inbound.get(number)
+        if wrote is None or self.clock() - wrote >= timedelta(hours=24):
+            return Reply(400, self._error(
+                63016, "Failed to send freeform message because you are outside the allowed window. "
+                       "Please use a Template.", 400))
+        return None
+
+    def _accepted(self, form: dict[str, str]) -> Reply:
+        to = form.get("To", "")
         sid = "SM" + uuid.uuid4().hex
         return Reply(
             201,

@@ -1,0 +1,172 @@
+"""The WhatsApp adapter: Twilio's Messages API through the official SDK, WhatsApp's rules on top."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from channels.base import (
+    ChannelSpec,
+    ConfigurationError,
+    Limits,
+    OutboundMessage,
+    Permanent,
+    PermanentReason,
+    ResultStatus,
+    SendResult,
+    Transient,
+)
+from channels.concurrency import PerThreadPool
+from channels.whatsapp import PREFIX, WHATSAPP, WINDOW_HOURS
+from channels.whatsapp.settings import ContentMap, WhatsAppSettings, load_content_map, template_for
+
+PROVIDER = "twilio-whatsapp"
+
+# https://www.twilio.com/docs/api/errors
+OUTSIDE_WINDOW_CODES = {63016}  # free-form message outside the 24-hour window
+NOT_ON_WHATSAPP_CODES = {63003, 21211}  # the To address is not a WhatsApp user / not a number
+BLOCKED_CODES = {63024, 63030, 21610}  # invalid recipient, unsupported, opted out
+TEMPLATE_CODES = {63027, 63028, 21656}  # template missing for the locale, variables wrong
+UNAUTHORIZED_CODES = {20003, 20005, 63007}  # auth, suspended, sender not a WhatsApp sender
+RATE_LIMIT_CODES = {20429, 63018}
+
+_quiet_logger = logging.getLogger("channels.whatsapp.http")  # the SDK logs numbers at INFO
+_quiet_logger.setLevel(logging.WARNING)
+
+
+class TwilioWhatsAppAdapter:
+    name: ClassVar[str] = "twilio-whatsapp"
+    channel: ClassVar[str] = "whatsapp"
+    channel_spec: ClassVar[ChannelSpec] = WHATSAPP
+    provider: ClassVar[str] = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        config: WhatsAppSettings | None = None,
+        content: ContentMap | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ):
+        s = config or WhatsAppSettings()
+        if not s.complete:
+            raise ConfigurationError(
+                "WhatsApp needs ORCH_TWILIO_ACCOUNT_SID, ORCH_TWILIO_AUTH_TOKEN and "
+                "ORCH_TWILIO_WHATSAPP_FROM or ORCH_TWILIO_WHATSAPP_MESSAGING_SERVICE_SID"
+            )
+        self.settings = s
+        self.content = content if content is not None else load_content_map(s.whatsapp_content_file)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.limits = Limits(max_batch=max(100, s.concurrency * 25))
+        self._pool: PerThreadPool[Client] = PerThreadPool(self._new_client, s.concurrency, "whatsapp")
+
+    @classmethod
+    def configured(cls) -> bool:
+        return WhatsAppSettings().complete
+
+    def _new_client(self) -> Client:
+        s = self.settings
+        http_client = TwilioHttpClient(timeout=s.timeout_seconds, pool_connections=True, logger=_quiet_logger)
+        assert s.auth_token is not None
+        client = Client(s.account_sid, s.auth_token.get_secret_value(), http_client=http_client)
+        if s.base_url:
+            client.api.base_url = s.base_url.rstrip("/")
+            client.edge = None
+            client.region = None
+        return client
+
+    def in_window(self, message: OutboundMessage) -> bool:
+        last = message.last_inbound_at
+        return last is not None and self.clock() - last < timedelta(hours=WINDOW_HOURS)
+
+    def send(self, batch: list[OutboundMessage]) -> list[SendResult]:
+        return self._pool.map(PROVIDER, self._send_one, batch)
+
+    def _send_one(self, client: Client, message: OutboundMessage) -> SendResult:
+        s = self.settings
+        params: dict[str, Any] = {
+            "to": message.to if message.to.startswith(PREFIX) else PREFIX + message.to,
+            "status_callback": f"{s.public_base_url.rstrip('/')}/webhooks/twilio/status"
+                               f"?message_id={message.message_id}",
+        }
+        if s.whatsapp_messaging_service_sid:
+            params["messaging_service_sid"] = s.whatsapp_messaging_service_sid
+        else:
+            params["from_"] = s.whatsapp_from
+        if self.in_window(message):
+            params["body"] = message.body
+        else:
+            template = template_for(self.content, message.template, message.locale or "en")
+            if template is None:
+                return _permanent(message, PermanentReason.outside_window,
+                                  f"outside the {WINDOW_HOURS}-hour window and no approved template for "
+                                  f"{message.template or 'this message'} ({message.locale or 'en'})")
+            try:
+                values = template.values(message.data)
+            except KeyError as exc:
+                return _permanent(message, PermanentReason.rejected,
+                                  f"template {template.content_sid} needs data: {exc.args[0]}")
+            params["content_sid"] = template.content_sid
+            params["content_variables"] = json.dumps(values)
+        try:
+            sent = client.messages.create(**params)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            return _from_error(message, exc)
+        except TwilioException as exc:
+            return _transient(message, f"twilio_error:{type(exc).__name__}")
+        except requests.Timeout:
+            return _transient(message, "timeout")
+        except requests.ConnectionError as exc:
+            return _transient(message, f"connection_error:{type(exc).__name__}")
+        raw = {"status": sent.status, "sid": sent.sid, "template": "content_sid" in params}
+        return SendResult(message.message_id, ResultStatus.accepted, PROVIDER, sent.sid, raw=raw)
+
+    def close(self) -> None:
+        def close_client(client: Client) -> None:
+            session = getattr(client.http_client, "session", None)
+            if session is not None:
+                session.close()
+
+        self._pool.close(close_client)
+
+
+def _permanent(message: OutboundMessage, reason: PermanentReason, detail: str,
+               raw: dict[str, Any] | None = None) -> SendResult:
+    return SendResult(message.message_id, ResultStatus.permanent, PROVIDER,
+                      error=Permanent(reason, detail), raw=raw or {})
+
+
+def _transient(message: OutboundMessage, reason: str, retry_after: float | None = None,
+               raw: dict[str, Any] | None = None) -> SendResult:
+    return SendResult(message.message_id, ResultStatus.transient, PROVIDER,
+                      error=Transient(reason, retry_after), raw=raw or {})
+
+
+def _from_error(message: OutboundMessage, exc: TwilioRestException | TwilioServiceException) -> SendResult:
+    status = int(exc.status or 0)
+    code = int(exc.code) if exc.code else None
+    # Twilio's error text may repeat the number: only the code and status are kept.
+    raw: dict[str, Any] = {"status_code": status, "code": code}
+    detail = f"twilio {code}" if code else f"HTTP {status}"
+    if status == 429 or code in RATE_LIMIT_CODES:
+        return _transient(message, "rate_limited", None, raw)
+    if status >= 500:
+        return _transient(message, f"server_error:{status}", raw=raw)
+    if code in OUTSIDE_WINDOW_CODES:
+        return _permanent(message, PermanentReason.outside_window, f"{detail}: outside the window", raw)
+    if code in NOT_ON_WHATSAPP_CODES:
+        return _permanent(message, PermanentReason.invalid_address, f"{detail}: not a WhatsApp number", raw)
+    if code in BLOCKED_CODES:
+        return _permanent(message, PermanentReason.blocked, detail, raw)
+    if code in TEMPLATE_CODES:
+        return _permanent(message, PermanentReason.rejected, f"{detail}: template refused", raw)
+    if status in (401, 403) or code in UNAUTHORIZED_CODES:
+        return _permanent(message, PermanentReason.unauthorized, detail, raw)
+    return _permanent(message, PermanentReason.rejected, detail, raw)

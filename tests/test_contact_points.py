@@ -1,0 +1,161 @@
+"""Contact points: an address on any installed channel, imported with that channel's own rules,
+shown masked, and moved out of customer attributes by the migration without loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from alembic import command
+from sqlalchemy import insert, select, text
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.contact_points import addresses_of, customers_with_address, record_inbound
+from orchestrator.customer_import import import_customers
+from orchestrator.db import alembic_config, get_engine, session_scope, upgrade
+from orchestrator.models import ContactPoint, Customer, utcnow
+from tests.support import postgres
+
+
+def test_contact_columns_are_checked_by_their_channel_and_stored(sqlite_url, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text(
+        "external_id,email,contact.whatsapp,contact.sms,country,whatsapp_opt_in\n"
+        "w1,w1@example.com,+1 415 555 0101,,,yes\n"
+        "w2,,whatsapp:+44 20 7946 0958,,,no\n"
+        "w3,,0151 23456789,,DE,\n"
+        "w4,,not a number,,,\n"
+        "w5,,,+14155550105,,\n"
+        "w6,w6@example.com,,,,\n",
+        encoding="utf-8",
+    )
+    report = import_customers(path)
+    assert (report.imported, [(r.line, r.field) for r in report.rejected]) == (5, [(5, "contact.whatsapp")])
+    assert "+1" not in report.rejected[0].reason and "not a phone number" in report.rejected[0].reason
+    with session_scope() as session:
+        customers = list(session.scalars(select(Customer).order_by(Customer.external_id)))
+        reach = addresses_of(session, customers)
+        by_ext = {c.external_id: reach[c.id] for c in customers}
+        points = list(session.scalars(select(ContactPoint)))
+    assert by_ext["w1"]["whatsapp"] == "whatsapp:+14155550101"
+    assert by_ext["w2"]["whatsapp"] == "whatsapp:+442079460958"
+    assert by_ext["w3"]["whatsapp"] == "whatsapp:+4915123456789"  # read in the row's country
+    assert {ch: a for ch, a in by_ext["w5"].items() if a} == {"sms": "+14155550105", "phone": "+14155550105"}
+    # (contact.sms is the phone column)
+    assert {(p.source, p.verified) for p in points} == {("import", False)}
+    # Re-importing the same file changes nothing; a new address replaces the old one.
+    import_customers(path)
+    path.write_text("external_id,contact.whatsapp\nw1,+14155550199\n", encoding="utf-8")
+    import_customers(path)
+    with session_scope() as session:
+        query = select(ContactPoint.address).where(ContactPoint.customer_id == customers[0].id)
+        assert session.scalar(query) == "whatsapp:+14155550199"
+        assert len(list(session.scalars(select(ContactPoint)))) == 3
+
+
+def test_an_unknown_contact_channel_is_reported_not_guessed(sqlite_url, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("external_id,contact.pigeon\np1,coop 4\n", encoding="utf-8")
+    report = import_customers(path)
+    assert report.imported == 1 and "no installed channel 'pigeon'" in report.warnings[0]
+
+
+def test_the_inbound_message_verifies_the_address_and_opens_the_window(db_url):
+    with session_scope() as session:
+        customer = Customer(external_id="c1")
+        session.add(customer)
+        session.flush()
+        session.add(ContactPoint(customer_id=customer.id, channel="whatsapp", address="whatsapp:+14155550101",
+                                 source="import"))
+    at = utcnow()
+    with session_scope() as session:
+        assert record_inbound(session, "whatsapp", "whatsapp:+14155550101", at) == [customer.id]
+        assert record_inbound(session, "whatsapp", "whatsapp:+14155550999", at) == []
+    with session_scope() as session:
+        point = session.scalars(select(ContactPoint)).one()
+        assert point.verified and point.last_inbound_at.replace(microsecond=0) == at.replace(microsecond=0)
+        assert customers_with_address(session, "whatsapp", "whatsapp:+14155550101") == [customer.id]
+
+
+def test_customers_show_lists_every_address_masked_unless_revealed(sqlite_url, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("external_id,email,contact.whatsapp\nw1,ada@example.com,+14155550101\n", encoding="utf-8")
+    import_customers(path)
+    runner = CliRunner()
+    shown = json.loads(runner.invoke(app, ["customers", "show", "w1", "--json"]).stdout)
+    assert {"channel": "whatsapp", "address": "whatsapp:+***01", "verified": False, "source": "import"} \
+        in shown["contact_points"]
+    assert {"channel": "email", "address": "a***@e***", "verified": None, "source": "profile"} \
+        in shown["contact_points"]
+    revealed = json.loads(runner.invoke(app, ["customers", "show", "w1", "--json", "--reveal"]).stdout)
+    assert {p["address"] for p in revealed["contact_points"]} == {"ada@example.com", "whatsapp:+14155550101"}
+    table = runner.invoke(app, ["customers", "show", "w1"])
+    assert table.exit_code == 0 and "+14155550101" not in table.stdout and "whatsapp:+***01" in table.stdout
+
+
+# --- the migration, from a database made by the previous schema ----------------------------------
+
+PREVIOUS = "0004_delivery_event_kind"  # the schema before contact points
+
+
+def _migrate_from_previous_schema(url: str) -> None:
+    command.upgrade(alembic_config(url), PREVIOUS)
+    now = utcnow()
+    rows = [
+        {"external_id": "legacy-1", "name": "Ada", "email": "ada@example.com", "phone": "+14155550101",
+         "x_user_id": "1234", "attributes": {"whatsapp_address": "whatsapp:+14155550101", "plan": "pro"}},
+        {"external_id": "legacy-2", "name": "Bo", "email": None, "phone": "+14155550102", "x_user_id": None,
+         "attributes": {"whatsapp_address": "+14155550102", "pager_address": "kept as it was"}},
+        {"external_id": "legacy-3", "name": "Cy", "email": "cy@example.com", "phone": None, "x_user_id": None,
+         "attributes": {}},
+    ]
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        conn.execute(insert(Customer.__table__), [
+            {**row, "timezone": "UTC", "locale": "en", "tier": "standard", "created_at": now,
+             "updated_at": now} for row in rows
+        ])
+        assert "contact_point" not in {r[0] for r in conn.execute(text(
+            "SELECT name FROM sqlite_master" if url.startswith("sqlite") else
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))}
+    upgrade(url)
+    with session_scope(url) as session:
+        customers = {c.external_id: c for c in session.scalars(select(Customer))}
+        reach = addresses_of(session, customers.values())
+        points = list(session.scalars(select(ContactPoint)))
+    ada, bo, cy = ({ch: a for ch, a in reach[customers[k].id].items() if a}
+                   for k in ("legacy-1", "legacy-2", "legacy-3"))
+    assert ada == {"email": "ada@example.com", "sms": "+14155550101", "social": "1234",
+                   "phone": "+14155550101", "whatsapp": "whatsapp:+14155550101"}
+    assert bo["whatsapp"] == "+14155550102" and bo["sms"] == "+14155550102"  # moved as it was, not lost
+    assert cy == {"email": "cy@example.com"}
+    assert {(p.channel, p.source) for p in points} == {("whatsapp", "migration")}
+    assert customers["legacy-1"].attributes == {"plan": "pro"}
+    assert customers["legacy-2"].attributes == {"pager_address": "kept as it was"}  # no such channel
+    # And back: the downgrade returns the addresses to the attributes.
+    command.downgrade(alembic_config(url), PREVIOUS)
+    with get_engine(url).connect() as conn:
+        c = Customer.__table__.c
+        attributes = {k: v for k, v in conn.execute(select(c.external_id, c.attributes))}
+    attributes = {k: json.loads(v) if isinstance(v, str) else v for k, v in attributes.items()}
+    assert attributes["legacy-1"] == {"plan": "pro", "whatsapp_address": "whatsapp:+14155550101"}
+
+
+def test_the_migration_moves_plug_in_addresses_without_loss_on_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path / 'previous.db'}"
+    _migrate_from_previous_schema(url)
+    get_engine(url).dispose()
+
+
+@pytest.mark.postgres
+def test_the_migration_moves_plug_in_addresses_without_loss_on_postgresql():
+    server, reason = postgres.ensure_server()
+    if server is None:
+        pytest.skip(f"no PostgreSQL: {reason}")
+    url = postgres.create_database(server)
+    try:
+        _migrate_from_previous_schema(url)
+    finally:
+        get_engine(url).dispose()
+        postgres.drop_database(server, url)
