@@ -13,8 +13,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+# The tests also install an out-of-tree channel, as a user would install one (README, "Write your
+# own channel"): it proves a package of its own adds a channel with no change to the core.
+$(VENV)/.installed-test: pyproject.toml tests/plugins/webhook_channel/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test,report]"
+	$(BIN)/pip install --quiet -e tests/plugins/webhook_channel
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
