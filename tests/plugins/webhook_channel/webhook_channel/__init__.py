@@ -73,7 +73,8 @@ class WebhookAdapter:
                               reply.headers.get("X-Request-Id"))
         if reply.status_code == 429 or reply.status_code >= 500:
             return self._result(message, ResultStatus.transient, Transient(f"http_{reply.status_code}"))
-        reason = PermanentReason.invalid_address if reply.status_code in (404, 410) else PermanentReason.rejected
+        gone = reply.status_code in (404, 410)  # the customer's endpoint no longer exists
+        reason = PermanentReason.invalid_address if gone else PermanentReason.rejected
         return self._result(message, ResultStatus.permanent, Permanent(reason, f"HTTP {reply.status_code}"))
 
     def _result(self, message: OutboundMessage, status: ResultStatus, error: Any) -> SendResult:
