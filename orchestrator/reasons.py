@@ -71,7 +71,9 @@ TRANSIENT = Reason("transient", Kind.delay, lambda a: "the provider asked us to 
 NOT_SENT = Reason("not_sent", Kind.delay, lambda a: "went back to the queue unsent")
 # Why it is not sent at all.
 CAP = Reason("cap", Kind.suppression, lambda a: f"frequency cap {a} reached")
-CONSENT = Reason("consent", Kind.suppression, lambda a: "opted out of this topic or channel")
+CONSENT = Reason("consent", Kind.suppression,
+                 lambda a: "no opt-in on record for this channel (it needs one)" if a == "no_opt_in"
+                 else "opted out of this topic or channel")
 DO_NOT_CONTACT = Reason("do_not_contact", Kind.suppression, lambda a: "asked not to be contacted")
 NO_ADDRESS = Reason("no_address", Kind.suppression, lambda a: f"no {_channel(a)} address on file")
 SUPPRESSED = Reason("suppressed", Kind.suppression, lambda a: f"address suppressed ({a})")
