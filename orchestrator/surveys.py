@@ -22,11 +22,12 @@ from urllib.parse import quote
 from sqlmodel import Session, col, select
 
 from orchestrator.links import LinkClaims, make_token
-from orchestrator.models import Channel, Customer, CustomerFeedback, Message, MessageStatus, PhoneTask, utcnow
+from orchestrator.models import Customer, CustomerFeedback, Message, MessageStatus, PhoneTask, utcnow
 from orchestrator.phone_tasks import ACTIVE, TaskRequest, open_tasks
 from orchestrator.settings import get_settings
 
 SURVEY_TEMPLATE = "feedback_survey"
+SMS = "sms"  # a bare number replied by text is an answer
 RATING_PURPOSE = "rating"
 RATING_TTL_SECONDS = 30 * 24 * 3600  # a survey link stays valid for 30 days
 SMS_REPLY_WINDOW = timedelta(days=7)  # a bare number this long after an SMS survey is its answer
@@ -201,7 +202,7 @@ _BARE_NUMBER = re.compile(r"^\s*(\d{1,2})\s*[.!]?\s*$")
 def recent_sms_survey(session: Session, customer_id: int, now: datetime) -> Message | None:
     return session.exec(
         select(Message).where(
-            col(Message.customer_id) == customer_id, col(Message.channel) == Channel.sms.value,
+            col(Message.customer_id) == customer_id, col(Message.channel) == SMS,
             col(Message.template) == SURVEY_TEMPLATE,
             col(Message.status).in_([MessageStatus.sent.value, MessageStatus.delivered.value]),
             col(Message.sent_at) >= now - SMS_REPLY_WINDOW)
@@ -220,5 +221,5 @@ def answer_from_sms(session: Session, customer_id: int | None, body: str, now: d
     survey = recent_sms_survey(session, customer_id, now)
     if survey is None or int(match.group(1)) not in scale_of(survey).scores:
         return None
-    return record_answer(session, survey, int(match.group(1)), channel=Channel.sms.value,
+    return record_answer(session, survey, int(match.group(1)), channel=SMS,
                          source=SOURCE_SMS_RATING, now=now)
