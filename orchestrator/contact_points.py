@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, select
+from sqlalchemy import ColumnElement, Table, and_, exists, func, select
 from sqlmodel import Session
 
 from channels.channel_set import channel_spec, installed_channels
@@ -116,8 +116,10 @@ def set_contact_point(
 
 def customers_with_address(session: Session, channel: str, address: str) -> list[int]:
     """Customers reached at ``address`` on ``channel`` (inbound messages find their sender)."""
-    column = profile_column(channel)
-    if column is not None:
+    column, address = profile_column(channel), address.strip()
+    if column == "email":  # providers report the address in their own case
+        query = select(_CUSTOMER.c.id).where(func.lower(_CUSTOMER.c.email) == address.lower())
+    elif column is not None:
         query = select(_CUSTOMER.c.id).where(_CUSTOMER.c[column] == address)
     else:
         p = _POINT.c
