@@ -56,14 +56,13 @@ def warm_up(api_url: str | None) -> None:
     first trigger does not pay for it."""
     try:
         import flows.outage  # noqa: F401
-        from channels.registry import DEFAULT_PROVIDERS, adapter_class
+        from channels.channel_set import installed_channels
         from orchestrator.policy import load_policy
         from orchestrator.templating.environment import get_template_set
 
         load_policy()
         get_template_set()
-        for provider in DEFAULT_PROVIDERS.values():
-            adapter_class(provider)
+        installed_channels()  # loads every adapter that declares a channel
         with _settings(api_url):
             from prefect.client.orchestration import get_client
             from prefect.client.schemas.actions import FlowCreate

@@ -117,7 +117,7 @@ def last_send_estimate(policy: Policy, topic: str, sending: Counter[str], at: da
     """When the last of ``sending`` (messages per channel, all of ``topic``) goes out at the policy's
     rates, and which rate decides it. Requests are counted as SendGrid merges them (up to
     ``ORCH_SENDGRID_BATCH_SIZE`` a request); traffic already queued is not counted."""
-    from channels.registry import DEFAULT_PROVIDERS
+    from channels.channel_set import declaring_adapter
     from channels.sendgrid.settings import SendGridSettings
     from channels.settings import AdapterChoice, current
 
@@ -125,7 +125,7 @@ def last_send_estimate(policy: Policy, topic: str, sending: Counter[str], at: da
     email_batch_size = current(SendGridSettings).batch_size
     units: dict[str, float] = {}
     for channel, n in sending.items():
-        adapter = chosen.get(channel) or DEFAULT_PROVIDERS.get(channel, "")
+        adapter = chosen.get(channel) or declaring_adapter(channel) or ""
         for rule in policy.rates.for_message(channel, adapter, topic):
             per_request = max(1, email_batch_size) if channel == "email" else 1
             units[rule.name] = units.get(rule.name, 0.0) + (
