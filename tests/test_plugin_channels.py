@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from orchestrator.audience.preferences import current_choices
 from orchestrator.consent import record_consent
 from orchestrator.contact_points import set_contact_point
 from orchestrator.db import session_scope
-from orchestrator.feedback import current_choices
 from orchestrator.links import preferences_url
 from orchestrator.models import Customer
 from orchestrator.policy import CustomerFacts, HistoryEntry, Intent, decide, parse_policy, reserve_chunk

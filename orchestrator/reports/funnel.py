@@ -30,7 +30,6 @@ from orchestrator.inbound.sms import SOURCE_SMS_KEYWORD
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
     Campaign,
-    Channel,
     ConsentEvent,
     ConsentState,
     CustomerFeedback,
@@ -111,7 +110,7 @@ def _stopped_messages(dialect: str):
     and the message it answers, like a reply's, is the latest text before it."""
     latest = _answered_message(CE.c.customer_id, CE.c.channel, CE.c.created_at, dialect).correlate(CE)
     stops = (select(latest.label("mid"))
-             .where(CE.c.source == SOURCE_SMS_KEYWORD, CE.c.channel == Channel.sms.value, CE.c.topic == ANY,
+             .where(CE.c.source == SOURCE_SMS_KEYWORD, CE.c.channel == "sms", CE.c.topic == ANY,
                     CE.c.state == ConsentState.opted_out.value).subquery("stops"))
     return select(stops.c.mid).where(stops.c.mid.is_not(None)).group_by(stops.c.mid).subquery("st")
 
