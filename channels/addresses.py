@@ -35,7 +35,7 @@ def normalise_phone(value: str, region: str) -> str:
         raise ValueError("not a phone number") from None
     # Valid in the calling code's main region (US for +1) is valid; that check is cheap,
     # the general one tries each region sharing the code (some 25 for +1).
-    main_region = phonenumbers.region_code_for_country_code(number.country_code)
+    main_region = phonenumbers.region_code_for_country_code(number.country_code or 0)
     if not (
         phonenumbers.is_valid_number_for_region(number, main_region) or phonenumbers.is_valid_number(number)
     ):

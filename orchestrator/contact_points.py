@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, exists, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from channels.channel_set import channel_spec, installed_channels
 from orchestrator.models import ContactPoint, Customer, utcnow
@@ -66,8 +66,8 @@ def addresses_of(
     wanted = [ch for ch in (channels if channels is not None else columns) if ch in columns]
     out: dict[int, dict[str, str | None]] = {}
     for row in customers:
-        get = row.get if isinstance(row, Mapping) else (lambda name, r=row: getattr(r, name, None))
-        cid = get("id")
+        get: Any = row.get if isinstance(row, Mapping) else (lambda name, r=row: getattr(r, name, None))
+        cid = int(get("id"))
         out[cid] = {ch: (get(col) or None) for ch in wanted if (col := columns[ch]) is not None}
     points = [ch for ch in wanted if columns[ch] is None]
     if points and out:
@@ -83,12 +83,12 @@ def contact_points(
     query = select(p.customer_id, p.channel, p.address).where(p.customer_id.in_(customer_ids))
     if channels is not None:
         query = query.where(p.channel.in_(channels))
-    return [tuple(row) for row in session.connection().execute(query)]  # type: ignore[misc]
+    return [(row[0], row[1], row[2]) for row in session.connection().execute(query)]
 
 
 def point_rows(session: Session, customer_id: int) -> list[ContactPoint]:
-    return list(session.scalars(select(ContactPoint).where(ContactPoint.customer_id == customer_id)
-                                .order_by(ContactPoint.channel)))
+    return list(session.scalars(select(ContactPoint).where(col(ContactPoint.customer_id) == customer_id)
+                                .order_by(col(ContactPoint.channel))))
 
 
 def set_contact_point(
@@ -98,7 +98,7 @@ def set_contact_point(
     """Stores (or replaces) the customer's address on a contact-point channel; False if unchanged."""
     now = now or utcnow()
     point = session.scalars(select(ContactPoint).where(
-        ContactPoint.customer_id == customer_id, ContactPoint.channel == channel)).first()
+        col(ContactPoint.customer_id) == customer_id, col(ContactPoint.channel) == channel)).first()
     if point is None:
         session.add(ContactPoint(customer_id=customer_id, channel=channel, address=address,
                                  verified=bool(verified), source=source, created_at=now, updated_at=now))
@@ -134,7 +134,7 @@ def record_inbound(session: Session, channel: str, address: str, at: datetime | 
     if profile_column(channel) is not None:
         return customers_with_address(session, channel, address)
     points = list(session.scalars(select(ContactPoint).where(
-        ContactPoint.channel == channel, ContactPoint.address == address)))
+        col(ContactPoint.channel) == channel, col(ContactPoint.address) == address)))
     for point in points:
         if point.last_inbound_at is None or _aware(point.last_inbound_at) < at:
             point.last_inbound_at = at

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from channels.base import ConfigurationError, OutboundMessage, PermanentReason, ResultStatus
-from channels.outbox import OutboxAdapter
 from channels.registry import adapter_for
 from channels.whatsapp.adapter import TwilioWhatsAppAdapter
 from channels.whatsapp.settings import ContentTemplate, WhatsAppSettings, load_content_map
+from orchestrator.local_channels.outbox import OutboxAdapter
 from orchestrator.settings import get_settings
 from tests.support.fakes import FakeTwilio, Fault
 

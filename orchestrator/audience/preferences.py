@@ -104,6 +104,7 @@ def texts_stopped(session: Session, customer: Customer) -> bool:
 
 def reachable_channels(session: Session, customer: Customer) -> list[str]:
     """The channels we hold an address for, in display order."""
+    assert customer.id is not None
     addresses = addresses_of(session, [customer])[customer.id]
     return [ch for ch in channel_labels() if addresses.get(ch)]
 
