@@ -7,15 +7,15 @@ from orchestrator.consent import consent_allows, current_consent, record_consent
 from orchestrator.contact_points import set_contact_point
 from orchestrator.db import session_scope
 from orchestrator.models import ContactPoint, CustomerFeedback
-from tests.support.signing import twilio_headers
+from tests.support.signing import TWILIO_ACCOUNT_SID, twilio_headers, twilio_sid
 from tests.support.web import PUBLIC_BASE_URL, TWILIO_TOKEN, add_customer, web_fixture  # noqa: F401
 
 NUMBER = "+14155550100"
 
 
 def inbound(web, body, sid="SMwa1"):
-    params = {"MessageSid": sid, "From": f"whatsapp:{NUMBER}", "To": "whatsapp:+14155238886", "Body": body,
-              "AccountSid": "ACtest"}
+    params = {"MessageSid": twilio_sid(sid), "From": f"whatsapp:{NUMBER}", "To": "whatsapp:+14155238886",
+              "Body": body, "AccountSid": TWILIO_ACCOUNT_SID}
     headers = twilio_headers(TWILIO_TOKEN, PUBLIC_BASE_URL + "/webhooks/twilio/inbound", params)
     return web.client.post("/webhooks/twilio/inbound", data=params, headers=headers)
 
