@@ -202,7 +202,7 @@ class Policy(_Strict):
         """The policy's quiet hours for the channel, else its adapter's default."""
         window = self.quiet_hours.get(channel)
         if window is None and (default := channel_spec(channel).quiet_hours) is not None:
-            window = QuietWindow(start=default[0], end=default[1])  # type: ignore[arg-type]
+            window = QuietWindow(start=default[0], end=default[1])
         return window
 
     def required_topics(self) -> list[str]:
