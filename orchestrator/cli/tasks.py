@@ -16,12 +16,13 @@ tasks_app = typer.Typer(
 
 def _customers(session: Any, ids: set[int]) -> dict[int, Any]:
     from sqlalchemy import select
+    from sqlmodel import col
 
     from orchestrator.models import Customer
 
     if not ids:
         return {}
-    return {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(ids)))}
+    return {c.id: c for c in session.scalars(select(Customer).where(col(Customer.id).in_(ids)))}
 
 
 def _origins(session: Any, tasks: list[Any]) -> dict[int, str]:
@@ -216,8 +217,8 @@ def escalate_command(
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
-            str(r["task_id"]), str(r["customer_id"]), r["topic"], str(r["overdue_minutes"]),
-            str(r["fallback_message_id"] or ""), r["note"],
+            str(r["task_id"]), str(r["customer_id"]), str(r["topic"] or ""), str(r["overdue_minutes"]),
+            str(r["fallback_message_id"] or ""), str(r["note"] or ""),
         )  # fmt: skip
     console.print(table)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, distinct, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
 from orchestrator.ledger.tables import MESSAGE
@@ -52,7 +53,7 @@ def record_update(incident_id: str, status: str, severity: str, summary: str, *,
     for _ in range(2):  # two first triggers may both insert the incident: the loser reads it
         try:
             with session_scope() as session:
-                query = select(Incident).where(Incident.incident_key == incident_id)
+                query = select(Incident).where(col(Incident.incident_key) == incident_id)
                 if not is_sqlite(session.get_bind()):
                     query = query.with_for_update()
                 incident = session.scalars(query).first()
@@ -71,8 +72,8 @@ def record_update(incident_id: str, status: str, severity: str, summary: str, *,
                 session.flush()
                 assert incident.id is not None  # flushed
                 updates = list(session.scalars(
-                    select(IncidentUpdate).where(IncidentUpdate.incident_id == incident.id)
-                    .order_by(IncidentUpdate.id)
+                    select(IncidentUpdate).where(col(IncidentUpdate.incident_id) == incident.id)
+                    .order_by(col(IncidentUpdate.id))
                 ))
                 recorded = not any(u.status == status for u in updates)
                 if recorded:  # a re-trigger of an older update does not move the incident back

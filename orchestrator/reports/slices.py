@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, select, true
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Campaign, Incident
@@ -68,13 +68,14 @@ def slice_condition(session: Session, part: ReportSlice) -> ColumnElement[bool]:
     c = MESSAGE.c
     conditions: list[ColumnElement[bool]] = []
     if part.campaign is not None:
-        campaign_id = session.execute(select(Campaign.id).where(Campaign.name == part.campaign)).scalar()
+        campaign_id = session.execute(
+            select(col(Campaign.id)).where(col(Campaign.name) == part.campaign)).scalar()
         if campaign_id is None:
             raise UnknownSlice(f"no campaign named {part.campaign!r}")
         conditions.append(c.campaign_id == campaign_id)
     if part.incident is not None:
         incident_id = session.execute(
-            select(Incident.id).where(Incident.incident_key == part.incident)).scalar()
+            select(col(Incident.id)).where(col(Incident.incident_key) == part.incident)).scalar()
         if incident_id is None:
             raise UnknownSlice(f"no incident {part.incident!r}")
         conditions.append(c.incident_id == incident_id)
@@ -104,10 +105,12 @@ def recent_slices(session: Session, since: datetime) -> list[ReportSlice]:
     """Campaigns and incidents that decided a message at or after ``since``, oldest first."""
     c = MESSAGE.c
     campaigns = session.execute(
-        select(Campaign.name).join(MESSAGE, c.campaign_id == Campaign.id).where(c.created_at >= since)
-        .group_by(Campaign.id, Campaign.name).order_by(Campaign.id)).scalars()
+        select(col(Campaign.name)).join(MESSAGE, c.campaign_id == col(Campaign.id))
+        .where(c.created_at >= since)
+        .group_by(col(Campaign.id), col(Campaign.name)).order_by(col(Campaign.id))).scalars()
     incidents = session.execute(
-        select(Incident.incident_key).join(MESSAGE, c.incident_id == Incident.id).where(c.created_at >= since)
-        .group_by(Incident.id, Incident.incident_key).order_by(Incident.id)).scalars()
+        select(col(Incident.incident_key)).join(MESSAGE, c.incident_id == col(Incident.id))
+        .where(c.created_at >= since)
+        .group_by(col(Incident.id), col(Incident.incident_key)).order_by(col(Incident.id))).scalars()
     return ([ReportSlice(campaign=name) for name in campaigns]
             + [ReportSlice(incident=key) for key in incidents])
