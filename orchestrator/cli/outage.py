@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.flow_runs import parse_pairs, print_flow_summary, run_flow
 from orchestrator.cli.output import print_json
+from orchestrator.outage_notice import Severity, Status
 
 outage_app = typer.Typer(help="Outage and incident notices: fast, once per update, closed when resolved.",
                          no_args_is_help=True)
-
-
-class Status(StrEnum):
-    investigating = "investigating"
-    identified = "identified"
-    monitoring = "monitoring"
-    resolved = "resolved"
-
-
-class Severity(StrEnum):
-    minor = "minor"
-    major = "major"
-    critical = "critical"
 
 
 @outage_app.command("notify")
@@ -32,7 +19,7 @@ def notify(
     incident_id: str = typer.Argument(..., help="The incident's id (status page or monitoring tool)."),
     status: Annotated[Status, typer.Option("--status", help="Where the incident stands.")] = ...,  # type: ignore[assignment]
     severity: Annotated[Severity, typer.Option(
-        "--severity", help="major and critical also open calls for premium accounts.")] = Severity.major,
+        "--severity", help="major and critical also open calls for premium accounts.")] = "major",
     summary: str = typer.Option(..., "--summary", help="What is broken (or, when resolved, what happened)."),
     title: str = typer.Option(None, "--title", help="A short title; then --summary says what we are doing."),
     segment: str = typer.Option(None, "--segment", help="Affected segment (default: all customers)."),
@@ -46,11 +33,11 @@ def notify(
     from flows.outage import outage_notice
 
     result = run_flow(
-        outage_notice, incident_id=incident_id, status=status.value, severity=severity.value, summary=summary,
+        outage_notice, incident_id=incident_id, status=status, severity=severity, summary=summary,
         title=title, segment=segment, affected=parse_pairs(affected, "--affected") or None,
         status_page_url=status_page_url, social_post=not no_post,
     )
-    print_json(result) if as_json else print_flow_summary(result, f"Incident {incident_id}: {status.value}")
+    print_json(result) if as_json else print_flow_summary(result, f"Incident {incident_id}: {status}")
 
 
 def register(app: typer.Typer) -> None:
