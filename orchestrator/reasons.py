@@ -100,6 +100,7 @@ VOCABULARY: dict[str, Reason] = {r.name: r for r in (
 
 # Codes written by more than one module.
 OPTED_OUT = CONSENT.code("opted_out")
+NO_OPT_IN = CONSENT.code("no_opt_in")  # a channel that needs an opt-in (WhatsApp) has none on record
 
 
 def fallback_code(failed: str, chosen: str) -> str:

@@ -29,6 +29,8 @@ from orchestrator.reasons import (
     HIGH_TOUCH,
     HOLDOUT,
     NO_ADDRESS,
+    NO_OPT_IN,
+    OPTED_OUT,
     PREFERENCE,
     QUIET_HOURS,
     ROUTE,
@@ -124,8 +126,8 @@ class _Reasons:
 
 def _no_consent(facts: CustomerFacts, channel: str, topic: str, index: _Index) -> tuple[str, str]:
     if channel in index.opt_in and consent_allows(facts.consent, facts.id, channel, topic):
-        return "consent:no_opt_in", f"{channel} needs the customer's opt-in, and none is on record."
-    return "consent:opted_out", f"Opted out of {topic} on {channel}."
+        return NO_OPT_IN, f"{channel} needs the customer's opt-in, and none is on record."
+    return OPTED_OUT, f"Opted out of {topic} on {channel}."
 
 
 def _fmt_local(t: datetime, facts: CustomerFacts) -> str:
