@@ -11,13 +11,20 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.cli.output import neutralise
+from orchestrator.cli.output import console, err_console, neutralise
 from orchestrator.db import session_scope
 from orchestrator.models import Customer, Message, MessageStatus, utcnow
 from orchestrator.phone_tasks import TaskRequest, open_tasks
 
 HOSTILE = "Ada\x1b[2J\x1b]0;owned\x07 [red]x[/] [link=https://evil.example]y[/link] \u202egnp.exe\x9b31m"
 OBEYED = ("\x1b", "\x07", "\u202e", "\x9b")
+
+
+@pytest.fixture(autouse=True)
+def wide_consoles(monkeypatch):
+    """Wide enough that no table cell is cut, whatever width an earlier test left the consoles at."""
+    for each in (console, err_console):
+        monkeypatch.setattr(each, "width", 500)
 
 
 @pytest.fixture
