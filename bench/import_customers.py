@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 from orchestrator.customer_import import ImportReport as _Report
-from orchestrator.customer_import import _read_csv, _RowValidator, import_customers
+from orchestrator.customer_import import import_customers
+from orchestrator.customer_import.read import read_csv
+from orchestrator.customer_import.validate import RowValidator
 from orchestrator.db import get_engine, session_scope, upgrade
 from samples.generate import write_bulk_csv
 from tests.support import postgres
@@ -23,9 +25,9 @@ from tests.support import postgres
 
 def _validation_seconds(path: Path) -> float:
     start = time.process_time()
-    validator = _RowValidator()
+    validator = RowValidator()
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        for item in _read_csv(handle, _Report()):
+        for item in read_csv(handle, _Report()):
             if not isinstance(item, tuple):
                 continue
             validator.validate(*item)

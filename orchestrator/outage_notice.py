@@ -12,7 +12,8 @@ from datetime import timedelta
 from typing import Any, Literal, get_args
 
 from orchestrator.models import utcnow
-from orchestrator.segments import ATTRIBUTE_PREFIXES, FIELDS, get_segment
+from orchestrator.segments import get_segment
+from orchestrator.segments.filters import ATTRIBUTE_PREFIXES, FIELDS
 from orchestrator.settings import get_settings
 
 Status = Literal["investigating", "identified", "monitoring", "resolved"]

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator import customer_import
 from orchestrator.consent import current_consent
 from orchestrator.customer_import import CustomerImportError, import_customers
+from orchestrator.customer_import import run as import_run
 from orchestrator.db import session_scope
 from orchestrator.models import ConsentEvent, ContactPreference, Customer, PreferenceEvent
 from orchestrator.validation import normalise_locale, normalise_phone, typed_attribute
@@ -170,7 +170,7 @@ def test_unknown_columns_warn_and_huge_fields_are_rejected(sqlite_url, tmp_path)
 
 
 def test_duplicates_are_caught_across_chunks_and_progress_counts_every_row(sqlite_url, tmp_path, monkeypatch):
-    monkeypatch.setattr(customer_import, "CHUNK_SIZE", 3)
+    monkeypatch.setattr(import_run, "CHUNK_SIZE", 3)
     rows = "".join(f"d{i},N{i}\n" for i in range(7)) + "d1,Again\nd9,\n"
     seen: list[int] = []
     report = import_customers(write(tmp_path / "d.csv", "external_id,name\n" + rows), progress=seen.append)

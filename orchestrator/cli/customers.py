@@ -133,7 +133,7 @@ def show_command(
 
     from orchestrator.consent import current_consent
     from orchestrator.contact_points import addresses_of, mask, point_rows
-    from orchestrator.customer_import import PREFERENCE_COLUMNS
+    from orchestrator.customer_import.columns import PREFERENCE_COLUMNS
     from orchestrator.db import session_scope
     from orchestrator.models import ContactPreference, Message
 

@@ -250,14 +250,14 @@ class _CountedName(str):
 
 
 def test_a_header_of_100000_columns_is_checked_in_linear_time(sqlite_url, tmp_path, monkeypatch, figure):
-    import orchestrator.customer_import as customer_import
+    import orchestrator.customer_import.read as reading
 
     width = 100_000
     wide = tmp_path / "wide.csv"
     names = ["external_id", "name", *(f"extra_{i}" for i in range(width - 2))]
     wide.write_text(",".join(names) + "\n" + ",".join(["w-1", "Wide", *[""] * (width - 2)]) + "\n")
-    real = customer_import._column_name
-    monkeypatch.setattr(customer_import, "_column_name", lambda raw: _CountedName(real(raw)))
+    real = reading.column_name
+    monkeypatch.setattr(reading, "column_name", lambda raw: _CountedName(real(raw)))
     _CountedName.comparisons = 0
 
     report = import_customers(wide)
@@ -276,7 +276,7 @@ def test_a_header_of_100000_columns_is_checked_in_linear_time(sqlite_url, tmp_pa
 
 def test_a_segments_file_that_expands_through_aliases_is_refused_before_compiling(
         sqlite_url, monkeypatch, figure):
-    import orchestrator.segments as segments
+    import orchestrator.segments.filters as segments
 
     compiled = 0
     real = segments._Compiler.entry

@@ -1,4 +1,4 @@
-"""Named audiences: filters declared in ``segments.yaml``, compiled to SQL the database runs.
+"""The filter language of segments, compiled to a SQLAlchemy condition on the customer table.
 
 A filter is a mapping. Each entry is ANDed with the others and is one of:
 
@@ -25,38 +25,16 @@ segment and the path of the offending key; nothing is executed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import yaml
-from sqlalchemy import (
-    Boolean,
-    ColumnElement,
-    Float,
-    String,
-    Table,
-    and_,
-    case,
-    cast,
-    false,
-    func,
-    literal,
-    not_,
-    or_,
-    select,
-    true,
-)
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.expression import ColumnClause
+from sqlalchemy import ColumnElement, Table, and_, not_, or_, true
 
 from channels.channel_set import UnknownChannel
 from orchestrator.contact_points import reachable
 from orchestrator.models import Customer, utcnow
-from orchestrator.settings import get_settings
+from orchestrator.segments.attribute_sql import AttributeArrayContains, AttributeValue
 
 _CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
 
@@ -69,7 +47,6 @@ FIELDS: dict[str, str] = {
 OPERATORS = ("equals", "not_equals", "in", "range", "exists", "contains")
 ATTRIBUTE_PREFIXES = ("attributes.", "attr.")
 ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z0-9_]+$")
-SEGMENT_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _RELATIVE_DATE_RE = re.compile(r"^([+-])(\d{1,4})([dwmy])$")
 
 
@@ -81,132 +58,6 @@ MAX_FILTER_CONDITIONS = 2_000
 
 class SegmentError(ValueError):
     """A segment that does not exist or whose filter cannot be compiled."""
-
-
-@dataclass
-class Segment:
-    name: str
-    description: str
-    filter: dict = field(default_factory=dict)
-
-
-ALL = Segment("all", "Every customer", {})
-
-
-# Loading ---------------------------------------------------------------------------------
-
-
-def load_segments(path: Path | None = None) -> dict[str, Segment]:
-    """The built-in ``all`` plus every segment in the file (default: settings' segments_path).
-
-    Every filter is compiled once here, so a broken file fails when it is loaded.
-    """
-    segments = {ALL.name: ALL}
-    source = Path(path) if path is not None else get_settings().segments_path
-    if not source.exists():
-        if path is not None:
-            raise SegmentError(f"segments file not found: {source}")
-        return segments
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SegmentError(f"{source}: not valid YAML: {exc}") from None
-    except RecursionError:
-        raise SegmentError(f"{source}: nested too deeply to read") from None
-    entries = data.get("segments", {}) if isinstance(data, dict) else None
-    if not isinstance(entries, dict):
-        raise SegmentError(f"{source}: expected a mapping 'segments: {{name: {{description, filter}}}}'")
-    for name, spec in entries.items():
-        if not isinstance(name, str) or not SEGMENT_NAME_RE.match(name):
-            raise SegmentError(f"{source}: segment name {name!r} must use letters, digits, _ . -")
-        if name == ALL.name:
-            raise SegmentError(f"{source}: 'all' is built in and cannot be redefined")
-        if not isinstance(spec, dict) or set(spec) - {"description", "filter"}:
-            raise SegmentError(f"segment {name!r}: expected 'description' and 'filter' keys only")
-        segment = Segment(name, str(spec.get("description") or ""), spec.get("filter") or {})
-        try:
-            compile_filter(segment.filter, segment=name)
-        except SegmentError as exc:
-            raise SegmentError(f"{source}: {exc}") from None
-        segments[name] = segment
-    return segments
-
-
-def get_segment(name: str, path: Path | None = None) -> Segment:
-    segments = load_segments(path)
-    try:
-        return segments[name]
-    except KeyError:
-        raise SegmentError(f"unknown segment {name!r} (known: {', '.join(sorted(segments))})") from None
-
-
-# Querying --------------------------------------------------------------------------------
-
-
-def _condition(segment: Segment | str, extra: dict | None) -> ColumnElement[bool]:
-    seg = get_segment(segment) if isinstance(segment, str) else segment
-    condition = compile_filter(seg.filter, segment=seg.name)
-    if extra:
-        condition = and_(condition, compile_filter(extra, segment=f"{seg.name} (extra filter)"))
-    return condition
-
-
-def iter_audience_chunks(
-    session: Any, segment: Segment | str, chunk_size: int = 1000, extra: dict | None = None
-) -> Iterator[list[int]]:
-    """Customer ids in the segment, ascending, ``chunk_size`` at a time (keyset pagination)."""
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be at least 1")
-    condition = _condition(segment, extra)
-    id_column = _CUSTOMER.c.id
-    last: int | None = None
-    while True:
-        query = select(id_column).where(condition).order_by(id_column).limit(chunk_size)
-        if last is not None:
-            query = query.where(id_column > last)
-        ids = list(session.execute(query).scalars())
-        if ids:
-            yield ids
-        if len(ids) < chunk_size:
-            return
-        last = ids[-1]
-
-
-def audience_between(session: Any, segment: Segment | str, first: int, last: int,
-                     extra: dict | None = None) -> list[int]:
-    """Customer ids in the segment from ``first`` to ``last`` (inclusive), ascending: one chunk of
-    ``iter_audience_chunks`` found again from its bounds."""
-    id_column = _CUSTOMER.c.id
-    query = select(id_column).where(_condition(segment, extra), id_column >= first, id_column <= last)
-    return list(session.execute(query.order_by(id_column)).scalars())
-
-
-@dataclass(frozen=True)
-class SegmentAudience:
-    """The customers of a segment (narrowed by ``extra``), read in short transactions: what a
-    chunk task finds its customers in from an id range."""
-
-    segment: str
-    extra: dict | None = None
-
-    def chunks(self, chunk_size: int) -> Iterator[list[int]]:
-        from orchestrator.db import ShortTransactionReader
-
-        return iter_audience_chunks(ShortTransactionReader(), self.segment, chunk_size=chunk_size,
-                                    extra=self.extra)
-
-    def between(self, first: int, last: int) -> list[int]:
-        from orchestrator.db import ShortTransactionReader
-
-        return audience_between(ShortTransactionReader(), self.segment, first, last, extra=self.extra)
-
-
-def count_audience(session: Any, segment: Segment | str, extra: dict | None = None) -> int:
-    query = select(func.count()).select_from(_CUSTOMER).where(_condition(segment, extra))
-    return int(session.execute(query).scalar_one())
-
-
-# Compiling -------------------------------------------------------------------------------
 
 
 def compile_filter(filter: dict, *, segment: str = "<inline>") -> ColumnElement[bool]:
@@ -316,9 +167,9 @@ class _Compiler:
                 raise self.error(path, f"'contains' works on text, {target.name} holds {target.kind}s")
             if target.kind == "text":
                 return _not_null_and(target.column(), target.column().icontains(arg, autoescape=True))
-            text_value = _AttributeValue(target.attribute, "text")
+            text_value = AttributeValue(target.attribute, "text")
             in_text = _not_null_and(text_value, text_value.icontains(arg, autoescape=True))
-            return or_(in_text, _AttributeArrayContains(target.attribute, arg))
+            return or_(in_text, AttributeArrayContains(target.attribute, arg))
         if op == "range":
             return self.range(target, arg, path)
         raise self.error(path, f"unknown operator (operators: {', '.join(OPERATORS)})")
@@ -330,7 +181,7 @@ class _Compiler:
             kind = "bool" if isinstance(value, bool) else "number" if _is_number(value) else "text"
             if isinstance(value, date):
                 kind, value = "text", value.isoformat()
-            expr = _AttributeValue(target.attribute, kind)
+            expr = AttributeValue(target.attribute, kind)
             return _not_null_and(expr, expr == value)
         column = target.column()
         return _not_null_and(column, column == self.typed(target, value, path))
@@ -357,10 +208,10 @@ class _Compiler:
         if target.kind is None:
             numeric = all(_is_number(v) for v in bounds.values())
             if numeric:
-                expr: Any = _AttributeValue(target.attribute, "number")
+                expr: Any = AttributeValue(target.attribute, "number")
             else:  # dates stored as ISO text compare correctly as text
                 bounds = {k: self.date_value(v, f"{path}.{k}").isoformat() for k, v in bounds.items()}
-                expr = _AttributeValue(target.attribute, "text")
+                expr = AttributeValue(target.attribute, "text")
         elif target.kind == "text":
             raise self.error(path, f"'range' needs numbers or dates, {target.name} holds text")
         else:
@@ -401,7 +252,7 @@ class _Target:
         return _CUSTOMER.c[self.name]
 
     def any_value(self) -> Any:
-        return self.column() if self.attribute is None else _AttributeValue(self.attribute, "kind")
+        return self.column() if self.attribute is None else AttributeValue(self.attribute, "kind")
 
 
 def _is_number(value: Any) -> bool:
@@ -431,95 +282,3 @@ def _shift(day: date, amount: int, unit: str) -> date:
         except ValueError:
             continue
     raise AssertionError("unreachable")
-
-
-# Attribute access, per dialect -----------------------------------------------------------
-
-
-class _AttributeColumn(ColumnClause):
-    """Renders per dialect (below); reads customer.attributes, so a query selects FROM customer."""
-
-    inherit_cache = False
-
-    @property
-    def _from_objects(self) -> list[Any]:
-        return [_CUSTOMER]
-
-
-class _AttributeValue(_AttributeColumn):
-    """``customer.attributes[key]`` if its JSON type matches ``kind``, else NULL.
-
-    kind: text, number, bool, or ``kind`` (the JSON type's name, NULL for missing or null).
-    The key travels as a bound parameter.
-    """
-
-    inherit_cache = False
-
-    def __init__(self, key: str, kind: str) -> None:
-        types = {"text": String(), "number": Float(), "bool": Boolean(), "kind": String()}
-        super().__init__(f"attributes.{key}", type_=types[kind])
-        self.key_name = key
-        self.kind = kind
-
-
-class _AttributeArrayContains(_AttributeColumn):
-    """True when ``customer.attributes[key]`` is a JSON array holding the text ``value``."""
-
-    inherit_cache = False
-
-    def __init__(self, key: str, value: str) -> None:
-        super().__init__(f"attributes.{key}", type_=Boolean())
-        self.key_name = key
-        self.value = value
-
-
-@compiles(_AttributeValue, "sqlite")
-def _attribute_value_sqlite(element: _AttributeValue, compiler: Any, **kw: Any) -> str:
-    column = _CUSTOMER.c.attributes
-    path = literal(f'$."{element.key_name}"', String())
-    json_type = func.json_type(column, path)
-    value = func.json_extract(column, path)
-    expr = {
-        "text": case((json_type == "text", value)),
-        "number": case((json_type.in_(["integer", "real"]), value)),
-        "bool": case((json_type == "true", true()), (json_type == "false", false())),
-        "kind": case(
-            (json_type == "text", "string"),
-            (json_type.in_(["integer", "real"]), "number"),
-            (json_type.in_(["true", "false"]), "boolean"),
-            (json_type.in_(["array", "object"]), json_type),
-        ),
-    }[element.kind]
-    return compiler.process(expr, **kw)
-
-
-@compiles(_AttributeValue, "postgresql")
-def _attribute_value_postgresql(element: _AttributeValue, compiler: Any, **kw: Any) -> str:
-    column = _CUSTOMER.c.attributes
-    key = literal(element.key_name, String())
-    json_type = func.json_typeof(column.op("->")(key))
-    text = column.op("->>")(key)
-    expr = {
-        "text": case((json_type == "string", text)),
-        "number": case((json_type == "number", cast(text, Float()))),
-        "bool": case((json_type == "boolean", cast(text, Boolean()))),
-        "kind": case((json_type != "null", json_type)),
-    }[element.kind]
-    return compiler.process(expr, **kw)
-
-
-@compiles(_AttributeArrayContains, "sqlite")
-def _array_contains_sqlite(element: _AttributeArrayContains, compiler: Any, **kw: Any) -> str:
-    path = literal(f'$."{element.key_name}"', String())
-    items = func.json_each(_CUSTOMER.c.attributes, path).table_valued("value", "type")
-    json_type = func.json_type(_CUSTOMER.c.attributes, path)
-    found = select(literal(1)).select_from(items).where(items.c.value == element.value).exists()
-    return compiler.process(and_(json_type == "array", found), **kw)
-
-
-@compiles(_AttributeArrayContains, "postgresql")
-def _array_contains_postgresql(element: _AttributeArrayContains, compiler: Any, **kw: Any) -> str:
-    node = _CUSTOMER.c.attributes.op("->")(literal(element.key_name, String()))
-    wanted = func.jsonb_build_array(literal(element.value, String()))
-    expr = case((func.json_typeof(node) == "array", cast(node, JSONB).op("@>")(wanted)), else_=false())
-    return compiler.process(expr, **kw)
