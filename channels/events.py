@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from channels.base import PermanentReason
+
 # ProviderEvent.opt_out_topic: every topic on the event's channel (consent's wildcard), or the
 # topic of the message the event is about.
 ALL_TOPICS = "*"
@@ -68,6 +70,9 @@ class ProviderEvent:
     occurred_at: datetime | None = None
     address: str | None = None
     suppress_reason: str | None = None  # the address is dead: never use it again
+    # A late refusal (a failure reported after the provider accepted the message) in the terms of
+    # a refused send: the policy treats it as that ``Permanent`` and may fall back.
+    permanent: PermanentReason | None = None
     opt_out_topic: str | None = None  # ALL_TOPICS or MESSAGE_TOPIC
     error: str | None = None
 

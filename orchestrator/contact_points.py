@@ -48,15 +48,6 @@ def normalise_address(channel: str, raw: str, region: str) -> str:
     return channel_spec(channel).address.normalise(raw.strip(), region)
 
 
-def mask(channel: str, address: str | None) -> str:
-    if not address:
-        return ""
-    try:
-        return channel_spec(channel).address.mask(address)
-    except ValueError:
-        return address[:1] + "***"
-
-
 def addresses_of(
     session: Session, customers: Iterable[Mapping[str, Any] | Any], channels: Iterable[str] | None = None
 ) -> dict[int, dict[str, str | None]]:

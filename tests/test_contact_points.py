@@ -159,3 +159,37 @@ def test_the_migration_moves_plug_in_addresses_without_loss_on_postgresql():
     finally:
         get_engine(url).dispose()
         postgres.drop_database(server, url)
+
+
+def test_built_in_addresses_are_imported_shown_and_masked_as_contact_points(sqlite_url, tmp_path):
+    """Email, SMS and X addresses live on the customer row (see ARCHITECTURE.md), but to the user
+    they are contact points like any other: ``contact.<channel>`` columns, one list, one masking."""
+    from orchestrator.privacy import mask_address
+
+    path = tmp_path / "customers.csv"
+    path.write_text(
+        "external_id,email,contact.email,contact.sms,contact.social,contact.whatsapp\n"
+        "u1,,ada@Example.COM,+1 415 555 0101,1234,+14155550101\n"
+        "u2,bo@example.com,other@example.com,,,\n",
+        encoding="utf-8",
+    )
+    report = import_customers(path)
+    assert report.imported == 1
+    assert [(r.line, r.field) for r in report.rejected] == [(3, "contact.email")]
+    assert "differs from the email column" in report.rejected[0].reason
+    with session_scope() as session:
+        customer = session.scalars(select(Customer)).one()
+    assert (customer.email, customer.phone, customer.x_user_id) == ("ada@example.com", "+14155550101", "1234")
+
+    shown = json.loads(CliRunner().invoke(app, ["customers", "show", "u1", "--json"]).stdout)
+    listed = {p["channel"]: p for p in shown["contact_points"]}
+    assert set(listed) == {"email", "sms", "phone", "social", "whatsapp"}
+    assert {listed[ch]["source"] for ch in ("email", "sms", "phone", "social")} == {"profile"}
+    assert listed["whatsapp"]["source"] == "import"
+    stored = {"email": "ada@example.com", "sms": "+14155550101", "phone": "+14155550101", "social": "1234",
+              "whatsapp": "whatsapp:+14155550101"}
+    for channel, address in stored.items():  # the masking logs use, for every channel
+        assert listed[channel]["address"] == mask_address(channel, address)
+    assert "+14155550101" not in json.dumps(shown) and "ada@example.com" not in json.dumps(shown)
+    assert shown["profile"]["email"] == listed["email"]["address"]
+    assert shown["profile"]["phone"] == listed["sms"]["address"]

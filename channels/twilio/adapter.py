@@ -155,15 +155,15 @@ def _from_twilio_error(
         raw["headers"] = safe_headers(last.headers)
     detail = f"twilio {code}: {text}" if code else f"HTTP {status}: {text}"
     known = ERRORS.get(code) if code is not None else None
-    if status == 429 or (known is not None and known.send is None):
+    if status == 429 or (known is not None and known.reason is None):
         retry_after = retry_after_seconds(header(last.headers if last else None, "Retry-After"))
         return transient(message, PROVIDER, "rate_limited", retry_after, raw)
     if status >= 500:
         return transient(message, PROVIDER, f"server_error:{status}", raw=raw)
-    if known is not None and known.send is not None:
+    if known is not None and known.reason is not None:
         # PermanentReason.unsubscribed: the recipient opted out at the carrier/Twilio level.
         # Adapters never write policy: the dispatcher records the opt-out from this result.
-        return permanent(message, PROVIDER, known.send, detail, raw)
+        return permanent(message, PROVIDER, known.reason, detail, raw)
     if status in (401, 403):
         return permanent(message, PROVIDER, PermanentReason.unauthorized, detail, raw)
     return permanent(message, PROVIDER, PermanentReason.rejected, detail, raw)

@@ -24,7 +24,7 @@ from channels.events import (
     SmsKeyword,
     parse_message_id,
 )
-from channels.twilio.errors import dead_number_reason
+from channels.twilio.errors import known_error
 
 PROVIDER = "twilio"
 CHANNEL = "sms"
@@ -129,7 +129,9 @@ def status_event(params: Mapping[str, str], message_id: str | None) -> ProviderE
     code = (params.get("ErrorCode") or "").strip()
     if code and event.status is DeliveryStatus.failed:
         event.error = f"twilio {status}: error {code}"
-        event.suppress_reason = dead_number_reason(code)
+        known = known_error(code)
+        if known is not None:
+            event.permanent, event.suppress_reason = known.reason, known.suppress
         if event.suppress_reason == OPTED_OUT:
             event.opt_out_topic = ALL_TOPICS
     return event

@@ -13,7 +13,10 @@ WhatsApp's rules, as the adapter applies them:
   which the inbound webhook records), free-form text goes out; outside it only a pre-approved
   Content template (ContentSid + ContentVariables), configured per message and locale; with no
   template for the message the result is ``Permanent(outside_window)``, so the policy falls back;
-- Twilio 63016 (outside the window) and 63003 (not a WhatsApp number) are permanent too.
+- Twilio 63016 (outside the window), 63003 (not a WhatsApp number) and the other WhatsApp codes
+  are read from Twilio's one error table (``channels.twilio.errors``), whether Twilio refuses the
+  send at once or reports the failure later in a status callback: either way the result is the
+  same ``Permanent`` reason, so the policy falls back; a late 63003 also suppresses the address.
 """
 
 from __future__ import annotations

@@ -25,18 +25,15 @@ from channels.base import (
     Transient,
 )
 from channels.concurrency import PerThreadPool
+from channels.twilio.errors import known_error
 from channels.whatsapp import PREFIX, WHATSAPP, WINDOW_HOURS
 from channels.whatsapp.settings import ContentMap, WhatsAppSettings, load_content_map, template_for
 
 PROVIDER = "twilio-whatsapp"
 
-# https://www.twilio.com/docs/api/errors
-OUTSIDE_WINDOW_CODES = {63016}  # free-form message outside the 24-hour window
-NOT_ON_WHATSAPP_CODES = {63003, 21211}  # the To address is not a WhatsApp user / not a number
-BLOCKED_CODES = {63024, 63030, 21610}  # invalid recipient, unsupported, opted out
-TEMPLATE_CODES = {63027, 63028, 21656}  # template missing for the locale, variables wrong
-UNAUTHORIZED_CODES = {20003, 20005, 63007}  # auth, suspended, sender not a WhatsApp sender
-RATE_LIMIT_CODES = {20429, 63018}
+# What a refusal means, in words for the ledger (Twilio's own text may repeat the number).
+_WORDS = {PermanentReason.outside_window: "outside the window", PermanentReason.invalid_address:
+          "not a WhatsApp number", PermanentReason.rejected: "template refused"}
 
 _quiet_logger = logging.getLogger("channels.whatsapp.http")  # the SDK logs numbers at INFO
 _quiet_logger.setLevel(logging.WARNING)
@@ -150,23 +147,21 @@ def _transient(message: OutboundMessage, reason: str, retry_after: float | None 
 
 
 def _from_error(message: OutboundMessage, exc: TwilioRestException | TwilioServiceException) -> SendResult:
+    """The send's end by Twilio's error table (``channels.twilio.errors``), which status
+    callbacks read too: a refusal means the same whether it comes at once or late."""
     status = int(exc.status or 0)
     code = int(exc.code) if exc.code else None
     # Twilio's error text may repeat the number: only the code and status are kept.
     raw: dict[str, Any] = {"status_code": status, "code": code}
     detail = f"twilio {code}" if code else f"HTTP {status}"
-    if status == 429 or code in RATE_LIMIT_CODES:
+    known = known_error(code)
+    if status == 429 or (known is not None and known.reason is None):
         return _transient(message, "rate_limited", None, raw)
     if status >= 500:
         return _transient(message, f"server_error:{status}", raw=raw)
-    if code in OUTSIDE_WINDOW_CODES:
-        return _permanent(message, PermanentReason.outside_window, f"{detail}: outside the window", raw)
-    if code in NOT_ON_WHATSAPP_CODES:
-        return _permanent(message, PermanentReason.invalid_address, f"{detail}: not a WhatsApp number", raw)
-    if code in BLOCKED_CODES:
-        return _permanent(message, PermanentReason.blocked, detail, raw)
-    if code in TEMPLATE_CODES:
-        return _permanent(message, PermanentReason.rejected, f"{detail}: template refused", raw)
-    if status in (401, 403) or code in UNAUTHORIZED_CODES:
+    if known is not None and known.reason is not None:
+        words = _WORDS.get(known.reason)
+        return _permanent(message, known.reason, f"{detail}: {words}" if words else detail, raw)
+    if status in (401, 403):
         return _permanent(message, PermanentReason.unauthorized, detail, raw)
     return _permanent(message, PermanentReason.rejected, detail, raw)

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from orchestrator.cli.output import DataTable, console, database_errors, err_console, fail, plain, print_json
 from orchestrator.models import Customer
-from orchestrator.privacy import mask_email, mask_phone
+from orchestrator.privacy import mask_address
 
 customers_app = typer.Typer(help="Import, inspect and list customers.", no_args_is_help=True)
 
@@ -30,8 +30,9 @@ def customer_row(customer: Customer, *, reveal: bool = False) -> dict[str, Any]:
     return {
         "external_id": customer.external_id,
         "name": customer.name,
-        "email": customer.email if reveal else mask_email(customer.email),
-        "phone": customer.phone if reveal else mask_phone(customer.phone),
+        # Masked as the channels' own address kinds mask them, like every other address.
+        "email": customer.email if reveal else mask_address("email", customer.email),
+        "phone": customer.phone if reveal else mask_address("sms", customer.phone),
         "x_handle": customer.x_handle,
         "timezone": customer.timezone,
         "locale": customer.locale,
@@ -132,7 +133,7 @@ def show_command(
     from sqlmodel import select
 
     from orchestrator.consent import current_consent
-    from orchestrator.contact_points import addresses_of, mask, point_rows
+    from orchestrator.contact_points import addresses_of, point_rows
     from orchestrator.customer_import.columns import PREFERENCE_COLUMNS
     from orchestrator.db import session_scope
     from orchestrator.models import ContactPreference, Message
@@ -151,7 +152,7 @@ def show_command(
         "profile": {**customer_row(customer, reveal=reveal), "x_user_id": customer.x_user_id},
         "attributes": customer.attributes,
         "contact_points": [
-            {"channel": channel, "address": address if reveal else mask(channel, address),
+            {"channel": channel, "address": address if reveal else mask_address(channel, address),
              "verified": points[channel].verified if channel in points else None,
              "source": points[channel].source if channel in points else "profile"}
             for channel, address in addresses.items() if address

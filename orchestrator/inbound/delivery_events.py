@@ -5,6 +5,12 @@ the row), is stored as a ``DeliveryEvent`` row, suppresses a dead address and re
 opt-out. Every effect is idempotent: the event row is inserted first with ``ON CONFLICT DO
 NOTHING`` on (provider, provider_event_id), and only a newly inserted event has effects, so a
 repeated (or concurrent) delivery changes nothing.
+
+A failure the provider reports after accepting the message (a Twilio status callback with a
+WhatsApp 63016 or 63003) that carries a ``Permanent`` reason is that refusal, late: the failed row
+gets its ``permanent:<reason>`` code and, in the same transaction, the policy's fallback reserves
+the next channel (``orchestrator.policy.fallback``), exactly as for a refusal at send time. The
+fallback row's dedupe key makes a second report of the failure find it instead of adding one.
 """
 
 from __future__ import annotations
@@ -16,12 +22,21 @@ from datetime import datetime
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from channels.events import MESSAGE_TOPIC, ProviderEvent
+from channels.events import MESSAGE_TOPIC, DeliveryStatus, ProviderEvent
 from orchestrator.consent import ANY, opt_out, suppress_address
 from orchestrator.contact_points import addresses_of, customers_with_address
-from orchestrator.ledger.delivery import DeliveryMove, advance_delivery_status
+from orchestrator.ledger.changes import Failure
+from orchestrator.ledger.delivery import (
+    PROGRESS_RANK,
+    DeliveryMove,
+    add_failure_reasons,
+    advance_delivery_status,
+)
 from orchestrator.models import Customer, DeliveryEvent, Message, MessageStatus, utcnow
+from orchestrator.policy.config import load_policy
+from orchestrator.policy.fallback import fallback_in
 from orchestrator.privacy import mask_address
+from orchestrator.reasons import PERMANENT
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +53,8 @@ class DeliveryEventReport:
     suppressed: int = 0
     opt_outs: int = 0
     unmatched: int = 0  # events whose message we could not find (kept all the same)
+    late_failures: int = 0  # failures after the send that carry a Permanent reason
+    fallbacks: int = 0  # next-channel rows reserved for them
 
 
 def record_new_events(
@@ -109,6 +126,12 @@ def apply_provider_events(
                      status=MessageStatus(e.status) if e.status else None, occurred_at=e.occurred_at,
                      error=e.error, provider=e.provider, provider_message_id=e.provider_message_id)
         for e, m in fresh if m is not None and m.id is not None], now)
+    late = late_failures(fresh)
+    if late:
+        report.late_failures = len(late)
+        add_failure_reasons(session, {f.message_id: f.reason for f in late}, now)
+        result = fallback_in(session, late, now, load_policy())
+        report.fallbacks = sum(count for status, count in result.counts.items() if status != "duplicate")
     for event, message in fresh:
         if not (event.suppress_reason or event.opt_out_topic):
             continue
@@ -130,6 +153,19 @@ def apply_provider_events(
                 report.opt_outs += opt_out(session, customer_id, event.channel, topic,
                                            webhook_source(event.provider))
     return report
+
+
+def late_failures(fresh: list[tuple[ProviderEvent, Message | None]]) -> list[Failure]:
+    """The events that fail a message not failed before, with a ``Permanent`` reason: one per
+    message (Twilio may report ``failed`` and then ``undelivered``)."""
+    out: dict[int, Failure] = {}
+    for event, m in fresh:
+        if (m is None or m.id is None or event.permanent is None or event.status is not DeliveryStatus.failed
+                or PROGRESS_RANK.get(m.status, 0) >= PROGRESS_RANK[MessageStatus.failed]):
+            continue
+        out.setdefault(m.id, Failure(m.id, m.customer_id, m.channel, m.topic, MessageStatus.failed.value,
+                                     PERMANENT.code(event.permanent.value), event.error or ""))
+    return list(out.values())
 
 
 def _address(session: Session, event: ProviderEvent, message: Message | None) -> str | None:

@@ -98,3 +98,20 @@ def advance_delivery_status(session: Session, moves: list[DeliveryMove], now: da
         conn.execute(update(MESSAGE).where(c.id == bindparam("mid"), c.status.in_(lower)).values(**values),
                      params)
     return taken
+
+
+def add_failure_reasons(session: Session, reasons: dict[int, str], now: datetime) -> None:
+    """Appends each failed message's reason code (``permanent:outside_window``) to its reasons, as
+    dispatch does for a refusal at send time, so ``explain`` says why a message that the provider
+    first accepted failed later. Rows that are not ``failed`` or already carry the code are left."""
+    if not reasons:
+        return
+    conn = session.connection()
+    c = MESSAGE.c
+    rows = conn.execute(select(c.id, c.reason_codes).where(
+        c.id.in_(sorted(reasons)), c.status == MessageStatus.failed.value)).all()
+    params = [{"mid": row.id, "codes": [*(row.reason_codes or []), reasons[row.id]]}
+              for row in rows if reasons[row.id] not in (row.reason_codes or [])]
+    if params:
+        conn.execute(update(MESSAGE).where(c.id == bindparam("mid"))
+                     .values(reason_codes=bindparam("codes"), updated_at=now), params)

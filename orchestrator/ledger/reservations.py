@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import Session, col
 
-from orchestrator.db import session_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Message, MessageStatus
 from orchestrator.reasons import ESCALATION, fallback_code
@@ -138,35 +137,35 @@ def insert_reserved(session: Session, rows: list[tuple[Any, ...]], sqlite: bool
     return out
 
 
-def put_reason_first(labels: dict[int, tuple[str, str]], url: str | None = None) -> None:
-    """For each message id: its (code, sentence) go first in the row's reason codes and text.
+def put_reason_first(session: Session, labels: dict[int, tuple[str, str]]) -> None:
+    """For each message id: its (code, sentence) go first in the row's reason codes and text,
+    in the caller's transaction.
 
     Only rows still waiting change (a dispatcher that already claimed one keeps its own copy).
     """
     if not labels:
         return
     m = MESSAGE.c
-    with session_scope(url) as session:
-        conn = session.connection()
-        current = {
-            row.id: row for row in conn.execute(
-                select(m.id, m.reason_codes, m.reason_text).where(m.id.in_(list(labels)))
-            )
-        }
-        params = []
-        for message_id, (code, text) in labels.items():
-            row = current[message_id]
-            params.append({
-                "b_id": message_id,
-                "b_codes": [code, *[c for c in row.reason_codes or [] if c != code]],
-                "b_text": f"{text} {row.reason_text}".strip(),
-            })
-        conn.execute(
-            update(MESSAGE)
-            .where(m.id == bindparam("b_id"), or_(*(m.status == s.value for s in WAITING)))
-            .values(reason_codes=bindparam("b_codes"), reason_text=bindparam("b_text")),
-            params,
+    conn = session.connection()
+    current = {
+        row.id: row for row in conn.execute(
+            select(m.id, m.reason_codes, m.reason_text).where(m.id.in_(list(labels)))
         )
+    }
+    params = []
+    for message_id, (code, text) in labels.items():
+        row = current[message_id]
+        params.append({
+            "b_id": message_id,
+            "b_codes": [code, *[c for c in row.reason_codes or [] if c != code]],
+            "b_text": f"{text} {row.reason_text}".strip(),
+        })
+    conn.execute(
+        update(MESSAGE)
+        .where(m.id == bindparam("b_id"), or_(*(m.status == s.value for s in WAITING)))
+        .values(reason_codes=bindparam("b_codes"), reason_text=bindparam("b_text")),
+        params,
+    )
 
 
 def plan_escalation_fallback(session: Session, task_id: int | None, customer_id: int, original: Message,

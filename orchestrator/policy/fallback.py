@@ -13,22 +13,29 @@ decides which of them deserve another channel and reserves that attempt as a new
   which channels were already tried;
 - the decision is the policy's as usual (consent, quiet hours, caps as the topic allows),
   restricted to the channels not tried yet; its reasons start with ``fallback:sms->email``.
+
+A failure may come after the send: a provider that accepted a message can report later that it
+failed (a Twilio status callback with a WhatsApp 63016 or 63003). The event's handler passes such
+a late failure to ``fallback_in`` in its own transaction, so the event, the failed row and the
+fallback row are written together or not at all; the same dedupe key makes a repeated or
+concurrent report find the fallback row already there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlmodel import Session
 
-from orchestrator.db import session_scope
+from orchestrator.db import get_engine
 from orchestrator.ledger.changes import Failure
 from orchestrator.ledger.reservations import put_reason_first
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.policy.config import Policy, WhenCapped, load_policy
 from orchestrator.policy.intents import Intent
-from orchestrator.policy.reserve import ReserveResult, reserve_chunk
+from orchestrator.policy.reserve import ReserveResult, reserve_in
 from orchestrator.reasons import NO_ADDRESS, OPTED_OUT, PERMANENT, SUPPRESSED, fallback_code
 
 SEPARATOR = ">fallback:"
@@ -61,18 +68,17 @@ def tried_channels(dedupe_key: str, channel: str) -> list[str]:
     return [*dedupe_key.split(SEPARATOR)[1:], channel]
 
 
-def fallback_intents(failures: Iterable[Failure], policy: Policy, url: str | None = None
+def fallback_intents(session: Session, failures: Iterable[Failure], policy: Policy
                      ) -> list[tuple[Intent, Failure]]:
     """The new intents (with the failure each answers) for the failures that warrant one."""
     wanted = {f.message_id: f for f in failures if warrants_fallback(f, policy)}
     if not wanted:
         return []
     m = MESSAGE.c
-    with session_scope(url) as session:
-        rows = session.connection().execute(
-            select(m.id, m.dedupe_key, m.customer_id, m.topic, m.channel, m.template, m.tone, m.data,
-                   m.deadline, m.campaign_id, m.incident_id).where(m.id.in_(sorted(wanted)))
-        ).all()
+    rows = session.connection().execute(
+        select(m.id, m.dedupe_key, m.customer_id, m.topic, m.channel, m.template, m.tone, m.data,
+               m.deadline, m.campaign_id, m.incident_id).where(m.id.in_(sorted(wanted)))
+    ).all()
     out: list[tuple[Intent, Failure]] = []
     for row in rows:
         tried = tried_channels(row.dedupe_key, row.channel)
@@ -91,17 +97,28 @@ def fallback_intents(failures: Iterable[Failure], policy: Policy, url: str | Non
 
 def reserve_fallbacks(failures: Iterable[Failure], *, now: datetime | None = None,
                       policy: Policy | None = None, url: str | None = None) -> ReserveResult:
-    """Reserves the next-channel attempt for every failure that warrants one (idempotent)."""
+    """Reserves the next-channel attempt for every failure that warrants one (idempotent), in a
+    transaction of its own."""
     policy = policy or load_policy()
-    pairs = fallback_intents(failures, policy, url)
+    failures = list(failures)
+    if not any(warrants_fallback(f, policy) for f in failures):
+        return ReserveResult()
+    with Session(get_engine(url)) as session, session.begin():
+        return fallback_in(session, failures, now or datetime.now(UTC), policy)
+
+
+def fallback_in(session: Session, failures: Iterable[Failure], now: datetime, policy: Policy
+                ) -> ReserveResult:
+    """``reserve_fallbacks`` in the caller's transaction."""
+    pairs = fallback_intents(session, failures, policy)
     if not pairs:
         return ReserveResult()
-    result = reserve_chunk([intent for intent, _ in pairs], now=now, policy=policy, url=url)
-    _label(result, {intent.dedupe_key: failure for intent, failure in pairs}, url)
+    result = reserve_in(session, [intent for intent, _ in pairs], now, policy)
+    _label(session, result, {intent.dedupe_key: failure for intent, failure in pairs})
     return result
 
 
-def _label(result: ReserveResult, failure_by_key: dict[str, Failure], url: str | None) -> None:
+def _label(session: Session, result: ReserveResult, failure_by_key: dict[str, Failure]) -> None:
     """Puts ``fallback:<from>-><to>`` and the failure first in each new row's reasons."""
     labels: dict[int, tuple[str, str]] = {}
     for r in result.rows:
@@ -110,4 +127,4 @@ def _label(result: ReserveResult, failure_by_key: dict[str, Failure], url: str |
         failure = failure_by_key[r.dedupe_key]
         labels[r.message_id] = (fallback_code(failure.channel, r.channel),
                                 f"Fell back from {failure.channel} ({failure.reason}) to {r.channel}.")
-    put_reason_first(labels, url)
+    put_reason_first(session, labels)

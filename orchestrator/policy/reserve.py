@@ -20,7 +20,7 @@ from channels.channel_set import channel_names
 from orchestrator.clock_times import clock_or_none
 from orchestrator.consent import current_consent
 from orchestrator.contact_points import channel_columns, contact_points
-from orchestrator.db import get_engine, is_sqlite
+from orchestrator.db import get_engine
 from orchestrator.ledger.reservations import RowEncoder, insert_reserved
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
@@ -210,40 +210,48 @@ def _lock_customers(session: Session, ids: list[int]) -> None:
 def reserve_chunk(
     intents: list[Intent], now: datetime | None = None, policy: Policy | None = None, url: str | None = None
 ) -> ReserveResult:
-    """Decides and writes the ledger rows for a chunk of intents in one transaction.
+    """Decides and writes the ledger rows for a chunk of intents in one transaction of its own
+    (``reserve_in`` does the work)."""
+    policy = policy or load_policy()
+    now = now or datetime.now(UTC)
+    validate_intents(intents, policy)
+    if not intents:
+        return ReserveResult()
+    with Session(get_engine(url)) as session, session.begin():
+        return reserve_in(session, intents, now, policy)
+
+
+def reserve_in(session: Session, intents: list[Intent], now: datetime, policy: Policy) -> ReserveResult:
+    """Decides and writes the ledger rows for a chunk of intents in the caller's transaction.
 
     Caps hold under concurrency: PostgreSQL locks the chunk's customer rows first; SQLite's
     BEGIN IMMEDIATE already admits one writer at a time. Intents whose (dedupe key, customer)
     already has a row are reported as ``duplicate`` and not decided again.
     """
-    policy = policy or load_policy()
-    now = now or datetime.now(UTC)
     validate_intents(intents, policy)
     result = ReserveResult()
     if not intents:
         return result
-    engine = get_engine(url)
-    sqlite = is_sqlite(engine)
-    with Session(engine) as session, session.begin():
-        ids = sorted({i.customer_id for i in intents})
-        if not sqlite:
-            _lock_customers(session, ids)
-        existing = _existing(session, intents)
-        fresh = [i for i in intents if (i.dedupe_key, i.customer_id) not in existing]
-        seen: set[tuple[str, int]] = set()
-        unique: list[Intent] = []
-        for intent in fresh:  # the same key twice within one chunk is one intent
-            key = (intent.dedupe_key, intent.customer_id)
-            if key not in seen:
-                seen.add(key)
-                unique.append(intent)
-        facts = load_facts(session, [i.customer_id for i in unique], now, policy)
-        decisions = _decide_loaded(unique, facts, now, policy)
-        by_key = {(i.dedupe_key, i.customer_id): i for i in unique}
-        encode = RowEncoder(sqlite)
-        rows = [encode.row(by_key[(d.dedupe_key, d.customer_id)], d, now) for d in decisions]
-        written = insert_reserved(session, rows, sqlite)
-        inserted = {(key, cid, channel): mid for mid, key, cid, channel in written}
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    ids = sorted({i.customer_id for i in intents})
+    if not sqlite:
+        _lock_customers(session, ids)
+    existing = _existing(session, intents)
+    fresh = [i for i in intents if (i.dedupe_key, i.customer_id) not in existing]
+    seen: set[tuple[str, int]] = set()
+    unique: list[Intent] = []
+    for intent in fresh:  # the same key twice within one chunk is one intent
+        key = (intent.dedupe_key, intent.customer_id)
+        if key not in seen:
+            seen.add(key)
+            unique.append(intent)
+    facts = load_facts(session, [i.customer_id for i in unique], now, policy)
+    decisions = _decide_loaded(unique, facts, now, policy)
+    by_key = {(i.dedupe_key, i.customer_id): i for i in unique}
+    encode = RowEncoder(sqlite)
+    rows = [encode.row(by_key[(d.dedupe_key, d.customer_id)], d, now) for d in decisions]
+    written = insert_reserved(session, rows, sqlite)
+    inserted = {(key, cid, channel): mid for mid, key, cid, channel in written}
     for d in decisions:
         message_id = inserted.get((d.dedupe_key, d.customer_id, d.channel))
         d.message_id = message_id

@@ -4,6 +4,12 @@ Messages to ``whatsapp:+E164`` follow WhatsApp's rules: the number must be a Wha
 (``whatsapp_users``, else 63003); free-form text only inside the 24-hour window opened by the
 customer's last message (``customer_wrote``, else 63016); outside it an approved Content template
 (``approved_content``: ContentSid -> the placeholders it needs, else 63027) with ContentVariables.
+
+Status callbacks, as Twilio posts them to a message's ``StatusCallback`` after accepting it, signed
+with the account's auth token: with ``send_status_callbacks`` on, each accepted message owes
+``sent`` and then ``delivered``, or ``failed`` with the ``ErrorCode`` that ``late_errors`` names for
+its recipient (WhatsApp refuses many messages only then: 63016, 63003). ``take_status_callbacks``
+hands them over for the test to post to the web app, as often and in whatever order it likes.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.fakes.base import FakeProvider, Fault, RecordedRequest, Reply, form_body
+from tests.support.signing import twilio_headers
 
 PATH_RE = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -46,6 +54,15 @@ def _problem(code: int, message: str, status: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class StatusCallback:
+    """One status callback Twilio owes: the URL it posts to, the form and its signature header."""
+
+    url: str
+    params: dict[str, str]
+    headers: dict[str, str]
+
+
 class FakeTwilio(FakeProvider):
     name = "twilio"
 
@@ -59,6 +76,33 @@ class FakeTwilio(FakeProvider):
         self.last_inbound: dict[str, datetime] = {}  # E.164 -> when the customer last wrote on WhatsApp
         self.approved_content: dict[str, set[str]] = {}  # ContentSid -> placeholders it needs
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.send_status_callbacks = False
+        # Recipient as sent ("whatsapp:+E164" or "+E164") -> the error code its status callback
+        # reports after the message was accepted.
+        self.late_errors: dict[str, int] = {}
+        self._callbacks: list[StatusCallback] = []
+
+    def take_status_callbacks(self) -> list[StatusCallback]:
+        """The status callbacks owed so far, in the order Twilio would post them; forgets them."""
+        with self._lock:
+            taken, self._callbacks = self._callbacks, []
+        return taken
+
+    def _owe_status_callbacks(self, form: dict[str, str], sid: str) -> None:
+        url = form.get("StatusCallback")
+        if not self.send_status_callbacks or not url:
+            return
+        to = form.get("To", "")
+        base = {"MessageSid": sid, "AccountSid": self.account_sid, "To": to,
+                "From": form.get("From") or "", "ApiVersion": "2010-04-01"}
+        code = self.late_errors.get(to)
+        final = {"MessageStatus": "delivered"}
+        if code:
+            final = {"MessageStatus": "failed", "ErrorCode": str(code)}
+        owed = [StatusCallback(url, params, twilio_headers(self.auth_token, url, params))
+                for params in ({**base, "MessageStatus": "sent"}, {**base, **final})]
+        with self._lock:
+            self._callbacks.extend(owed)
 
     def customer_wrote(self, number: str, at: datetime | None = None) -> None:
         """The customer sent us a WhatsApp message: their 24-hour window opens."""
@@ -137,6 +181,7 @@ class FakeTwilio(FakeProvider):
     def _accepted(self, form: dict[str, str]) -> Reply:
         to = form.get("To", "")
         sid = "SM" + uuid.uuid4().hex
+        self._owe_status_callbacks(form, sid)
         return Reply(
             201,
             {
