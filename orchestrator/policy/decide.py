@@ -5,14 +5,14 @@ No database here: ``reserve`` loads the facts in bulk, calls ``decide`` and writ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from channels.channel_set import channel_names, channel_spec
 from orchestrator.consent import consent_allows
-from orchestrator.policy.config import ALL, CapRule, Policy, Topic, WhenCapped
-from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent
+from orchestrator.policy.caps import Cap, CapHistory, blocking_cap, cap_allows, next_free_slot
+from orchestrator.policy.config import ALL, Policy, Topic, WhenCapped
+from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent, Outcome
 from orchestrator.policy.timing import (
     Window,
     after_quiet_hours,
@@ -40,44 +40,6 @@ from orchestrator.reasons import (
 )
 
 
-@dataclass(frozen=True)
-class Cap:
-    """A cap rule as applied to one customer: the shared rules plus their chosen frequency."""
-
-    name: str
-    max: int
-    window: timedelta
-    channel: str  # ALL or a channel
-    topics: frozenset[str] | None  # None: every topic that counts toward caps
-
-    def counts(self, entry: HistoryEntry, counting: frozenset[str]) -> bool:
-        return (
-            entry.topic in counting
-            and (self.channel == ALL or self.channel == entry.channel)
-            and (self.topics is None or entry.topic in self.topics)
-        )
-
-    def describe(self) -> str:
-        scope = "all channels" if self.channel == ALL else self.channel
-        return f"{self.max} per {_fmt_window(self.window)} on {scope}"
-
-
-def _fmt_window(window: timedelta) -> str:
-    hours = int(window.total_seconds() // 3600)
-    if hours % (24 * 7) == 0:
-        n, unit = hours // (24 * 7), "week"
-    elif hours % 24 == 0:
-        n, unit = hours // 24, "day"
-    else:
-        n, unit = hours, "hour"
-    return f"{n} {unit}{'s' if n != 1 else ''}" if n != 1 else unit
-
-
-def _cap(rule: CapRule) -> Cap:
-    topics = None if rule.topics == ALL else frozenset(rule.topics)
-    return Cap(rule.name, rule.max, rule.window, rule.channel, topics)
-
-
 class _Index:
     """Per-policy lookups computed once: caps per (topic, channel), counting topics, quiet windows."""
 
@@ -88,8 +50,9 @@ class _Index:
         channels = channel_names()
         for topic in policy.topics:
             for channel in channels:
-                self.caps[(topic, channel)] = [_cap(r) for r in policy.caps_for(topic, channel)]
-        self.personal = {
+                self.caps[(topic, channel)] = [Cap.from_rule(r) for r in policy.caps_for(topic, channel)]
+        # keyed by CustomerFacts.frequency: "any" (no personal cap) finds nothing
+        self.personal: dict[str, Cap] = {
             freq: Cap(f"preference-{freq}", 1, window, ALL, None)
             for freq, window in policy.preference_caps.items()
         }
@@ -134,45 +97,6 @@ def _fmt_local(t: datetime, facts: CustomerFacts) -> str:
     return f"{t.astimezone(facts.zone):%Y-%m-%d %H:%M} {facts.zone.key}"
 
 
-def cap_allows(times: list[datetime], at: datetime, cap: Cap) -> bool:
-    """Would one more message at ``at`` keep every rolling window (t - W, t] at or under the max?
-
-    The fullest window containing ``at`` ends at ``at`` or at a later message within W.
-    """
-    window = cap.window
-    ends = [at] + [x for x in times if at < x < at + window]
-    for end in ends:
-        if sum(1 for x in times if end - window < x <= end) + 1 > cap.max:
-            return False
-    return True
-
-
-def _blocking_cap(caps: list[tuple[Cap, list[datetime]]], at: datetime) -> Cap | None:
-    for cap, times in caps:
-        if not cap_allows(times, at, cap):
-            return cap
-    return None
-
-
-def _next_free_slot(
-    caps: list[tuple[Cap, list[datetime]]], start: datetime, quiet: list[Window], facts: CustomerFacts
-) -> datetime | None:
-    """The earliest instant >= start that no cap blocks and no quiet window covers.
-
-    Only instants where a past message leaves a window can free a slot, so those are the candidates.
-    """
-    candidates = {start}
-    for cap, times in caps:
-        candidates.update(x + cap.window for x in times if x + cap.window > start)
-    for candidate in sorted(candidates):
-        at = after_quiet_hours(candidate, quiet, facts.zone) if quiet else candidate
-        if at is None:
-            return None
-        if _blocking_cap(caps, at) is None:
-            return at
-    return None
-
-
 def channel_order(intent: Intent, topic: Topic, facts: CustomerFacts) -> list[str]:
     """The topic's channels (or the intent's override), the customer's preferred ones first."""
     channels = list(intent.channels) if intent.channels else list(topic.channels)
@@ -192,7 +116,7 @@ def _quiet_windows(index: _Index, channel: str, facts: CustomerFacts) -> list[tu
     return out
 
 
-def _caps_with_history(index: _Index, topic: str, channel: str, facts: CustomerFacts):
+def _caps_with_history(index: _Index, topic: str, channel: str, facts: CustomerFacts) -> list[CapHistory]:
     if not facts.history:  # every cap allows at least one message: nothing to check
         return []
     caps = list(index.caps.get((topic, channel), ()))
@@ -277,17 +201,18 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
         if not consent_allows(facts.consent, facts.id, channel, intent.topic, channel in index.opt_in):
             reasons.add(*_no_consent(facts, channel, intent.topic, index))
             continue
-        at: datetime | None = base
+        at = base
         quiet = _quiet_windows(index, channel, facts)
         if topic.bypass_quiet_hours:
             _note_quiet_hours_bypass(reasons, intent.topic, quiet, base, facts)
             quiet = []
         windows = [w for _, w in quiet]
         if windows:
-            at = after_quiet_hours(base, windows, facts.zone)
-            if at is None:
+            after_quiet = after_quiet_hours(base, windows, facts.zone)
+            if after_quiet is None:
                 reasons.add(QUIET_HOURS.code("always"), f"Quiet hours cover the whole day on {channel}.")
                 continue
+            at = after_quiet
             if at != base:
                 local = base.astimezone(facts.zone).time()
                 for name, window in quiet:
@@ -299,7 +224,7 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
                         f"{window[0]:%H:%M}-{window[1]:%H:%M} local: waits until {_fmt_local(at, facts)}.",
                     )
         caps = _caps_with_history(index, intent.topic, channel, facts)
-        blocking = _blocking_cap(caps, at) if caps else None
+        blocking = blocking_cap(caps, at) if caps else None
         if blocking is not None:
             if topic.bypass_caps:
                 for cap, times in caps:  # every cap that would have held it, not only the first
@@ -317,9 +242,10 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
                     return suppress(channel)
                 if topic.when_capped == WhenCapped.fallback:
                     continue
-                at = _next_free_slot(caps, at, windows, facts)
-                if at is None:
+                free_slot = next_free_slot(caps, at, windows, facts.zone)
+                if free_slot is None:
                     continue
+                at = free_slot
                 reasons.add(
                     DEFER.code(blocking.name), f"Deferred to the next free slot, {_fmt_local(at, facts)}."
                 )
@@ -335,7 +261,7 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
     if channel != channels[0]:
         reasons.add(fallback_code(channels[0], channel), f"Fell back from {channels[0]} to {channel}.")
     reasons.add(ROUTE.code(channel), f"Goes out by {channel}.")
-    outcome = "send" if at <= now else "defer"
+    outcome: Outcome = "send" if at <= now else "defer"
     decisions = [_decision(intent, topic, outcome, channel, tone, at, reasons, now=now)]
     decisions.extend(_high_touch(intent, topic, facts, now, policy, index, channel, base))
     return decisions
@@ -361,7 +287,7 @@ def _high_touch(
             f"also a {rule.channel} contact.",
         )
         tone = rule.tone or intent.tone or topic.tone
-        outcome = "suppress"
+        outcome: Outcome = "suppress"
         at: datetime | None = base
         if not facts.addresses.get(rule.channel):
             reasons.add(NO_ADDRESS.code(rule.channel), f"No {rule.channel} address on file.")
@@ -396,12 +322,12 @@ def _high_touch(
 
 
 def _decision(
-    intent: Intent, topic: Topic, outcome: str, channel: str, tone: str, at: datetime, reasons: _Reasons,
+    intent: Intent, topic: Topic, outcome: Outcome, channel: str, tone: str, at: datetime, reasons: _Reasons,
     now: datetime,
 ) -> Decision:
     return Decision(
         customer_id=intent.customer_id,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         channel=channel,
         tone=tone,
         send_at=at.astimezone(UTC) if outcome != "suppress" else now,
