@@ -17,13 +17,13 @@ from sqlalchemy import ColumnElement, Table, and_, exists, func, select
 from sqlmodel import Session, col
 
 from channels.channel_set import channel_spec, installed_channels
-from orchestrator.models import ContactPoint, Customer, utcnow
+from orchestrator.models import ContactPoint, Customer, table_of, utcnow
 
 # Address kind -> the customer column that holds it.
 PROFILE_COLUMNS: dict[str, str] = {"email": "email", "phone": "phone", "x_user_id": "x_user_id"}
 
-_CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
-_POINT: Table = ContactPoint.__table__  # type: ignore[attr-defined]
+_CUSTOMER: Table = table_of(Customer)
+_POINT: Table = table_of(ContactPoint)
 
 
 def profile_column(channel: str) -> str | None:

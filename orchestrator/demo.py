@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlmodel import col
 
 from orchestrator.customer_import import ImportReport, import_customers
 from orchestrator.db import normalise_url, session_scope, upgrade
@@ -84,8 +85,8 @@ def examples(dedupe_keys: list[str], limit: int = 5) -> list[tuple[str, Example]
     seen: set[int] = set()
     with session_scope() as session:
         rows = session.execute(
-            select(Message, Customer).join(Customer, Customer.id == Message.customer_id)
-            .where(Message.dedupe_key.in_(dedupe_keys)).order_by(Message.id)
+            select(Message, Customer).join(Customer, col(Customer.id) == col(Message.customer_id))
+            .where(col(Message.dedupe_key).in_(dedupe_keys)).order_by(col(Message.id))
         ).all()
         for label, status, hint in _WANTED:
             for message, customer in rows:

@@ -11,12 +11,24 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core ``Table`` behind a table class, for bulk statements that skip the ORM.
+
+    SQLModel does not declare ``Model.__table__`` to type checkers; the metadata holds the same object.
+    """
+    name = model.__tablename__
+    table = model.metadata.tables.get(name) if isinstance(name, str) else None
+    if table is None:
+        raise TypeError(f"{model.__name__} is not a table class")
+    return table
 
 
 class MessageStatus(StrEnum):

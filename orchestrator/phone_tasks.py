@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from orchestrator.db import session_scope
 from orchestrator.ledger.reservations import plan_escalation_fallback
@@ -129,7 +130,7 @@ def _tasks_by_message(session: Session, message_ids: Iterable[int]) -> dict[int,
     ids = list(message_ids)
     if not ids:
         return {}
-    rows = session.scalars(select(PhoneTask).where(PhoneTask.message_id.in_(ids)))  # type: ignore[union-attr]
+    rows = session.scalars(select(PhoneTask).where(col(PhoneTask.message_id).in_(ids)))
     return {t.message_id: t for t in rows if t.message_id is not None}
 
 
@@ -151,17 +152,24 @@ def list_tasks(
     query = select(PhoneTask)
     if overdue:
         query = query.where(
-            PhoneTask.status.in_([TaskStatus.open, TaskStatus.claimed]),  # type: ignore[attr-defined]
-            PhoneTask.due_at < now,
+            col(PhoneTask.status).in_([TaskStatus.open, TaskStatus.claimed]),
+            col(PhoneTask.due_at) < now,
         )
     elif statuses is not None:
-        query = query.where(PhoneTask.status.in_(list(statuses)))  # type: ignore[attr-defined]
+        query = query.where(col(PhoneTask.status).in_(list(statuses)))
     if assignee is not None:
-        query = query.where(PhoneTask.assignee == assignee)
-    query = query.order_by(PhoneTask.priority.desc(), PhoneTask.due_at, PhoneTask.id)  # type: ignore[attr-defined]
+        query = query.where(col(PhoneTask.assignee) == assignee)
+    query = query.order_by(col(PhoneTask.priority).desc(), col(PhoneTask.due_at), col(PhoneTask.id))
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def _rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE matched (``Session.execute`` is typed as returning any ``Result``;
+    for an UPDATE it is the ``CursorResult`` that has the count)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def _get(session: Session, task_id: int) -> PhoneTask:
@@ -177,16 +185,16 @@ def claim_task(session: Session, task_id: int, agent: str, *, now: datetime | No
     if not agent:
         raise TaskError("an agent name is required to claim a task")
     now = now or utcnow()
-    result = session.execute(
+    matched = _rows_matched(session.execute(
         update(PhoneTask)
         .where(
-            PhoneTask.id == task_id,
-            PhoneTask.status.in_([TaskStatus.open, TaskStatus.escalated]),  # type: ignore[attr-defined]
+            col(PhoneTask.id) == task_id,
+            col(PhoneTask.status).in_([TaskStatus.open, TaskStatus.escalated]),
         )
         .values(status=TaskStatus.claimed.value, assignee=agent, updated_at=now)
-    )
+    ))
     task = _get(session, task_id)
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if matched != 1:
         if task.status == TaskStatus.claimed:
             raise TaskError(f"task {task_id} is already claimed by {task.assignee}")
         raise TaskError(f"task {task_id} is {task.status}; only open or escalated tasks can be claimed")
@@ -214,13 +222,13 @@ def complete_task(
     }
     if agent:
         values["assignee"] = agent
-    result = session.execute(
+    matched = _rows_matched(session.execute(
         update(PhoneTask)
-        .where(PhoneTask.id == task_id, PhoneTask.status.in_(ACTIVE))  # type: ignore[attr-defined]
+        .where(col(PhoneTask.id) == task_id, col(PhoneTask.status).in_(ACTIVE))
         .values(**values)
-    )
+    ))
     task = _get(session, task_id)
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if matched != 1:
         raise TaskError(f"task {task_id} is already closed ({task.status})")
     return task
 
@@ -231,11 +239,11 @@ def close_calls_for_incident(session: Session, incident_pk: int, note: str, *,
     calls not started yet are closed (``cancelled``, ``note`` as their outcome) and calls an
     agent has claimed get ``note`` at the top of their script. Returns (closed, rewritten)."""
     now = now or utcnow()
-    of_incident = select(Message.id).where(Message.incident_id == incident_pk)
+    of_incident = select(col(Message.id)).where(col(Message.incident_id) == incident_pk)
     tasks = list(session.scalars(
-        select(PhoneTask).where(PhoneTask.message_id.in_(of_incident),  # type: ignore[union-attr]
-                                PhoneTask.status.in_(ACTIVE))  # type: ignore[attr-defined]
-        .order_by(PhoneTask.id).with_for_update()
+        select(PhoneTask).where(col(PhoneTask.message_id).in_(of_incident),
+                                col(PhoneTask.status).in_(ACTIVE))
+        .order_by(col(PhoneTask.id)).with_for_update()
     ))
     closed = rewritten = 0
     for task in tasks:
@@ -290,8 +298,8 @@ def escalate_overdue(
     now = now or utcnow()
     due = session.scalars(
         select(PhoneTask)
-        .where(PhoneTask.status == TaskStatus.open, PhoneTask.due_at < now)
-        .order_by(PhoneTask.priority.desc(), PhoneTask.due_at)  # type: ignore[attr-defined]
+        .where(col(PhoneTask.status) == TaskStatus.open, col(PhoneTask.due_at) < now)
+        .order_by(col(PhoneTask.priority).desc(), col(PhoneTask.due_at))
         .with_for_update(skip_locked=True)
     ).all()
     originals = _messages(session, [t.message_id for t in due if t.message_id is not None])
@@ -299,7 +307,8 @@ def escalate_overdue(
     for task in due:
         late = now - task.due_at
         note = f"escalated to {supervisor}: not called within the SLA (overdue by {_human(late)})"
-        item = Escalation(task.id, task.customer_id, task.topic, late, action.value)  # type: ignore[arg-type]
+        assert task.id is not None  # loaded
+        item = Escalation(task.id, task.customer_id, task.topic, late, action.value)
         original = originals.get(task.message_id) if task.message_id is not None else None
         if action is EscalationAction.fallback:
             if original is None:
@@ -320,7 +329,8 @@ def escalate_overdue(
 def _messages(session: Session, ids: list[int]) -> dict[int, Message]:
     if not ids:
         return {}
-    return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}  # type: ignore[union-attr,misc]
+    rows = session.scalars(select(Message).where(col(Message.id).in_(ids)))
+    return {m.id: m for m in rows if m.id is not None}  # loaded rows: never None
 
 
 def _human(delta: timedelta) -> str:

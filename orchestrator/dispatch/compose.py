@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from channels.base import OutboundMessage
 from orchestrator.consent import consent_allows, current_consent, opt_in_required, suppressed_addresses
@@ -21,10 +22,10 @@ from orchestrator.db import session_scope
 from orchestrator.ledger.changes import LedgerChange, settled
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.links import unsubscribe_url
-from orchestrator.models import ContactPreference, Customer, MessageStatus
+from orchestrator.models import ContactPreference, Customer, MessageStatus, table_of
 from orchestrator.reasons import DO_NOT_CONTACT, EXPIRED, NO_ADDRESS, OPTED_OUT, RENDER_ERROR, SUPPRESSED
 
-CUSTOMER = Customer.metadata.tables[Customer.__tablename__]
+CUSTOMER = table_of(Customer)
 
 
 @dataclass
@@ -56,8 +57,10 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         addresses = addresses_of(session, customers.values(), channels)
         inbound = last_inbound(session, customer_ids, conversational_points(channels))
         consent = current_consent(session, customer_ids)
-        do_not_contact = set(session.scalars(select(ContactPreference.customer_id).where(
-            ContactPreference.customer_id.in_(customer_ids), ContactPreference.do_not_contact.is_(True))))
+        do_not_contact = set(session.scalars(select(col(ContactPreference.customer_id)).where(
+            col(ContactPreference.customer_id).in_(customer_ids),
+            col(ContactPreference.do_not_contact).is_(True),
+        )))
         address_of: dict[int, str | None] = {}
         by_channel: dict[str, set[str]] = {}
         for mid, m in messages.items():
@@ -91,7 +94,10 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
             continue
         out.settled.append(outcome)
     for result in render_messages(renderable, now, inbound):
-        (out.ready if isinstance(result, ReadyMessage) else out.settled).append(result)
+        if isinstance(result, ReadyMessage):
+            out.ready.append(result)
+        else:
+            out.settled.append(result)
     return out
 
 

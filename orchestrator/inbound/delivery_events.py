@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from channels.events import MESSAGE_TOPIC, DeliveryStatus, ProviderEvent
 from orchestrator.consent import ANY, opt_out, suppress_address
@@ -82,7 +82,7 @@ def record_new_events(
         insert(DeliveryEvent)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-        .returning(DeliveryEvent.provider_event_id)
+        .returning(col(DeliveryEvent.provider_event_id))
     )
     return set(session.connection().execute(stmt).scalars())
 
@@ -90,14 +90,14 @@ def record_new_events(
 def _find_messages(session: Session, events: list[ProviderEvent]) -> list[Message | None]:
     """Each event's ledger row: by our id first, then by the provider's message id."""
     ids = {e.message_id for e in events if e.message_id}
-    by_id = {m.id: m for m in session.exec(select(Message).where(Message.id.in_(ids)))} if ids else {}
+    by_id = {m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(ids)))} if ids else {}
     provider_ids = {e.provider_message_id for e in events
                     if e.provider_message_id and e.message_id not in by_id}
     # A merged request (one email to many recipients) gives all its recipients one message id:
     # it only identifies a message when it names one row.
     sharing: dict[str | None, list[Message]] = {}
     if provider_ids:
-        for m in session.exec(select(Message).where(Message.provider_message_id.in_(provider_ids))):
+        for m in session.exec(select(Message).where(col(Message.provider_message_id).in_(provider_ids))):
             sharing.setdefault(m.provider_message_id, []).append(m)
     by_provider_id = {pid: rows[0] for pid, rows in sharing.items() if len(rows) == 1}
     return [by_id.get(e.message_id) or by_provider_id.get(e.provider_message_id) for e in events]
@@ -173,7 +173,7 @@ def _address(session: Session, event: ProviderEvent, message: Message | None) ->
     matches suppressions on that spelling); the provider's spelling when they differ."""
     stored = None
     if message is not None and (customer := session.get(Customer, message.customer_id)) is not None:
-        stored = addresses_of(session, [customer], [event.channel])[customer.id].get(event.channel)
+        stored = addresses_of(session, [customer], [event.channel])[message.customer_id].get(event.channel)
     if not event.address:
         return stored
     if stored and stored.strip().lower() == event.address.strip().lower():

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from channels.events import OPTED_OUT, EventKind, InboundMessage, ProviderEvent, SmsKeyword
 from orchestrator.consent import ANY, opt_out, suppress_address, undo_opt_outs
@@ -80,8 +80,8 @@ def _reply_owner(session: Session, customer_ids: list[int], channel: str) -> int
         return customer_ids[0] if customer_ids else None
     latest = session.exec(
         select(Message.customer_id)
-        .where(Message.customer_id.in_(customer_ids), Message.channel == channel)
-        .order_by(Message.sent_at.desc().nulls_last(), Message.id.desc())
+        .where(col(Message.customer_id).in_(customer_ids), col(Message.channel) == channel)
+        .order_by(col(Message.sent_at).desc().nulls_last(), col(Message.id).desc())
         .limit(1)
     ).first()
     return latest if latest is not None else customer_ids[0]
@@ -125,8 +125,8 @@ def handle_inbound_sms(session: Session, message: InboundMessage, *, now: dateti
         for customer_id in customer_ids:
             undo_opt_outs(session, customer_id, channel, _THE_NUMBERS_OWN, SOURCE_SMS_KEYWORD)
         for row in session.exec(select(Suppression).where(
-                Suppression.channel == channel, Suppression.address == sender.strip(),
-                Suppression.reason.in_(_LIFTED_BY_OPT_IN))):
+                col(Suppression.channel) == channel, col(Suppression.address) == sender.strip(),
+                col(Suppression.reason).in_(_LIFTED_BY_OPT_IN))):
             session.delete(row)
     elif keyword == "help":
         outcome.reply = brand_reply(HELP_TEMPLATE)

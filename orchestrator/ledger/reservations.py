@@ -65,12 +65,14 @@ class ReservedDecision(Protocol):
     customer_id: int
     topic: str
     channel: str
-    tone: str | None
+    tone: str
     priority: int
-    status: str
-    send_at: datetime | None
+    send_at: datetime
     reason_codes: list[str]
     reason_text: str
+
+    @property
+    def status(self) -> str: ...
 
 
 class RowEncoder:

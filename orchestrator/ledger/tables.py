@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy import Table
 
-from orchestrator.models import Message
+from orchestrator.models import Message, table_of
 
-MESSAGE: Table = Message.metadata.tables[Message.__tablename__]
+MESSAGE: Table = table_of(Message)

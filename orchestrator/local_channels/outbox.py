@@ -21,7 +21,7 @@ from sqlmodel import col
 from channels.base import BroadcastResult, Limits, OutboundMessage, SendResult
 from channels.results import accepted, transient
 from orchestrator.db import brief_cause, is_unavailable, session_scope
-from orchestrator.models import OutboxEntry, utcnow
+from orchestrator.models import OutboxEntry, table_of, utcnow
 from orchestrator.settings import Settings, get_settings
 
 PROVIDER = "outbox"
@@ -109,7 +109,7 @@ class OutboxAdapter:
     def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
         """One multi-row INSERT ... RETURNING id (SQLite 3.35+ and PostgreSQL), ids in row order."""
         with session_scope(self.database_url) as session:
-            table = OutboxEntry.__table__  # type: ignore[attr-defined]
+            table = table_of(OutboxEntry)
             result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
             return [row[0] for row in result]
 

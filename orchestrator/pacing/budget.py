@@ -27,10 +27,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from orchestrator.db import is_sqlite, session_scope
-from orchestrator.models import RateBudget
+from orchestrator.models import RateBudget, table_of
 from orchestrator.policy.rates import RateRule
 
-BUDGET = RateBudget.__table__  # type: ignore[attr-defined]
+BUDGET = table_of(RateBudget)
 MIN_FACTOR = 0.05
 DECREASE = 0.5
 INCREASE_PER_SECOND = 0.1

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from orchestrator.ledger.tables import MESSAGE
-from orchestrator.models import Campaign, Customer, Incident, MessageStatus
+from orchestrator.models import Campaign, Customer, Incident, MessageStatus, table_of
 
 
 class UnknownCustomer(LookupError):
@@ -41,7 +41,7 @@ class ExplainedDecision:
 def find_customer_id(session: Session, external_id_or_id: str | int) -> int:
     """A customer by external id, else by numeric id; UnknownCustomer if neither exists."""
     key = str(external_id_or_id).strip()
-    c = Customer.__table__.c  # type: ignore[attr-defined]
+    c = table_of(Customer).c
     found = session.connection().execute(select(c.id).where(c.external_id == key)).scalar()
     if found is None and key.isdigit():
         found = session.connection().execute(select(c.id).where(c.id == int(key))).scalar()

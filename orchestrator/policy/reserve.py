@@ -28,15 +28,16 @@ from orchestrator.models import (
     ContactPreference,
     Customer,
     Suppression,
+    table_of,
 )
 from orchestrator.policy.config import Policy, PolicyError, load_policy
 from orchestrator.policy.decide import decide_for_customer
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent
 from orchestrator.policy.timing import parse_send_time, zone_for
 
-_customer = Customer.__table__  # type: ignore[attr-defined]
-_pref = ContactPreference.__table__  # type: ignore[attr-defined]
-_suppression = Suppression.__table__  # type: ignore[attr-defined]
+_customer = table_of(Customer)
+_pref = table_of(ContactPreference)
+_suppression = table_of(Suppression)
 _HOLDING = frozenset(s.value for s in CAP_HOLDING_STATUSES)
 
 
@@ -115,9 +116,9 @@ def load_facts(
         for cid, channel, address in contact_points(session, found, points):
             facts[cid].addresses[channel] = address
     for cid, f in facts.items():
-        for channel, address in f.addresses.items():
-            if address:
-                owners[(channel, address)].append(cid)
+        for channel, on_file in f.addresses.items():
+            if on_file:
+                owners[(channel, on_file)].append(cid)
     p = _pref.c
     query = select(
         p.customer_id, p.preferred_channels, p.frequency, p.quiet_start, p.quiet_end, p.do_not_contact
@@ -257,9 +258,9 @@ def reserve_in(session: Session, intents: list[Intent], now: datetime, policy: P
         d.message_id = message_id
         status = d.status if message_id is not None else "duplicate"
         result.rows.append(ReservedRow(d.customer_id, d.channel, status, message_id, d.dedupe_key, d.send_at))
-    for (key, cid), found in existing.items():
+    for (dedupe_key, cid), found in existing.items():
         for mid, channel, _status in found:
-            result.rows.append(ReservedRow(cid, channel, "duplicate", mid, key))
+            result.rows.append(ReservedRow(cid, channel, "duplicate", mid, dedupe_key))
     for row in result.rows:
         result.counts[row.status] = result.counts.get(row.status, 0) + 1
     return result

@@ -37,15 +37,16 @@ from orchestrator.models import (
     Incident,
     MessageStatus,
     PhoneTask,
+    table_of,
 )
 
 M = MESSAGE
-E = DeliveryEvent.__table__  # type: ignore[attr-defined]
-C = Campaign.__table__  # type: ignore[attr-defined]
-I = Incident.__table__  # type: ignore[attr-defined]  # noqa: E741
-F = CustomerFeedback.__table__  # type: ignore[attr-defined]
-T = PhoneTask.__table__  # type: ignore[attr-defined]
-CE = ConsentEvent.__table__  # type: ignore[attr-defined]
+E = table_of(DeliveryEvent)
+C = table_of(Campaign)
+I = table_of(Incident)  # noqa: E741
+F = table_of(CustomerFeedback)
+T = table_of(PhoneTask)
+CE = table_of(ConsentEvent)
 
 REPLY_WINDOW = timedelta(days=7)
 NONE_LABEL = "(none)"

@@ -24,13 +24,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from orchestrator.experiments import HOLDOUT
-from orchestrator.models import Campaign, ConversionEvent
+from orchestrator.models import Campaign, ConversionEvent, table_of
 from orchestrator.reports.funnel import NONE_LABEL, M
 from orchestrator.reports.slices import ReportSlice
 from orchestrator.reports.stats import ALPHA, proportion, two_proportion_p
 from orchestrator.reports.surveys import score_counts, scores
 
-CV = ConversionEvent.__table__  # type: ignore[attr-defined]
+CV = table_of(ConversionEvent)
 NO_VARIANTS = "No experiment variants in this slice: the ledger records no variant for its messages."
 NOT_ENOUGH = "not enough data"
 

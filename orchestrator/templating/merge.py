@@ -79,10 +79,10 @@ class Slot:
     def _refuse(self, *args: object, **kwargs: object) -> Any:
         raise NotMergeable("a per-recipient value is used for more than printing")
 
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse  # type: ignore[assignment]
-    __len__ = __iter__ = __contains__ = __getitem__ = _refuse  # type: ignore[assignment]
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __len__ = __iter__ = __contains__ = __getitem__ = _refuse
     __add__ = __radd__ = __mul__ = __rmul__ = __mod__ = __rmod__ = __sub__ = __rsub__ = _refuse
-    __int__ = __float__ = __index__ = __format__ = __call__ = _refuse  # type: ignore[assignment]
+    __int__ = __float__ = __index__ = __format__ = __call__ = _refuse
     __hash__ = object.__hash__
 
 
