@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -32,7 +32,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, get_run_context
 from prefect.exceptions import MissingContextError
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -122,22 +123,31 @@ def _masked(value: Any) -> Any:
     return redact_text(value) if isinstance(value, str) else value
 
 
+def _artifact_id(created: UUID | Coroutine[Any, Any, UUID]) -> UUID:
+    """The id Prefect's artifact functions return: they hand back a coroutine instead when called
+    from async code, and every flow and task here is synchronous."""
+    if isinstance(created, UUID):
+        return created
+    created.close()  # never awaited: closed so it leaves no warning behind
+    raise TypeError("artifacts are created from synchronous flows and tasks only")
+
+
 def summary_table_artifact(key: str, rows: Sequence[Mapping[str, Any]], description: str | None = None
                            ) -> UUID | None:
     """A table artifact (one dict per row), personal data masked; None outside a run."""
     if not in_prefect_run():
         return None
     table = [{str(k): _masked(v) for k, v in row.items()} for row in rows]
-    return create_table_artifact(table=table, key=artifact_key(key),
-                                 description=_masked(description))
+    return _artifact_id(create_table_artifact(table=table, key=artifact_key(key),
+                                              description=_masked(description)))
 
 
 def markdown_summary(key: str, markdown: str, description: str | None = None) -> UUID | None:
     """A markdown artifact, personal data masked; None outside a run."""
     if not in_prefect_run():
         return None
-    return create_markdown_artifact(markdown=redact_text(markdown), key=artifact_key(key),
-                                    description=_masked(description))
+    return _artifact_id(create_markdown_artifact(markdown=redact_text(markdown), key=artifact_key(key),
+                                                 description=_masked(description)))
 
 
 class Progress:
@@ -147,8 +157,8 @@ class Progress:
         self.total, self.done = max(0, total), 0
         self.artifact_id: UUID | None = None
         if in_prefect_run():
-            self.artifact_id = create_progress_artifact(progress=self.percent, key=artifact_key(key),
-                                                        description=_masked(description))
+            self.artifact_id = _artifact_id(create_progress_artifact(
+                progress=self.percent, key=artifact_key(key), description=_masked(description)))
 
     @property
     def percent(self) -> float:
@@ -247,6 +257,13 @@ def dispatch_task(
     return report
 
 
+def thread_task_runner(max_workers: int) -> TaskRunner[PrefectFuture[Any]]:
+    """Prefect's thread-pool runner, typed as ``@flow(task_runner=...)`` takes it. The parameter is
+    ``TaskRunner[PrefectFuture]`` and the generic is invariant, so the runner's own
+    ``TaskRunner[PrefectConcurrentFuture]`` does not match; Prefect's default casts it the same way."""
+    return cast(TaskRunner[PrefectFuture[Any]], ThreadPoolTaskRunner(max_workers=max_workers))
+
+
 def chunk_task_runner(max_workers: int) -> Any:
     """The task runner of a flow that fans out chunks (``ORCH_TASK_RUNNER``): threads of this
     process, or a Dask cluster through prefect-dask (``ORCH_DASK_ADDRESS``, a scheduler that workers
@@ -254,7 +271,7 @@ def chunk_task_runner(max_workers: int) -> Any:
     tasks take id ranges, not lists of customers, so what travels to a worker is small."""
     settings = get_settings()
     if settings.task_runner != "dask":
-        return ThreadPoolTaskRunner(max_workers=max_workers)
+        return thread_task_runner(max_workers)
     from prefect_dask import DaskTaskRunner
 
     if settings.dask_address:

@@ -13,7 +13,6 @@ from math import ceil
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.common import (
     CHUNK_SIZE,
@@ -24,6 +23,7 @@ from flows.common import (
     markdown_summary,
     stamped,
     summary_table_artifact,
+    thread_task_runner,
 )
 from orchestrator.dispatch.report import DispatchReport
 from orchestrator.ledger.queue import count_due
@@ -42,9 +42,7 @@ def reconcile_task(stuck_after_minutes: float) -> list[int]:
 @flow(
     name="dispatch-due",
     flow_run_name=stamped("dispatch-due"),
-    # Prefect types the parameter TaskRunner[PrefectFuture], which its own thread-pool runner
-    # (TaskRunner[PrefectConcurrentFuture]) does not match: the generic is invariant.
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
+    task_runner=thread_task_runner(max_workers=4),
     description="Flags messages stuck in sending, then sends every due message in chunks.",
 )
 def dispatch_due_flow(

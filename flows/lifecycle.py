@@ -17,9 +17,8 @@ from datetime import date
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import Progress, install_prefect_redaction, tag_flow_run
+from flows.common import Progress, install_prefect_redaction, tag_flow_run, thread_task_runner
 from flows.pipeline import id_range, publish, run_pipeline
 from orchestrator.ledger.summaries import ledger_summary
 from orchestrator.lifecycle import (
@@ -39,7 +38,7 @@ from orchestrator.surveys import check_scale
 @flow(
     name="lifecycle-daily",
     flow_run_name="lifecycle-daily-{day}",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    task_runner=thread_task_runner(max_workers=4),
     description="Recognises customer-since anniversaries and milestone years, once a year per customer.",
 )
 def lifecycle_daily(
@@ -84,7 +83,7 @@ def _send_one_case(label: str, intents: list[Intent], title: str, key: str, fact
 @flow(
     name="complaint-acknowledgement",
     flow_run_name="complaint-{complaint_id}",
-    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    task_runner=thread_task_runner(max_workers=2),
     description="Acknowledges a complaint at once, empathetically; premium customers also get a call.",
 )
 def complaint_acknowledgement(
@@ -115,7 +114,7 @@ def complaint_acknowledgement(
 @flow(
     name="complaint-resolved",
     flow_run_name="complaint-{complaint_id}-resolved",
-    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    task_runner=thread_task_runner(max_workers=2),
     description="After a complaint is resolved, asks once for feedback with a short survey.",
 )
 def complaint_resolved(

@@ -17,10 +17,9 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from flows.common import Progress, install_prefect_redaction, tag_flow_run
+from flows.common import Progress, install_prefect_redaction, tag_flow_run, thread_task_runner
 from flows.pipeline import audience_size, chunk_ranges, publish, run_pipeline
 from orchestrator.ledger.incidents import (
     NotifiedAudience,
@@ -89,9 +88,7 @@ def _post_retry(state: Any) -> bool:
 @flow(
     name="outage-notice",
     flow_run_name="outage-{incident_id}-{status}",
-    # Prefect types the parameter TaskRunner[PrefectFuture], which its own thread-pool runner
-    # (TaskRunner[PrefectConcurrentFuture]) does not match: the generic is invariant.
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
+    task_runner=thread_task_runner(max_workers=4),
     description="Tells affected customers about an incident update, fast and once; resolved closes it.",
 )
 def outage_notice(
