@@ -131,3 +131,14 @@ def test_the_report_benchmark_builds_its_history_in_bulk_and_times_both_reports(
     assert timed["opened"] == 300  # delivered emails with i % 5 < 3, i % 4 == 0 or i % 10 == 1
     rows = report_section([{"backend": "sqlite", **seeded, **timed}])
     assert rows[1].startswith("## 6. Reports") and rows[-1].startswith("| sqlite | 500 |")
+
+
+def test_the_contact_point_benchmark_reaches_everyone_on_its_arms_channel(tmp_path):
+    from bench.bench_contact_points import run
+
+    # run() raises unless each arm sent every customer its message through that arm's channel,
+    # and asserts every chunk's lookup found each customer's address.
+    report = run("sqlite", 1_200, 1, tmp_path)
+    assert (report["customers"], report["chunks"]) == (1_200, 2)
+    assert report["sms_total_s"] > 0 and report["whatsapp_total_s"] > 0
+    assert report["total_ratio"] == report["whatsapp_total_s"] / report["sms_total_s"]
