@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.privacy import redact_text
+from channels.redaction import redact_text  # not via orchestrator.privacy: logging starts lean
 
 
 class RedactingFilter(logging.Filter):

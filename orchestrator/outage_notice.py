@@ -11,9 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal, get_args
 
-from orchestrator.models import utcnow
-from orchestrator.segments import get_segment
-from orchestrator.segments.filters import ATTRIBUTE_PREFIXES, FIELDS
 from orchestrator.settings import get_settings
 
 Status = Literal["investigating", "identified", "monitoring", "resolved"]
@@ -39,6 +36,8 @@ def affected_filter(affected: dict[str, Any] | None) -> dict[str, Any] | None:
 
     Customer fields (``tier``, ``timezone``...) and full segment filter keys pass as they are.
     """
+    from orchestrator.segments.filters import ATTRIBUTE_PREFIXES, FIELDS  # late: the CLI imports Status alone
+
     if not affected:
         return None
     keep = {*FIELDS, "and", "or", "not", "has"}
@@ -54,6 +53,8 @@ def describe_affected(segment: str | None, affected: dict[str, Any] | None) -> s
         if parts:
             return "customers with " + " and ".join(parts)
     if segment and segment != "all":
+        from orchestrator.segments import get_segment
+
         return get_segment(segment).description or segment
     return "all customers"
 
@@ -62,6 +63,8 @@ def notice_facts(status: str, severity: str, summary: str, *, title: str | None,
                  affected: dict[str, Any] | None, status_page_url: str | None, call: bool
                  ) -> tuple[str, dict[str, Any]]:
     """The template and its facts for this update. ``call``: let the high-touch rules phone people."""
+    from orchestrator.models import utcnow
+
     url = status_page_url or f"{get_settings().public_base_url.rstrip('/')}/status"
     now = utcnow()
     if status == "resolved":

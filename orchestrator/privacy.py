@@ -6,8 +6,6 @@ adapters mask provider error texts with it too.
 
 from __future__ import annotations
 
-from sqlalchemy.engine import make_url
-
 from channels.addresses import mask_email, mask_phone
 from channels.redaction import redact_text
 
@@ -28,6 +26,8 @@ def mask_address(channel: str, address: str | None) -> str:
 
 
 def redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url  # late: commands that never print a URL start faster
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:

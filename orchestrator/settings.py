@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     incident_token: SecretStr | None = None
     events_token: SecretStr | None = None  # bearer token for POST /events (conversions)
     prefect_api_url: str | None = None
+    # A running `orchestrator serve` (its URL) that `orchestrator outage notify` hands notices to.
+    service_url: str | None = None
 
     company_postal_address: str = "Example Co, 1 Market Street, San Francisco, CA 94105, USA"
 

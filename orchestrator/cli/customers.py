@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,8 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli.output import DataTable, console, database_errors, err_console, fail, plain, print_json
-from orchestrator.models import Customer
 from orchestrator.privacy import mask_address
+
+if TYPE_CHECKING:  # every command's start imports this module: the database layer loads late
+    from orchestrator.models import Customer
 
 customers_app = typer.Typer(help="Import, inspect and list customers.", no_args_is_help=True)
 
@@ -136,7 +138,7 @@ def show_command(
     from orchestrator.contact_points import addresses_of, point_rows
     from orchestrator.customer_import.columns import PREFERENCE_COLUMNS
     from orchestrator.db import session_scope
-    from orchestrator.models import ContactPreference, Message
+    from orchestrator.models import ContactPreference, Customer, Message
 
     with database_errors(), session_scope() as session:
         customer = session.exec(select(Customer).where(Customer.external_id == external_id)).first()
@@ -216,6 +218,7 @@ def list_command(
     from sqlmodel import select
 
     from orchestrator.db import session_scope
+    from orchestrator.models import Customer
     from orchestrator.segments import SegmentError, compile_filter, count_audience, get_segment
 
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -80,13 +81,17 @@ def database_errors(url: str | None = None) -> Iterator[None]:
     Only the driver's first line is shown (redacted): statements and their parameters may
     carry customer data.
     """
-    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-
-    from orchestrator.privacy import redact_text, redact_url
-
     try:
         yield
-    except DBAPIError as exc:
+    except Exception as exc:
+        if "sqlalchemy" not in sys.modules:  # nothing touched a database (commands start without it)
+            raise
+        from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+        from orchestrator.privacy import redact_text, redact_url
+
+        if not isinstance(exc, DBAPIError):
+            raise
         if url is None:
             from orchestrator.settings import get_settings
 

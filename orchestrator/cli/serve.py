@@ -26,7 +26,7 @@ def launch_outage_notice(incident: IncidentRequest) -> str:
     from flows.trigger import start_outage_notice
     from orchestrator.settings import get_settings
 
-    return start_outage_notice(incident.model_dump(exclude_none=True), get_settings().prefect_api_url)
+    return start_outage_notice(incident.flow_parameters(), get_settings().prefect_api_url)
 
 
 def serve(

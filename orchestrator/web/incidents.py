@@ -36,6 +36,12 @@ class IncidentRequest(BaseModel):
     affected: dict[str, Any] | None = None
     status_page_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
     title: str | None = Field(default=None, max_length=200)
+    social_post: bool = True  # false: no public post on the social channel for this update
+
+    def flow_parameters(self) -> dict[str, Any]:
+        """The flow's parameters: those given, defaults left to the flow (and out of the
+        trigger's idempotency key, so a request that spells out a default is the same trigger)."""
+        return self.model_dump(exclude_defaults=True)
 
 
 IncidentLauncher = Callable[[IncidentRequest], str]
