@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from channels.channel_set import installed_channels
 from orchestrator.models import (
@@ -51,13 +51,15 @@ def current_consent(
     ids = list(customer_ids)
     if not ids:
         return {}
-    latest = select(func.max(ConsentEvent.id)).where(ConsentEvent.customer_id.in_(ids))
+    latest = select(func.max(col(ConsentEvent.id))).where(col(ConsentEvent.customer_id).in_(ids))
     if source is not None:
-        latest = latest.where(ConsentEvent.source == source)
-    latest = latest.group_by(ConsentEvent.customer_id, ConsentEvent.channel, ConsentEvent.topic)
-    rows = session.exec(  # type: ignore[call-overload]
-        select(ConsentEvent.customer_id, ConsentEvent.channel, ConsentEvent.topic, ConsentEvent.state)
-        .where(ConsentEvent.id.in_(latest))
+        latest = latest.where(col(ConsentEvent.source) == source)
+    latest = latest.group_by(
+        col(ConsentEvent.customer_id), col(ConsentEvent.channel), col(ConsentEvent.topic))
+    rows = session.execute(
+        select(col(ConsentEvent.customer_id), col(ConsentEvent.channel), col(ConsentEvent.topic),
+               col(ConsentEvent.state))
+        .where(col(ConsentEvent.id).in_(latest))
     ).all()
     return {(cid, ch, tp): st for cid, ch, tp, st in rows if st != ConsentState.cleared}
 
@@ -67,10 +69,10 @@ def undo_opt_outs(session: Session, customer_id: int, channel: str, by: tuple[st
     only those: each (channel, topic) whose latest record is such an opt-out goes back to what
     it was before it (``cleared`` where nothing was). An opt-out recorded elsewhere (an import,
     the preference centre) holds. Returns True when anything changed."""
-    events = session.exec(  # type: ignore[call-overload]
-        select(ConsentEvent.topic, ConsentEvent.state, ConsentEvent.source)
-        .where(ConsentEvent.customer_id == customer_id, ConsentEvent.channel == channel)
-        .order_by(ConsentEvent.id)
+    events = session.execute(
+        select(col(ConsentEvent.topic), col(ConsentEvent.state), col(ConsentEvent.source))
+        .where(col(ConsentEvent.customer_id) == customer_id, col(ConsentEvent.channel) == channel)
+        .order_by(col(ConsentEvent.id))
     ).all()
     history: dict[str, list[tuple[str, str]]] = {}
     for topic, state, by_source in events:
@@ -124,7 +126,7 @@ def suppress_address(session: Session, channel: str, address: str, reason: str, 
         insert(Suppression)
         .values(channel=channel, address=address, reason=reason, source=source, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["channel", "address"])
-        .returning(Suppression.id)
+        .returning(col(Suppression.id))
     )
     return session.connection().execute(statement).first() is not None
 
@@ -134,7 +136,8 @@ def suppressed_addresses(session: Session, channel: str, addresses: Iterable[str
     if not addrs:
         return set()
     return set(session.scalars(
-        select(Suppression.address).where(Suppression.channel == channel, Suppression.address.in_(addrs))
+        select(col(Suppression.address))
+        .where(col(Suppression.channel) == channel, col(Suppression.address).in_(addrs))
     ))
 
 

@@ -132,7 +132,7 @@ def show_command(
 ) -> None:
     """A customer's profile, addresses per channel, consent in force, preferences and last 10
     ledger rows."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from orchestrator.consent import current_consent
     from orchestrator.contact_points import addresses_of, point_rows
@@ -144,13 +144,15 @@ def show_command(
         customer = session.exec(select(Customer).where(Customer.external_id == external_id)).first()
         if customer is None:
             fail(f"no customer with external_id {external_id!r}", 1)
-        consent = current_consent(session, [customer.id])
-        preference = session.get(ContactPreference, customer.id)
-        latest = select(Message).where(Message.customer_id == customer.id).order_by(Message.id.desc())
+        customer_id = customer.id
+        assert customer_id is not None  # a stored row
+        consent = current_consent(session, [customer_id])
+        preference = session.get(ContactPreference, customer_id)
+        latest = select(Message).where(Message.customer_id == customer_id).order_by(col(Message.id).desc())
         messages = session.exec(latest.limit(10)).all()
-        addresses = addresses_of(session, [customer])[customer.id]
-        points = {p.channel: p for p in point_rows(session, customer.id)}
-    data = {
+        addresses = addresses_of(session, [customer])[customer_id]
+        points = {p.channel: p for p in point_rows(session, customer_id)}
+    data: dict[str, Any] = {  # what --json prints
         "profile": {**customer_row(customer, reveal=reveal), "x_user_id": customer.x_user_id},
         "attributes": customer.attributes,
         "contact_points": [
@@ -215,7 +217,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Customers (contact details masked), optionally those of one segment."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from orchestrator.db import session_scope
     from orchestrator.models import Customer
@@ -228,7 +230,7 @@ def list_command(
         fail(str(exc), 2)
     with database_errors(), session_scope() as session:
         total = count_audience(session, chosen)
-        found = session.exec(select(Customer).where(condition).order_by(Customer.id).limit(limit)).all()
+        found = session.exec(select(Customer).where(condition).order_by(col(Customer.id)).limit(limit)).all()
     rows = [customer_row(c) for c in found]
     if as_json:
         print_json({"segment": chosen.name, "count": total, "customers": rows})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -22,7 +24,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     except SegmentError as exc:
         fail(str(exc), 2)
     with database_errors(), session_scope() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"name": s.name, "description": s.description, "count": count_audience(session, s)}
             for s in found.values()
         ]
@@ -44,7 +46,7 @@ def preview_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """How many customers a segment holds, and the first few (contact details masked)."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from orchestrator.db import session_scope
     from orchestrator.models import Customer
@@ -57,7 +59,8 @@ def preview_command(
     with database_errors(), session_scope() as session:
         total = count_audience(session, segment)
         ids = next(iter_audience_chunks(session, segment, chunk_size=limit), [])
-        sample = session.exec(select(Customer).where(Customer.id.in_(ids)).order_by(Customer.id)).all()
+        in_sample = select(Customer).where(col(Customer.id).in_(ids))
+        sample = session.exec(in_sample.order_by(col(Customer.id))).all()
     rows = [customer_row(c) for c in sample]
     if as_json:
         print_json({"segment": segment.name, "description": segment.description, "count": total,

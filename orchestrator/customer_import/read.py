@@ -59,9 +59,12 @@ def read_csv(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
         raise CustomerImportError("the header line is not valid UTF-8")
     columns = [column_name(h) for h in header]
     seen: set[str] = set()
-    repeated = sorted({c for c in columns if c and (c in seen or seen.add(c))})  # one pass: wide headers
+    repeated: set[str] = set()
+    for name in columns:  # one pass: headers may be 100,000 columns wide
+        if name:
+            (repeated if name in seen else seen).add(name)
     if repeated:
-        raise CustomerImportError(f"column(s) named more than once in the header: {_some(repeated)}")
+        raise CustomerImportError(f"column(s) named more than once in the header: {_some(sorted(repeated))}")
     if "external_id" not in columns:
         raise CustomerImportError("the required column external_id is missing from the header")
     _warn_unknown(report, columns)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Column
 
 from orchestrator import validation
 from orchestrator.consent import ANY
@@ -24,15 +24,24 @@ from orchestrator.customer_import.columns import (
     OPT_IN_SUFFIX,
     unknown_column,
 )
-from orchestrator.models import ConsentState, ContactPoint, Customer, utcnow
+from orchestrator.models import ConsentState, ContactPoint, Customer, table_of, utcnow
 from orchestrator.settings import get_settings
 
 MAX_FIELD_CHARS = 10_000  # any single value; most columns have a tighter limit from the model
 MAX_ATTRIBUTES_CHARS = 20_000  # a customer's attributes as JSON
 RAW_LIMITS = {"phone": 64}  # before normalisation to E.164 (which fits the column)
 
-_CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
-_POINT: Table = ContactPoint.__table__  # type: ignore[attr-defined]
+_CUSTOMER = table_of(Customer)
+_POINT = table_of(ContactPoint)
+
+
+def _declared_length(column: Column[Any]) -> int | None:
+    """A text column's length (``Field(max_length=...)``); SQLModel's AutoString proxies it."""
+    length = getattr(column.type, "length", None)
+    return length if isinstance(length, int) else None
+
+
+MAX_ADDRESS_CHARS = _declared_length(_POINT.c.address) or MAX_FIELD_CHARS
 
 
 @dataclass
@@ -59,7 +68,7 @@ class RowError(ValueError):
 
 # Longest accepted text per column: the model's column length, or a raw-input limit.
 _TEXT_LIMITS: dict[str, int] = {
-    **{c.name: c.type.length for c in _CUSTOMER.c if getattr(c.type, "length", None)},
+    **{c.name: length for c in _CUSTOMER.c if (length := _declared_length(c))},
     **RAW_LIMITS,
 }
 
@@ -128,9 +137,12 @@ class RowValidator:
             columns = columns or channel_columns()
             channel = name[len(CONTACT_PREFIX) :]
             text = _text(name, value) if not isinstance(value, int) else f"+{value}"
-            address = _checked(name, lambda v, ch=channel: normalise_address(ch, v, self._region(raw)), text)
-            if len(address) > _POINT.c.address.type.length:
-                raise RowError(name, f"too long: at most {_POINT.c.address.type.length} characters")
+            try:
+                address = normalise_address(channel, text, self._region(raw))
+            except ValueError as exc:  # as in _checked: any ValueError rejects the row on this column
+                raise RowError(name, str(exc)) from None
+            if len(address) > MAX_ADDRESS_CHARS:
+                raise RowError(name, f"too long: at most {MAX_ADDRESS_CHARS} characters")
             column = columns[channel]
             if column is None:
                 points[channel] = address

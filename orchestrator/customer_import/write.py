@@ -25,17 +25,18 @@ from orchestrator.models import (
     ContactPreference,
     Customer,
     PreferenceEvent,
+    table_of,
     utcnow,
 )
 from orchestrator.settings import get_settings
 
 SOURCE = "import"  # the source of the audit rows the import writes, and reads back
 
-_CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
-_PREFERENCE: Table = ContactPreference.__table__  # type: ignore[attr-defined]
-_CONSENT: Table = ConsentEvent.__table__  # type: ignore[attr-defined]
-_PREFERENCE_EVENT: Table = PreferenceEvent.__table__  # type: ignore[attr-defined]
-_POINT: Table = ContactPoint.__table__  # type: ignore[attr-defined]
+_CUSTOMER = table_of(Customer)
+_PREFERENCE = table_of(ContactPreference)
+_CONSENT = table_of(ConsentEvent)
+_PREFERENCE_EVENT = table_of(PreferenceEvent)
+_POINT = table_of(ContactPoint)
 _PREFERENCE_DEFAULTS: dict[str, Any] = {
     "preferred_channels": [], "frequency": "any", "quiet_start": None, "quiet_end": None,
     "do_not_contact": False,
@@ -112,9 +113,10 @@ def _write_contact_points(
     query = select(p.id, p.customer_id, p.channel, p.address).where(
         p.customer_id.in_(sorted({cid for cid, _ in wanted})))
     stored = {(cid, ch): (pid, address) for pid, cid, ch, address in session.execute(query)}
-    new = [{"customer_id": cid, "channel": ch, "address": address, "verified": False, "source": SOURCE,
-            "created_at": now, "updated_at": now}
-           for (cid, ch), address in wanted.items() if (cid, ch) not in stored]
+    new: list[dict[str, Any]] = [
+        {"customer_id": cid, "channel": ch, "address": address, "verified": False, "source": SOURCE,
+         "created_at": now, "updated_at": now}
+        for (cid, ch), address in wanted.items() if (cid, ch) not in stored]
     changed = [{"pid": stored[key][0], "address": address}
                for key, address in wanted.items() if key in stored and stored[key][1] != address]
     if new:
@@ -135,7 +137,7 @@ def _write_consent(session: Session, rows: list[ValidRow], ids: dict[str, int], 
     if not wanted:
         return set()
     said = current_consent(session, {cid for cid, _, _ in wanted}, source=SOURCE)
-    events = [
+    events: list[dict[str, Any]] = [
         {"customer_id": cid, "channel": channel, "topic": topic, "state": state, "source": SOURCE,
          "created_at": now}
         for cid, (channel, topic), state in wanted

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Float, String, Table, and_, case, cast, false, func, literal, select, true
+from sqlalchemy import Boolean, Float, String, and_, case, cast, false, func, literal, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnClause
+from sqlalchemy.types import TypeEngine
 
-from orchestrator.models import Customer
+from orchestrator.models import Customer, table_of
 
-_CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
+_CUSTOMER = table_of(Customer)
 
 
 class _AttributeColumn(ColumnClause):
@@ -38,7 +39,9 @@ class AttributeValue(_AttributeColumn):
     inherit_cache = False
 
     def __init__(self, key: str, kind: str) -> None:
-        types = {"text": String(), "number": Float(), "bool": Boolean(), "kind": String()}
+        types: dict[str, TypeEngine[Any]] = {
+            "text": String(), "number": Float(), "bool": Boolean(), "kind": String(),
+        }  # fmt: skip
         super().__init__(f"attributes.{key}", type_=types[kind])
         self.key_name = key
         self.kind = kind

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 
-from orchestrator.models import Customer
+from orchestrator.models import Customer, table_of
 from orchestrator.segments.catalog import Segment, get_segment
 from orchestrator.segments.filters import compile_filter
 
-_CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
+_CUSTOMER = table_of(Customer)
 
 
 def _condition(segment: Segment | str, extra: dict | None) -> ColumnElement[bool]:

@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, not_, or_, true
+from sqlalchemy import ColumnElement, and_, not_, or_, true
 
 from channels.channel_set import UnknownChannel
 from orchestrator.contact_points import reachable
-from orchestrator.models import Customer, utcnow
+from orchestrator.models import Customer, table_of, utcnow
 from orchestrator.segments.attribute_sql import AttributeArrayContains, AttributeValue
 
-_CUSTOMER: Table = Customer.__table__  # type: ignore[attr-defined]
+_CUSTOMER = table_of(Customer)
 
 # Customer columns a segment may filter on, with the kind of value they hold.
 FIELDS: dict[str, str] = {
@@ -167,9 +167,9 @@ class _Compiler:
                 raise self.error(path, f"'contains' works on text, {target.name} holds {target.kind}s")
             if target.kind == "text":
                 return _not_null_and(target.column(), target.column().icontains(arg, autoescape=True))
-            text_value = AttributeValue(target.attribute, "text")
+            text_value = target.attribute_value("text")
             in_text = _not_null_and(text_value, text_value.icontains(arg, autoescape=True))
-            return or_(in_text, AttributeArrayContains(target.attribute, arg))
+            return or_(in_text, target.attribute_array_holding(arg))
         if op == "range":
             return self.range(target, arg, path)
         raise self.error(path, f"unknown operator (operators: {', '.join(OPERATORS)})")
@@ -181,7 +181,7 @@ class _Compiler:
             kind = "bool" if isinstance(value, bool) else "number" if _is_number(value) else "text"
             if isinstance(value, date):
                 kind, value = "text", value.isoformat()
-            expr = AttributeValue(target.attribute, kind)
+            expr = target.attribute_value(kind)
             return _not_null_and(expr, expr == value)
         column = target.column()
         return _not_null_and(column, column == self.typed(target, value, path))
@@ -208,10 +208,10 @@ class _Compiler:
         if target.kind is None:
             numeric = all(_is_number(v) for v in bounds.values())
             if numeric:
-                expr: Any = AttributeValue(target.attribute, "number")
+                expr: Any = target.attribute_value("number")
             else:  # dates stored as ISO text compare correctly as text
                 bounds = {k: self.date_value(v, f"{path}.{k}").isoformat() for k, v in bounds.items()}
-                expr = AttributeValue(target.attribute, "text")
+                expr = target.attribute_value("text")
         elif target.kind == "text":
             raise self.error(path, f"'range' needs numbers or dates, {target.name} holds text")
         else:
@@ -253,6 +253,17 @@ class _Target:
 
     def any_value(self) -> Any:
         return self.column() if self.attribute is None else AttributeValue(self.attribute, "kind")
+
+    def attribute_value(self, kind: str) -> AttributeValue:
+        return AttributeValue(self._attribute_key(), kind)
+
+    def attribute_array_holding(self, text: str) -> AttributeArrayContains:
+        return AttributeArrayContains(self._attribute_key(), text)
+
+    def _attribute_key(self) -> str:
+        if self.attribute is None:  # the compiler asks only when kind is None: an attribute
+            raise TypeError(f"{self.name} is a column, not an attribute")
+        return self.attribute
 
 
 def _is_number(value: Any) -> bool:
