@@ -122,7 +122,8 @@ def record_answer(session: Session, survey: Message, score: int, *, channel: str
         raise BadAnswer(f"a comment is at most {MAX_COMMENT} characters")
     now = now or utcnow()
     _lock_customer(session, survey.customer_id)
-    latest = latest_answer(session, survey.id)  # type: ignore[arg-type]
+    assert survey.id is not None  # loaded
+    latest = latest_answer(session, survey.id)
     if latest is not None and latest.score == score and (not comment or comment == latest.body):
         return Answer(latest, recorded=False)
     feedback = CustomerFeedback(customer_id=survey.customer_id, channel=channel, body=comment, source=source,
@@ -163,12 +164,14 @@ def open_recovery_task(session: Session, survey: Message, answer: CustomerFeedba
         task.script += f"\n\nLater answer: {said}."
         task.updated_at = now
         session.add(task)
-        return task.id  # type: ignore[return-value]
+        assert task.id is not None  # loaded
+        return task.id
     [task] = open_tasks(session, [TaskRequest(
         customer_id=survey.customer_id, topic=RECOVERY_TOPIC, reason=RECOVERY_REASON,
         script=recovery_script(session, survey, said), priority=RECOVERY_PRIORITY)], now=now)
     session.flush()
-    return task.id  # type: ignore[return-value]
+    assert task.id is not None  # flushed
+    return task.id
 
 
 def _add_comment_to_open_task(session: Session, customer_id: int, comment: str) -> None:

@@ -45,7 +45,9 @@ class RoutingAdapter(HTTPAdapter):
         self.base_url = base_url.rstrip("/") if base_url else None
         self.timeout = timeout
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(  # type: ignore[override]  # requests names each keyword argument; they all pass through
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         if self.base_url and request.url:
             for host in X_HOSTS:
                 if request.url.startswith(host):

@@ -55,7 +55,8 @@ def command() -> Any:
             if getattr(param, "is_flag", False):  # typer's own click types: no isinstance
                 param.metavar = ""
         # click has no hook for the help option of each command: wrap the instance's method
-        current.get_help_option = _flag_help_option(current.get_help_option)  # type: ignore[method-assign]
+        current.get_help_option = _flag_help_option(  # type: ignore[method-assign]  # wrapped on purpose
+            current.get_help_option)
         stack.extend(getattr(current, "commands", {}).values())
     return root
 

@@ -22,7 +22,9 @@ outage_app = typer.Typer(help="Outage and incident notices: fast, once per updat
 @outage_app.command("notify")
 def notify(
     incident_id: str = typer.Argument(..., help="The incident's id (status page or monitoring tool)."),
-    status: Annotated[Status, typer.Option("--status", help="Where the incident stands.")] = ...,  # type: ignore[assignment]
+    # after incident_id's default this one needs a default too: ``...`` is Typer's "required"
+    status: Annotated[Status, typer.Option(
+        "--status", help="Where the incident stands.")] = ...,  # type: ignore[assignment]  # not a Status
     severity: Annotated[Severity, typer.Option(
         "--severity", help="major and critical also open calls for premium accounts.")] = "major",
     summary: str = typer.Option(..., "--summary", help="What is broken (or, when resolved, what happened)."),

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 
 from channels.base import ChannelAdapter
 from orchestrator.db import DatabaseUnavailable, brief_cause, retry_while_unavailable
@@ -73,14 +74,17 @@ def dispatch_due(
     pool = AdapterPool(adapters)
     pacer = Pacer(load_policy().rates, url=url)
     started = time.monotonic()
+
+    def claim(count: int) -> list[ClaimedMessage]:
+        return claim_due(now=clock(), limit=count, channels=channels, campaign_id=campaign_id,
+                         incident_id=incident_id, message_ids=message_ids, url=url)
+
     try:
         remaining = limit
         while True:
             wanted = min(claim_size, remaining + len(report.waiting))  # waiting rows were counted once
-            claimed = retry_while_unavailable(lambda limit=wanted: claim_due(  # type: ignore[misc]
-                now=clock(), limit=limit, channels=channels, campaign_id=campaign_id,
-                incident_id=incident_id, message_ids=message_ids, url=url,
-            ), what="claiming due messages") if wanted > 0 else []
+            claimed = retry_while_unavailable(partial(claim, wanted), what="claiming due messages"
+                                              ) if wanted > 0 else []
             if claimed:
                 remaining -= sum(1 for m in claimed if m.id not in report.waiting)
                 batch = ClaimedBatch(claimed, pool, report, clock, retry, on_progress, url, pacer)

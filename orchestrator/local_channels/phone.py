@@ -39,10 +39,9 @@ class PhoneTaskAdapter:
     def send(self, batch: list[OutboundMessage]) -> list[SendResult]:
         """One task per message (the body is the call script); sending a message again returns
         the task it already has."""
-        usable = [m for m in batch if m.customer_id is not None and m.body.strip()]
         requests = [
             TaskRequest(
-                customer_id=m.customer_id,  # type: ignore[arg-type]
+                customer_id=m.customer_id,
                 topic=m.topic,
                 reason=str(m.meta.get("reason") or m.subject or f"{m.topic or 'customer'} call"),
                 script=m.body,
@@ -50,7 +49,7 @@ class PhoneTaskAdapter:
                 due_in_seconds=m.due_in_seconds,
                 message_id=m.message_id,
             )
-            for m in usable
+            for m in batch if m.customer_id is not None and m.body.strip()
         ]
         with session_scope(self.database_url) as session:
             tasks = open_tasks(session, requests, sla_overrides=self.sla_overrides) if requests else []

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from orchestrator.experiments import HOLDOUT
 from orchestrator.models import Campaign, ConversionEvent, table_of
@@ -44,7 +44,7 @@ def _customers(session: Session, where: ColumnElement[bool]) -> dict[str, int]:
 def _goal(session: Session, part: ReportSlice) -> Campaign | None:
     if part.campaign is None:
         return None
-    campaign = session.exec(select(Campaign).where(Campaign.name == part.campaign)).scalars().first()  # type: ignore
+    campaign = session.scalars(select(Campaign).where(col(Campaign.name) == part.campaign)).first()
     return campaign if campaign is not None and campaign.goal_event else None
 
 

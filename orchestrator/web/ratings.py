@@ -54,7 +54,8 @@ def _answer(claims: LinkClaims, score: int | None, comment: str, source: str):
                 record_answer(session, survey, score, channel=survey.channel, source=source, comment=comment)
         except BadAnswer as exc:
             raise HTTPException(400, f"{exc}.") from None
-        latest = latest_answer(session, survey.id)  # type: ignore[arg-type]
+        assert survey.id is not None  # loaded
+        latest = latest_answer(session, survey.id)
         if latest is None:
             raise HTTPException(404, "We have no answer from you yet: please use a link in our message.")
         return scale_of(survey), latest.score, latest.body

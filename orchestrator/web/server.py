@@ -48,7 +48,9 @@ class SlowClientGuard(H11Protocol):
         super().__init__(*args, **kwargs)
         self.access_log = False  # uvicorn's own prints paths (tokens) and client addresses
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(  # type: ignore[override]  # a stream transport, as uvicorn's protocol narrows it
+        self, transport: asyncio.Transport
+    ) -> None:
         self._phase: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)
