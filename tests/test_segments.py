@@ -188,3 +188,16 @@ def test_the_default_segments_file_comes_from_settings(tmp_path, monkeypatch):
     get_settings.cache_clear()
     assert set(load_segments()) == {"all", "vip"}
     assert get_segment("vip").description == "Very important"
+
+
+def test_an_edited_segments_file_takes_effect_at_once(tmp_path):
+    # Parsed segments are kept per file text (every chunk task reads the file): an edit is a new text.
+    own = tmp_path / "segments.yaml"
+    own.write_text("segments:\n  vip: {description: first, filter: {tier: premium}}\n")
+    assert get_segment("vip", own).description == "first"
+    own.write_text("segments:\n  vip: {description: second, filter: {tier: premium}}\n"
+                   "  new: {filter: {tier: standard}}\n")
+    assert get_segment("vip", own).description == "second" and set(load_segments(own)) == {"all", "vip", "new"}
+    own.write_text("segments:\n  broken: {filter: {colour: red}}\n")
+    with pytest.raises(SegmentError, match="unknown field"):
+        load_segments(own)

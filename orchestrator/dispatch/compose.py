@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from sqlmodel import col
 
 from channels.base import OutboundMessage
 from orchestrator.consent import consent_allows, current_consent, opt_in_required, suppressed_addresses
-from orchestrator.contact_points import addresses_of, conversational_points, last_inbound
+from orchestrator.contact_points import addresses_of, channel_columns, conversational_points, last_inbound
 from orchestrator.db import session_scope
 from orchestrator.ledger.changes import LedgerChange, settled
 from orchestrator.ledger.queue import ClaimedMessage
@@ -51,7 +52,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
     """
     customer_ids = sorted({m.customer_id for m in messages.values()})
     with session_scope(url) as session:
-        found = session.execute(select(CUSTOMER).where(CUSTOMER.c.id.in_(customer_ids)))
+        found = session.execute(select(*_composing_columns()).where(CUSTOMER.c.id.in_(customer_ids)))
         customers: dict[int, Any] = {c.id: c for c in found}
         channels = {m.channel for m in messages.values()}
         addresses = addresses_of(session, customers.values(), channels)
@@ -101,6 +102,15 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
     return out
 
 
+def _composing_columns() -> list[Any]:
+    """The customer columns composing reads (templates' fields and addresses): not the whole row,
+    whose JSON attributes would be decoded for every message."""
+    from orchestrator.templating.context import CUSTOMER_FIELDS
+
+    names = dict.fromkeys(("id", *CUSTOMER_FIELDS, *(c for c in channel_columns().values() if c)))
+    return [CUSTOMER.c[name] for name in names]
+
+
 def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetime,
                     inbound: Mapping[tuple[int, str], datetime] | None = None
                     ) -> list[ReadyMessage | LedgerChange]:
@@ -118,6 +128,7 @@ def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetim
     results: list[ReadyMessage | LedgerChange] = []
     renderable, items = [], []
     brand_info = brand()
+    is_marketing = cache(lambda template: bool(message_info(template).marketing))
     for m, customer, address in pending:
         try:
             context = build_context(customer, dict(m.data or {}), topic=m.topic, message_id=m.id,
@@ -134,7 +145,7 @@ def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetim
             results.append(settled(m, MessageStatus.failed, RENDER_ERROR.code(), str(outcome.problem)))
             continue
         rendered = outcome.rendered
-        marketing = bool(message_info(m.template).marketing)
+        marketing = is_marketing(m.template)
         due_in = int((m.deadline - now).total_seconds()) if m.deadline is not None else None
         unsubscribe = None
         if marketing:  # an email's context has already signed this link

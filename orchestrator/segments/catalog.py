@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -36,8 +37,20 @@ def load_segments(path: Path | None = None) -> dict[str, Segment]:
             raise SegmentError(f"segments file not found: {source}")
         return segments
     try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SegmentError(f"{source}: not valid YAML: {exc}") from None
+    return {ALL.name: ALL, **_parse_segments(text, source)}
+
+
+@lru_cache(maxsize=16)
+def _parse_segments(text: str, source: Path) -> dict[str, Segment]:
+    # Keyed on the file's text, as the policy is: an edit takes effect at once, and every chunk
+    # task finds its customers through a segment (parsing and compiling the file costs tens of ms).
+    segments: dict[str, Segment] = {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
         raise SegmentError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
         raise SegmentError(f"{source}: nested too deeply to read") from None

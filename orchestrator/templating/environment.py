@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from jinja2 import DictLoader, StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
@@ -20,6 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from orchestrator.settings import get_settings
 from orchestrator.templating.catalog import Catalog, _cached_catalog
 from orchestrator.templating.errors import RenderError
+from orchestrator.templating.reads import customer_fields_read
 
 # The locale of the variant being rendered, so partials resolve to the same language.
 _rendering_locale: ContextVar[str | None] = ContextVar("rendering_locale", default=None)
@@ -121,6 +122,11 @@ class TemplateSet:
         wanted = " + ".join(files.values())
         tones = repr(tone) if tone == info.default_tone else f"{tone!r} or default tone {info.default_tone!r}"
         raise RenderError(f"{message}: no template for {vkey} ({wanted}) in tone {tones}")
+
+    @cached_property
+    def customer_fields_read(self) -> frozenset[str] | None:
+        """The ``customer`` fields any template of the catalog reads (None: it cannot be told)."""
+        return customer_fields_read(self.env, self.catalog.sources)
 
     def render_part(self, variant: Variant, role: str, variables: Mapping[str, object]) -> str:
         token = _rendering_locale.set(variant.locale)

@@ -116,6 +116,7 @@ def render_many(items: list[Item], templates: TemplateSet | None = None) -> list
     templates = templates or get_template_set()
     outcomes = [Outcome() for _ in items]
     groups: dict[Hashable, _Group] = {}
+    read = templates.customer_fields_read
     for index, item in enumerate(items):
         try:
             target = resolve(templates, item.message, tone=item.tone, channel=item.channel,
@@ -123,7 +124,8 @@ def render_many(items: list[Item], templates: TemplateSet | None = None) -> list
         except TemplateProblem as exc:
             outcomes[index].problem = exc
             continue
-        key = (item.message, target.vkey, target.variant.tone, target.variant.locale, _shape(item.context))
+        key = (item.message, target.vkey, target.variant.tone, target.variant.locale,
+               _shape(item.context, read))
         groups.setdefault(key, _Group(target)).indexes.append(index)
     for group in groups.values():
         members = [items[i] for i in group.indexes]
@@ -219,13 +221,15 @@ def _printed(value: Any, escaped: bool) -> str:
     return str(escape(value)) if escaped else str(value)
 
 
-def _shape(context: Mapping[str, Any]) -> Hashable:
-    """Everything a template may branch on: the context with personal values reduced to truthiness."""
+def _shape(context: Mapping[str, Any], read: frozenset[str] | None = None) -> Hashable:
+    """Everything a template may branch on: the context with personal values reduced to truthiness.
+    ``read``: the customer fields the templates read (None: any), the only ones that can matter."""
     personal = {path: bool(_lookup(context, path)) for path in _personal_paths(context)}
     shared = {key: value for key, value in context.items() if key not in PERSONAL}
     customer = context.get("customer")
     fields = tuple(
         (key, personal[("customer", key)] if ("customer", key) in personal else repr(value))
         for key, value in (customer.items() if isinstance(customer, Mapping) else ())
+        if read is None or key in read
     )
     return json.dumps(shared, sort_keys=True, default=repr), fields, tuple(sorted(personal.items()))
