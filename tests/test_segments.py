@@ -197,7 +197,8 @@ def test_an_edited_segments_file_takes_effect_at_once(tmp_path):
     assert get_segment("vip", own).description == "first"
     own.write_text("segments:\n  vip: {description: second, filter: {tier: premium}}\n"
                    "  new: {filter: {tier: standard}}\n")
-    assert get_segment("vip", own).description == "second" and set(load_segments(own)) == {"all", "vip", "new"}
+    assert get_segment("vip", own).description == "second"
+    assert set(load_segments(own)) == {"all", "vip", "new"}
     own.write_text("segments:\n  broken: {filter: {colour: red}}\n")
     with pytest.raises(SegmentError, match="unknown field"):
         load_segments(own)
