@@ -226,12 +226,12 @@ def run_pipeline(
     for round_ in range(1, fallback_rounds + 1 if dispatch else 1):
         if not failures:
             break
-        chunk = fallback_task(f"round-{round_}", failures)
-        result.fallbacks.update(chunk.counts)
-        if not chunk.message_ids:
+        fallback_chunk = fallback_task(f"round-{round_}", failures)
+        result.fallbacks.update(fallback_chunk.counts)
+        if not fallback_chunk.message_ids:
             break
-        report = dispatch_task(f"fallback-round-{round_}", limit=len(chunk.message_ids),
-                               message_runs=id_runs(chunk.message_ids))
+        report = dispatch_task(f"fallback-round-{round_}", limit=len(fallback_chunk.message_ids),
+                               message_runs=id_runs(fallback_chunk.message_ids))
         result.report.merge(report)
         failures = list(report.failures)
     if progress is not None:
