@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -150,12 +151,16 @@ def markdown_summary(key: str, markdown: str, description: str | None = None) ->
                                                  description=_masked(description)))
 
 
+UPDATE_INTERVAL = 1.0  # seconds between progress artifact updates
+
+
 class Progress:
     """A progress artifact that follows ``done`` out of ``total`` (a no-op outside a run)."""
 
     def __init__(self, key: str, total: int, description: str | None = None) -> None:
         self.total, self.done = max(0, total), 0
         self.artifact_id: UUID | None = None
+        self._updated_at = float("-inf")
         if in_prefect_run():
             self.artifact_id = _artifact_id(create_progress_artifact(
                 progress=self.percent, key=artifact_key(key), description=_masked(description)))
@@ -164,16 +169,22 @@ class Progress:
     def percent(self) -> float:
         return 100.0 if self.total == 0 else round(min(100.0, 100.0 * self.done / self.total), 1)
 
-    def update(self, done: int) -> None:
+    def update(self, done: int, *, now: bool = False) -> None:
+        """Records ``done``; the artifact follows at most once per ``UPDATE_INTERVAL`` (each update is
+        a call to the Prefect API, and a large run finishes a chunk every few milliseconds)."""
         self.done = done
-        if self.artifact_id is not None:
+        if self.artifact_id is None:
+            return
+        at = time.monotonic()
+        if now or at - self._updated_at >= UPDATE_INTERVAL:
+            self._updated_at = at
             update_progress_artifact(artifact_id=self.artifact_id, progress=self.percent)
 
     def advance(self, n: int) -> None:
         self.update(self.done + n)
 
     def finish(self) -> None:
-        self.update(max(self.done, self.total))
+        self.update(max(self.done, self.total), now=True)
 
 
 def dispatch_markdown(report: DispatchReport, *, title: str, reconciled: Sequence[int] = ()) -> str:
