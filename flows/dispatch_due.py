@@ -1,7 +1,9 @@
 """The due-sweeper: every minute, flag stuck sends, then send what is due, chunk by chunk.
 
 Deferred messages (quiet hours, cap slots, local send times, provider retries) become due
-here. Each chunk is one task that claims its own rows in the ledger, so chunks run side by
+here, and so do fallbacks reserved outside a flow (a late failure in a provider's status
+callback). What fails here falls back as in a campaign (``flows.pipeline.fall_back``).
+Each chunk is one task that claims its own rows in the ledger, so chunks run side by
 side (and several workers may run this flow) without ever sending a message twice.
 """
 
@@ -25,9 +27,12 @@ from flows.common import (
     summary_table_artifact,
     thread_task_runner,
 )
+from flows.pipeline import fall_back
 from orchestrator.dispatch.report import DispatchReport
 from orchestrator.ledger.queue import count_due
 from orchestrator.ledger.reconcile import reconcile_stuck
+
+FALLBACK_ROUNDS = 3  # as a campaign's: each round tries the next channel of the route
 
 
 class DispatchConfigurationError(RuntimeError):
@@ -73,6 +78,10 @@ def dispatch_due_flow(
         report.merge(future.result())
         progress.update(report.processed)
     progress.finish()
+    fallbacks, fallback_report = fall_back(list(report.failures), FALLBACK_ROUNDS, label="sweep")
+    report.merge(fallback_report)
+    if fallbacks:
+        logger.info("fallbacks reserved: %s", dict(fallbacks))
 
     summary_table_artifact("dispatch-due-outcomes", report.rows(), description="Outcomes per channel")
     markdown_summary("dispatch-due-summary", dispatch_markdown(report, title="Dispatch of due messages",

@@ -222,23 +222,36 @@ def run_pipeline(
         reserved(reserving.popleft().result())
     harvest(block=True)
 
-    failures = list(result.report.failures)
-    for round_ in range(1, fallback_rounds + 1 if dispatch else 1):
-        if not failures:
-            break
-        fallback_chunk = fallback_task(f"round-{round_}", failures)
-        result.fallbacks.update(fallback_chunk.counts)
-        if not fallback_chunk.message_ids:
-            break
-        report = dispatch_task(f"fallback-round-{round_}", limit=len(fallback_chunk.message_ids),
-                               message_runs=id_runs(fallback_chunk.message_ids))
+    if dispatch:
+        fallbacks, report = fall_back(list(result.report.failures), fallback_rounds)
+        result.fallbacks.update(fallbacks)
         result.report.merge(report)
-        failures = list(report.failures)
     if progress is not None:
         progress.finish()
     logger.info("reserved %s; dispatched %s", dict(result.reserved) or "nothing",
                 {o: result.report.total(o) for o in OUTCOMES if result.report.total(o)} or "nothing")
     return result
+
+
+def fall_back(failures: list[Failure], rounds: int, label: str = "round"
+              ) -> tuple[Counter[str], DispatchReport]:
+    """Reserves the next channel for the failures that warrant one and dispatches it at once, up to
+    ``rounds`` times (a fallback can fail too). Must run inside a flow. Returns the reserved rows
+    per status and what became of them."""
+    counts: Counter[str] = Counter()
+    report = DispatchReport()
+    for round_ in range(1, rounds + 1):
+        if not failures:
+            break
+        chunk = fallback_task(f"{label}-{round_}", failures)
+        counts.update(chunk.counts)
+        if not chunk.message_ids:
+            break
+        sent = dispatch_task(f"fallback-{label}-{round_}", limit=len(chunk.message_ids),
+                             message_runs=id_runs(chunk.message_ids))
+        report.merge(sent)
+        failures = list(sent.failures)
+    return counts, report
 
 
 # --- what the run says --------------------------------------------------------------------

@@ -93,6 +93,31 @@ def test_an_unconfigured_channel_fails_the_run_and_keeps_messages_deferred(prefe
     assert "Configuration errors" in summary
 
 
+def test_a_message_that_fails_in_the_sweep_falls_back_once(prefect_harness, sqlite_url):
+    """A fallback reserved when a status callback reported a late failure is sent by the sweep; a
+    message that fails there goes on to the next channel of its route, as in a campaign."""
+    from orchestrator.consent import suppress_address
+
+    (cid,) = add_customers(1)
+    with session_scope() as s:
+        suppress_address(s, "email", "ada0@example.com", "bounce", "test")
+    (mid,) = add_messages([cid], dedupe="receipt", tone="professional")  # transactional: [email, sms]
+
+    state = dispatch_due_flow(return_state=True)
+
+    assert state.result() == {"sent": 1, "deferred": 0, "failed": 0, "suppressed": 1, "reconcile": 0}
+    rows = sorted(messages().values(), key=lambda m: m.id)
+    assert [(m.id, m.channel, m.status) for m in rows] == [
+        (mid, "email", MessageStatus.suppressed), (rows[1].id, "sms", MessageStatus.sent)]
+    assert rows[1].dedupe_key == f"receipt-{cid}>fallback:email"
+    assert rows[1].reason_codes[0] == "fallback:email->sms"
+    with session_scope() as s:
+        assert [e.message_id for e in s.exec(select(OutboxEntry))] == [rows[1].id]
+    # The next sweep finds nothing to do and no failure to fall back from again.
+    assert dispatch_due_flow() == {"sent": 0, "deferred": 0, "failed": 0, "suppressed": 0, "reconcile": 0}
+    assert len(messages()) == 2
+
+
 @flow(name="chatty")
 def chatty_flow() -> None:
     logger = get_run_logger()
