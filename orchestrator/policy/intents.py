@@ -50,11 +50,6 @@ class Decision:
     high_touch: str | None = None  # name of the high-touch rule for an additional phone row
 
     @property
-    def escalated(self) -> bool:
-        """A phone task for a human agent rather than an automated message."""
-        return self.channel == "phone" and self.outcome != "suppress"
-
-    @property
     def status(self) -> str:
         return {"send": "planned", "defer": "deferred", "suppress": "suppressed"}[self.outcome]
 
