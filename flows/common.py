@@ -72,12 +72,14 @@ def tag_flow_run(*tags: str) -> None:
     The tags go on the flow run, not on its task runs: Prefect asks its server for tag
     concurrency slots before every tagged task run, and the first ask in a process held the
     first chunk of a campaign back by about two seconds (a cost per run, paid again by every
-    deployment run). Outside a flow run this does nothing.
+    deployment run). Outside a flow run, or when the run already has them, this does nothing.
     """
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         return
     merged = sorted({*context.flow_run.tags, *tags})
+    if merged == sorted(context.flow_run.tags):  # created with them (flows.trigger): no API call
+        return
     with get_client(sync_client=True) as client:
         client.update_flow_run(context.flow_run.id, tags=merged)
     context.flow_run.tags = merged

@@ -68,9 +68,18 @@ class ChunkRange:
     recipe: IntentRecipe
 
 
-def chunk_ranges(audience: Any, recipe: IntentRecipe, chunk_size: int) -> Iterator[ChunkRange]:
-    """The audience in chunks of ``chunk_size`` customers, as id ranges."""
-    for ids in audience.chunks(chunk_size):
+def chunk_ranges(audience: Any, recipe: IntentRecipe, chunk_size: int, *, first: int | None = None
+                 ) -> Iterator[ChunkRange]:
+    """The audience in chunks of ``chunk_size`` customers, as id ranges.
+
+    ``first``: the first chunk holds only that many customers (the rest of its range follows as the
+    second), so the first messages are decided, rendered and handed to a provider after a few
+    customers, not after a full chunk: urgent notices start that way.
+    """
+    for n, ids in enumerate(audience.chunks(chunk_size)):
+        if n == 0 and first is not None and 0 < first < len(ids):
+            yield ChunkRange(id_range(ids[:first]), audience, ids[0], ids[first - 1], recipe)
+            ids = ids[first:]
         yield ChunkRange(id_range(ids), audience, ids[0], ids[-1], recipe)
 
 

@@ -108,19 +108,19 @@ def test_the_command_hands_the_notice_to_the_service_and_a_retry_starts_no_secon
                                                                                        fake_sendgrid):
     from tests.support.flow_world import artifacts, ledger
 
-    first = _notify(monkeypatch, service, INCIDENT_TOKEN, "inc-retry", "--json")
-    retried = _notify(monkeypatch, service, INCIDENT_TOKEN, "inc-retry", "--json")
+    first = _notify(monkeypatch, service, INCIDENT_TOKEN, "inc-cli-retry", "--json")
+    retried = _notify(monkeypatch, service, INCIDENT_TOKEN, "inc-cli-retry", "--json")
     assert first.exit_code == retried.exit_code == 0, first.output + retried.output
     answer, again = json.loads(first.stdout), json.loads(retried.stdout)
-    assert answer["handed_to"] == service and answer["incident_id"] == "inc-retry"
+    assert answer["handed_to"] == service and answer["incident_id"] == "inc-cli-retry"
     assert again["run_id"] == answer["run_id"]
 
     run = _settled(answer["run_id"])
     assert run.state.is_completed() and run.parameters["social_post"] is False
     assert artifacts(run.id)  # the run's summary is in the Prefect UI, as for POST /incidents
-    assert [r.id for r in _outage_runs("inc-retry")] == [run.id]  # the command ran nothing in its own process
+    assert [r.id for r in _outage_runs("inc-cli-retry")] == [run.id]  # nothing ran in the command itself
     assert len(fake_sendgrid.accepted()) == 3
-    assert {m.status for m in ledger("incident:inc-retry").values()} == {"sent"}
+    assert {m.status for m in ledger("incident:inc-cli-retry").values()} == {"sent"}
 
 
 def test_the_command_says_how_to_follow_the_run(service, monkeypatch):

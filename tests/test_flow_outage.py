@@ -199,3 +199,21 @@ def test_a_deployment_run_missing_its_summary_is_refused_when_submitted_with_the
     run = run_deployment(name, parameters={"incident_id": "INC-1", "status": "investigating",
                                            "summary": "Card payments are failing"}, timeout=0)
     assert run.state is not None and run.state.is_scheduled()
+
+
+def test_the_first_chunk_is_cut_small_and_every_customer_is_in_exactly_one_chunk():
+    from flows.outage import FIRST_CHUNK_SIZE
+    from flows.pipeline import chunk_ranges
+
+    class Audience:
+        def __init__(self, n: int) -> None:
+            self.ids = list(range(1, n + 1))
+
+        def chunks(self, size: int):
+            return (self.ids[i : i + size] for i in range(0, len(self.ids), size))
+
+    def ranges(n: int) -> list[tuple[int, int]]:
+        return [(c.first, c.last) for c in chunk_ranges(Audience(n), None, 500, first=FIRST_CHUNK_SIZE)]
+
+    assert ranges(1200) == [(1, FIRST_CHUNK_SIZE), (FIRST_CHUNK_SIZE + 1, 500), (501, 1000), (1001, 1200)]
+    assert ranges(30) == [(1, 30)]
