@@ -34,6 +34,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path):
     for key in list(os.environ):
         if key.startswith(("ORCH_SENDGRID", "ORCH_TWILIO", "ORCH_X_", "TWILIO_EDGE", "TWILIO_REGION")):
             monkeypatch.delenv(key, raising=False)
+    # The fake Twilio is no long code: its default of 1 SMS per second would make every test wait.
+    # Tests of that default set their own rate.
+    monkeypatch.setenv("ORCH_TWILIO_RATE", "1000")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

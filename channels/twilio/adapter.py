@@ -86,7 +86,7 @@ class TwilioSmsAdapter:
         self.public_base_url = (public_base_url or s.public_base_url).rstrip("/")
         self.timeout = timeout or shared.timeout_seconds
         workers = concurrency or shared.concurrency
-        self.limits = Limits(max_batch=max(100, workers * 25), rate_per_second=None)
+        self.limits = Limits(max_batch=max(100, workers * 25), rate_per_second=s.rate or None)
         self._pool: PerThreadPool[Client] = PerThreadPool(self._new_client, workers, "twilio")
 
     @classmethod

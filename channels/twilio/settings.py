@@ -16,5 +16,10 @@ class TwilioSettings(BaseSettings):
     from_number: str | None = None
     messaging_service_sid: str | None = None
     base_url: str | None = None
+    # ORCH_TWILIO_RATE: messages per second the sender takes, the SMS lane's default when the policy's
+    # ``rates:`` names neither ``sms`` nor ``twilio``. A long code takes about 1 message per second
+    # (toll-free numbers, short codes and Messaging Services with several numbers more: raise it);
+    # 0 declares none (then only the policy paces SMS).
+    rate: float = Field(1.0, ge=0)
     # Where Twilio reaches our status callbacks: the web app's public URL (the core reads it too).
     public_base_url: str = Field("http://127.0.0.1:8000", validation_alias="ORCH_PUBLIC_BASE_URL")

@@ -13,8 +13,14 @@ A rate is named by its key, which is also its reason code when a message waits f
 
 ``urgent_priority`` (default 80: security, outage, transactional) is the topic priority from which
 traffic is urgent: it takes a lane's budget first and bulk traffic on that lane yields to it.
-An adapter may declare its provider's default rate (``Limits.rate_per_second``); a rate here
-for that channel or adapter overrides it.
+An adapter may declare its provider's default rate (``Limits.rate_per_second``, e.g. Twilio's
+``ORCH_TWILIO_RATE``); a rate here for that channel or adapter overrides it.
+
+There is no rate per sender because an adapter's lane is its sender's: each adapter sends every
+message from the one sender its settings name (a Twilio number or Messaging Service, a SendGrid
+from address, an X account), and nothing in a message chooses another. A provider that lets each
+message pick its sender would make the sender a lane of its own; until then ``twilio: 1/s`` is the
+long code's rate.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def provider_env(url: str, sendgrid: Any, twilio: Any, **extra: str) -> dict[str
             "ORCH_SENDGRID_HOST": sendgrid.url, "ORCH_TWILIO_ACCOUNT_SID": twilio.account_sid,
             "ORCH_TWILIO_AUTH_TOKEN": twilio.auth_token, "ORCH_TWILIO_FROM_NUMBER": "+15557654321",
             "ORCH_TWILIO_BASE_URL": twilio.url, "ORCH_PUBLIC_BASE_URL": "https://hooks.example.com",
-            **extra}
+            "ORCH_TWILIO_RATE": "1000", **extra}  # the fake is no long code (1 SMS/s by default)
 
 
 def _adopt(env: dict[str, str]) -> None:
