@@ -33,6 +33,8 @@ class FakeEndpoints:
             "ORCH_TWILIO_ACCOUNT_SID": self.twilio_account_sid,
             "ORCH_TWILIO_AUTH_TOKEN": self.twilio_auth_token,
             "ORCH_TWILIO_FROM_NUMBER": "+15557654321", "ORCH_TWILIO_BASE_URL": self.twilio_url,
+            # The fake is no long code (1 SMS/s by default); a policy's rates still apply.
+            "ORCH_TWILIO_RATE": "1000",
             "ORCH_X_CONSUMER_KEY": "ck", "ORCH_X_CONSUMER_SECRET": "cs", "ORCH_X_ACCESS_TOKEN": "at",
             "ORCH_X_ACCESS_TOKEN_SECRET": "ats", "ORCH_X_API_BASE_URL": self.x_url,
             "ORCH_PROVIDER_TIMEOUT_SECONDS": str(timeout),
@@ -75,6 +77,21 @@ def _marked(fakes: dict[str, Any], since: float, marker: bytes) -> dict[str, Any
     return {"first": min(times, default=None), "last": max(times, default=None), "requests": len(times)}
 
 
+def _arrivals(fakes: dict[str, Any], since: float) -> dict[str, Any]:
+    """Per provider, what it accepted after ``since``: the arrival time of every HTTP request and of
+    every message (our message id -> time; a merged request counts once as a request), and its 429s."""
+    out: dict[str, Any] = {}
+    for name, fake in fakes.items():
+        with fake._lock:
+            recent = [r for r in fake.requests if r.received_at >= since]
+        accepted = [r for r in recent if r.status is not None and 200 <= r.status < 300]
+        requests = {id(r.http or r): r.received_at for r in accepted}
+        out[name] = {"requests": sorted(requests.values()),
+                     "messages": {r.message_id: r.received_at for r in accepted if r.message_id},
+                     "rate_limited": fake.rate_limited}
+    return out
+
+
 def _serve(conn: Connection, latency: float) -> None:
     fakes = {"sendgrid": FakeSendGrid(latency=latency), "twilio": FakeTwilio(latency=latency),
              "x": FakeX(latency=latency)}
@@ -87,6 +104,8 @@ def _serve(conn: Connection, latency: float) -> None:
             command, argument = conn.recv()
             if command == "tally":
                 conn.send(_tally(fakes, frozenset(argument or ())))
+            elif command == "arrivals":
+                conn.send(_arrivals(fakes, argument))
             elif command == "marked":
                 conn.send(_marked(fakes, argument[0], argument[1].encode()))
             elif command == "rates":
@@ -138,6 +157,10 @@ class FakesProcess:
     def marked(self, since: float, marker: str) -> dict[str, Any]:
         """First and last accepted request carrying ``marker`` since ``since`` (epoch seconds)."""
         return self._ask("marked", (since, marker))
+
+    def arrivals(self, since: float) -> dict[str, Any]:
+        """Per provider: accepted request times, message id -> arrival time, and 429s answered."""
+        return self._ask("arrivals", since)
 
     def enforce_rates(self, rates: dict[str, float | None]) -> None:
         """Requests per second each fake takes before it answers 429 (``None``: any)."""

@@ -102,20 +102,20 @@ def campaign(n: int, name: str = "bench", chunk_size: int = 1000, **_: Any) -> d
             "first_send_s": (clock.first_send or started) - started}
 
 
-def outage(n: int, chunk_size: int = 500, **_: Any) -> dict[str, Any]:
+def outage(n: int, chunk_size: int = 500, segment: str = "us_east_outage", **_: Any) -> dict[str, Any]:
     from flows.outage import outage_notice
 
     clock = instrument()
-    started = time.perf_counter()
+    started_at, started = time.time(), time.perf_counter()
     result = outage_notice(incident_id="BENCH-1", status="investigating", severity="minor",
-                           summary="Sign-in fails for some customers", segment="us_east_outage",
+                           summary="Sign-in fails for some customers", segment=segment,
                            chunk_size=chunk_size, social_post=False)
     wall = time.perf_counter() - started
     first = (clock.first_send or started) - started
     last = (clock.last_send or started) - started
-    return {"wall_s": wall, "customers": result.get("customers", result.get("audience")),
-            "first_handed_s": first, "last_handed_s": last, "dispatched": result.get("dispatched"),
-            **stages(clock)}
+    return {"wall_s": wall, "started_at": started_at,
+            "customers": result.get("customers", result.get("audience")), "first_handed_s": first,
+            "last_handed_s": last, "dispatched": result.get("dispatched"), **stages(clock)}
 
 
 def plan_only(n: int, chunk_size: int = 1000, **_: Any) -> dict[str, Any]:

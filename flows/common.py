@@ -248,6 +248,9 @@ def dispatch_task(
     incident_id: int | None = None,
     message_ids: list[int] | None = None,
     message_runs: Sequence[tuple[int, int]] | None = None,
+    pace_patience: float | None = None,
+    pace_wait: float | None = None,
+    waiting: Mapping[int, tuple[str, datetime]] | None = None,
 ) -> DispatchReport:
     """Sends one chunk of due messages and returns what became of them.
 
@@ -255,14 +258,19 @@ def dispatch_task(
     flow dispatching the rows it just reserved passes them so.
 
     ``limit`` defaults to all of ``message_ids`` when given (a flow dispatching the rows it just
-    reserved), else to ``CHUNK_SIZE``.
+    reserved), else to ``CHUNK_SIZE``. ``pace_patience``, ``pace_wait`` and ``waiting``: how this
+    dispatch treats messages that wait for their send rate (``dispatch_due``).
     """
     if message_runs is not None:
         message_ids = [i for first, last in message_runs for i in range(first, last + 1)]
     if limit is None:
         limit = len(message_ids) if message_ids is not None else CHUNK_SIZE
+    pacing: dict[str, Any] = {"pace_wait": pace_wait, "waiting": waiting}
+    if pace_patience is not None:
+        pacing["pace_patience"] = pace_patience
     report = dispatch_due(limit=limit, channels=channels, campaign_id=campaign_id, incident_id=incident_id,
-                          message_ids=message_ids, claim_size=max(1, min(limit, CHUNK_SIZE)))
+                          message_ids=message_ids, claim_size=max(1, min(max(limit, len(waiting or ())),
+                                                                         CHUNK_SIZE)), **pacing)
     get_run_logger().info(
         "%s: %s", label,
         ", ".join(f"{report.total(o)} {o}" for o in OUTCOMES if report.total(o)) or "nothing due",

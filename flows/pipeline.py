@@ -7,7 +7,9 @@ no list to walk) or, for small ad-hoc runs, a label and a list of intents. As so
 as a chunk is reserved, its due messages are dispatched by a task of their own while later chunks
 are still being reserved, so the first message reaches a provider after one chunk, not after the
 whole audience. Messages deferred by the policy (quiet hours, local send times, cap slots) or by a
-provider (``retry_after``) are left to the due-sweeper. Failures go through the policy's fallback.
+provider (``retry_after``) are left to the due-sweeper; messages waiting for their send rate
+(``pace:<rate>``) are sent by one dispatch that follows them after the chunks (``CHUNK_PACE_WAIT``).
+Failures go through the policy's fallback.
 
 Every guarantee lives in the ledger, so a retried task or a re-run flow is harmless: a chunk that
 is reserved again finds its rows (``duplicate``), and dispatch only claims rows that are due.
@@ -103,6 +105,12 @@ def id_range(ids: list[int]) -> str:
 
 
 # --- tasks -----------------------------------------------------------------------------------
+
+# Seconds a chunk's dispatch waits in-process for a send-rate slot. A chunk's dispatch does not stay
+# for messages whose lane is slower than that (SMS at 10/s behind an outage's first second): they wait
+# in the ledger (``pace:<rate>``) and one dispatch at the end of the pipeline sends them as their time
+# comes. So a slow lane holds neither the other lanes of its chunk nor the chunks after it.
+CHUNK_PACE_WAIT = 1.0
 
 
 @dataclass
@@ -214,7 +222,8 @@ def run_pipeline(
         if dispatch and ids:
             for start in range(0, len(ids), dispatch_size):
                 part = ids[start : start + dispatch_size]
-                future = dispatch_task.submit(chunk.label, limit=len(part), message_runs=id_runs(part))
+                future = dispatch_task.submit(chunk.label, limit=len(part), message_runs=id_runs(part),
+                                              pace_patience=0.0, pace_wait=CHUNK_PACE_WAIT)
                 sending.append((future, chunk.customers if start == 0 else 0))
         elif progress is not None:
             progress.advance(chunk.customers)
@@ -230,6 +239,9 @@ def run_pipeline(
     while reserving:
         reserved(reserving.popleft().result())
     harvest(block=True)
+    waiting = result.report.take_waiting() if dispatch else {}
+    if waiting:  # one dispatch follows every message that waits for its rate, as its time comes
+        result.report.merge(dispatch_task("paced", limit=0, message_ids=sorted(waiting), waiting=waiting))
 
     if dispatch:
         fallbacks, report = fall_back(list(result.report.failures), fallback_rounds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -90,6 +91,60 @@ def test_urgent_messages_go_before_bulk_ones_competing_for_the_same_lane(sqlite_
     order = [m.message_id for m in adapter.sent]
     assert set(order[: len(outage)]) == set(outage)  # every outage message before any marketing one
     assert sorted(order[len(outage):]) == promos  # the campaign went on once the outage was out
+
+
+def test_messages_that_wait_queue_behind_those_already_waiting_for_the_same_rate(sqlite_url, tmp_path,
+                                                                                 monkeypatch):
+    use_rates(tmp_path, monkeypatch, {"sms": "2/s"})
+    cids = add_customers(8)
+    first = add_messages(cids[:4], channel="sms", topic="loyalty", priority=30)
+    then = add_messages(cids[4:], channel="sms", topic="loyalty", priority=30)
+    adapter = RecordingAdapter("sms")
+
+    # Two dispatches (two chunks of a campaign) that wait for no slot in-process.
+    dispatch_due(adapters={"sms": adapter}, message_ids=first, pace_patience=0, pace_wait=0)
+    dispatch_due(adapters={"sms": adapter}, message_ids=then, pace_patience=0, pace_wait=0)
+
+    rows = messages(first + then)
+    waiting = {mid: m.send_at for mid, m in rows.items() if m.status == MessageStatus.deferred}
+    assert len(adapter.sent) == 1 and len(waiting) == 7  # the lane's burst of one went at once
+    assert all(rows[mid].reason_codes[-1] == "pace:sms" for mid in waiting)
+    # The second chunk's messages are expected after the first's, one slot (0.5 s) apart: no two
+    # messages are promised the same slot.
+    times = sorted(waiting.values())
+    assert max(waiting[m] for m in first if m in waiting) < min(waiting[m] for m in then)
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    assert all(g == pytest.approx(0.5, abs=0.01) for g in gaps)
+
+
+def test_a_slow_lane_does_not_hold_back_the_other_channels_of_its_batch(sqlite_url, tmp_path, monkeypatch):
+    use_rates(tmp_path, monkeypatch, {"sms": "2/s"})
+    cids = add_customers(24)
+    # One claimed batch: SMS first in claim order (lower ids), then email, all of the same outage.
+    texts = add_messages(cids[:8], channel="sms", topic="outage", priority=90)
+    emails = add_messages(cids[8:], channel="email", topic="outage", priority=90)
+    sms, email = RecordingAdapter("sms"), RecordingAdapter("email")
+    handed: dict[str, float] = {}
+
+    def timed(adapter):
+        send = adapter.send
+
+        def record(batch):
+            handed.setdefault(adapter.channel, time.monotonic())
+            return send(batch)
+
+        adapter.send = record
+
+    timed(sms)
+    timed(email)
+    started = time.monotonic()
+    report = dispatch_due(adapters={"sms": sms, "email": email}, pace_patience=0)
+
+    assert report.total("sent") == 24 and len(email.sent) == 16 and len(sms.sent) == 8
+    # 8 SMS at 2/s take about 3.5 s in-process; the email lane went at once beside them.
+    assert time.monotonic() - started >= 3.0
+    assert handed["email"] - started < 1.0
+    assert {m.status for m in messages(texts + emails).values()} == {MessageStatus.sent}
 
 
 def test_phone_calls_wait_for_the_call_centre_to_open(sqlite_url, tmp_path, monkeypatch):

@@ -24,6 +24,9 @@ class DispatchReport:
     # Messages waiting for their rate, by id: (channel, when they are expected to go). Counted as
     # ``deferred`` only if the dispatch ends before they went (``settle_waiting``).
     waiting: dict[int, tuple[str, datetime]] = field(default_factory=dict)
+    # Those still waiting when the dispatch ended (counted as deferred): another dispatch may take
+    # them over (``take_waiting``).
+    left_waiting: dict[int, tuple[str, datetime]] = field(default_factory=dict)
 
     def add(self, channel: str, outcome: str, n: int = 1) -> None:
         self.counts.setdefault(channel, Counter())[outcome] += n
@@ -42,6 +45,7 @@ class DispatchReport:
         self.reconcile.extend(other.reconcile)
         self.configuration_errors.update(other.configuration_errors)
         self.paced.update(other.paced)
+        self.left_waiting.update(other.left_waiting)
         return self
 
     def next_paced(self) -> datetime | None:
@@ -52,7 +56,16 @@ class DispatchReport:
         """The dispatch is over: messages still waiting for their rate count as deferred."""
         for channel, _ in self.waiting.values():
             self.add(channel, "deferred")
+        self.left_waiting.update(self.waiting)
         self.waiting.clear()
+
+    def take_waiting(self) -> dict[int, tuple[str, datetime]]:
+        """The messages left waiting for their rate, handed to a dispatch that follows them (no
+        longer counted here as deferred: that dispatch reports what became of them)."""
+        taken, self.left_waiting = self.left_waiting, {}
+        for channel, _ in taken.values():
+            self.counts[channel]["deferred"] -= 1
+        return taken
 
     def rows(self) -> list[dict[str, int | str]]:
         """One row per channel with a column per outcome (for tables and artifacts)."""

@@ -9,9 +9,11 @@ each a module of its own: **compose** (``dispatch.compose``), **send** (``dispat
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from functools import partial
 
 from channels.base import ChannelAdapter
@@ -25,7 +27,7 @@ from orchestrator.ledger.changes import Failure, LedgerChange, released
 from orchestrator.ledger.queue import ClaimedMessage, claim_due
 from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.models import MessageStatus, utcnow
-from orchestrator.pacing.pacer import Pacer
+from orchestrator.pacing.pacer import BULK_MAX_WAIT, URGENT_MAX_WAIT, Pacer
 from orchestrator.policy.config import load_policy
 from orchestrator.privacy import redact_text
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLAIM_SIZE = 1000
 DEFAULT_PACE_PATIENCE = 300.0  # seconds a dispatch keeps sending messages that wait for their rate
+PACE_AHEAD = 1.0  # seconds before its expected time a message that waits for its rate is claimed
 
 ProgressCallback = Callable[[DispatchReport], None]
 FailureHook = Callable[[list[Failure]], None]
@@ -53,6 +56,8 @@ def dispatch_due(
     claim_size: int = DEFAULT_CLAIM_SIZE,
     url: str | None = None,
     pace_patience: float = DEFAULT_PACE_PATIENCE,
+    pace_wait: float | None = None,
+    waiting: Mapping[int, tuple[str, datetime]] | None = None,
 ) -> DispatchReport:
     """Sends up to ``limit`` due messages (optionally only those matching the filters).
 
@@ -64,20 +69,37 @@ def dispatch_due(
 
     Messages that had to wait for their send rate (``pace:<rate>``) are claimed again when their
     time comes, as long as that is within ``pace_patience`` seconds of the start; later ones are
-    left deferred for the due-sweeper.
+    left deferred for the due-sweeper. ``pace_wait`` caps how long a batch waits in-process for its
+    slots (longer waits go to the ledger at once); ``waiting`` takes over messages another dispatch
+    left waiting for their rate (id -> channel and expected time; with ``message_ids`` covering them).
     """
     if limit < 0 or claim_size < 1:
         raise ValueError("limit must be >= 0 and claim_size >= 1")
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     retry = retry or RetryPolicy()
-    report = DispatchReport()
+    report = DispatchReport(waiting=dict(waiting or {}))
     pool = AdapterPool(adapters)
-    pacer = Pacer(load_policy().rates, url=url)
+    pacer = Pacer(load_policy().rates, url=url, bulk_max_wait=min(BULK_MAX_WAIT, pace_wait)
+                  if pace_wait is not None else BULK_MAX_WAIT,
+                  urgent_max_wait=pace_wait if pace_wait is not None else URGENT_MAX_WAIT)
     started = time.monotonic()
+    given = set(message_ids) if message_ids is not None else None
+    following = False  # waiting for messages that wait for their rate
 
     def claim(count: int) -> list[ClaimedMessage]:
-        return claim_due(now=clock(), limit=count, channels=channels, campaign_id=campaign_id,
-                         incident_id=incident_id, message_ids=message_ids, url=url)
+        early: list[ClaimedMessage] = []
+        if following and report.waiting:
+            # Messages waiting for their rate are claimed a little before their time and the pacer
+            # waits in-process for their exact slots: one claim, compose and record serve many slots.
+            at = clock()
+            early = claim_due(now=at, due_by=at + timedelta(seconds=PACE_AHEAD), limit=count,
+                              channels=channels, url=url,
+                              message_ids=[i for i in report.waiting if given is None or i in given])
+        if len(early) >= count:
+            return early
+        return early + claim_due(now=clock(), limit=count - len(early), channels=channels,
+                                 campaign_id=campaign_id, incident_id=incident_id, message_ids=message_ids,
+                                 url=url)
 
     try:
         remaining = limit
@@ -99,10 +121,11 @@ def dispatch_due(
             next_at = report.next_paced()
             if next_at is None or now is not None:
                 break
-            wait = max(0.0, (next_at - utcnow()).total_seconds())
+            wait = max(0.0, (next_at - utcnow()).total_seconds() - PACE_AHEAD)
             if time.monotonic() - started + wait > pace_patience:
                 break
             time.sleep(wait)
+            following = True
     finally:
         pool.close()
         report.settle_waiting()
@@ -122,10 +145,15 @@ class AdapterPool:
     def __init__(self, given: Mapping[str, ChannelAdapter] | None) -> None:
         self._given = dict(given or {})
         self._owned: dict[str, ChannelAdapter] = {}
+        self._creating = threading.Lock()  # the lanes of a batch ask for their adapters at once
 
     def get(self, channel: str) -> ChannelAdapter:
         if channel in self._given:
             return self._given[channel]
+        with self._creating:
+            return self._owned_adapter(channel)
+
+    def _owned_adapter(self, channel: str) -> ChannelAdapter:
         if channel not in self._owned:
             from channels.registry import adapter_for  # imported late: it loads provider SDKs
             from orchestrator.settings import get_settings
@@ -161,7 +189,9 @@ class ClaimedBatch:
         self.on_progress, self.url = on_progress, url
         self.handed: set[int] = set()  # given to an adapter: only a provider answer may settle them
         self.recorded: set[int] = set()
-        self.unrecorded: tuple[list[LedgerChange], list[ReadyMessage]] | None = None  # being written
+        # Outcomes being written, or that failed to be written (one entry per lane at most).
+        self.unrecorded: list[tuple[list[LedgerChange], list[ReadyMessage]]] = []
+        self._recording = threading.RLock()  # channels are sent side by side, recorded one by one
         # A customer who asked for no contact after the decision still gets the required topics.
         self.required_topics = set(load_policy().required_topics())
 
@@ -172,16 +202,28 @@ class ClaimedBatch:
         by_channel: dict[str, list[ReadyMessage]] = {}
         for item in composed.ready:
             by_channel.setdefault(item.message.channel, []).append(item)
-        for channel, items in by_channel.items():
-            send_channel(channel, items, adapter_for=self.pool.get, recorder=self, clock=self.clock,
-                         retry=self.retry, handed=self.handed, pacer=self.pacer)
+
+        def send(channel: str) -> None:
+            send_channel(channel, by_channel[channel], adapter_for=self.pool.get, recorder=self,
+                         clock=self.clock, retry=self.retry, handed=self.handed, pacer=self.pacer)
+
+        if len(by_channel) < 2:
+            for channel in by_channel:
+                send(channel)
+            return
+        # Each channel is a lane of its own: one that waits for its rate (SMS at 10/s) must not hold
+        # back another (email), so the channels go side by side; their outcomes are recorded one
+        # at a time. The first error is raised once every lane has stopped.
+        with ThreadPoolExecutor(len(by_channel), thread_name_prefix="lane") as lanes:
+            futures = [lanes.submit(send, channel) for channel in by_channel]
+        for future in futures:
+            future.result()
 
     def release_unsent(self) -> None:
         """After an error: what providers answered is recorded after all if the database is back,
         and messages that never reached an adapter go back to the queue at once (the rest stay
         ``sending`` until reconciled). Best effort: the database may be the problem."""
-        if self.unrecorded:
-            changes, sent = self.unrecorded
+        for changes, sent in list(self.unrecorded):
             try:
                 self.record(changes, sent)
             except Exception:
@@ -208,8 +250,14 @@ class ClaimedBatch:
 
     def record(self, changes: list[LedgerChange], sent: list[ReadyMessage]) -> None:
         """Writes the changes, through database blips: until then they (and the provider ids they
-        carry) are only in memory, so they are kept until written or reported."""
-        self.unrecorded = (changes, sent)
+        carry) are only in memory, so they are kept until written or reported. One lane at a time."""
+        with self._recording:
+            self._record(changes, sent)
+
+    def _record(self, changes: list[LedgerChange], sent: list[ReadyMessage]) -> None:
+        pending = (changes, sent)
+        if not any(entry is pending or entry[0] is changes for entry in self.unrecorded):
+            self.unrecorded.append(pending)
         try:
             retry_while_unavailable(lambda: record(self.messages, changes, sent, self.clock(), self.url),
                                     what=f"recording {len(changes)} dispatch outcome(s)")
@@ -220,7 +268,7 @@ class ClaimedBatch:
                       "reconciliation. Accepted by the provider (message=provider id, for `orchestrator "
                       "reconcile settle ID --sent --provider-id ...`): %s", len(changes), accepted or "none")
             raise
-        self.unrecorded = None
+        self.unrecorded = [entry for entry in self.unrecorded if entry[0] is not changes]
         self.recorded.update(change.message_id for change in changes)
         add_to_report(self.report, self.messages, changes)
         if self.on_progress is not None:

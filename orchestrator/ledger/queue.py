@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import String, and_, func, or_, select, update
+from sqlalchemy import cast as sql_cast
 
 from orchestrator.db import get_engine, is_sqlite, session_scope
 from orchestrator.ledger.tables import MESSAGE
@@ -77,9 +78,11 @@ def claim_due(
     incident_id: int | None = None,
     message_ids: Iterable[int] | None = None,
     url: str | None = None,
+    due_by: datetime | None = None,
 ) -> list[ClaimedMessage]:
-    """Atomically moves up to ``limit`` due messages to ``sending`` (committed) and returns them."""
-    conditions = due_conditions(now, channels, campaign_id, incident_id, message_ids)
+    """Atomically moves up to ``limit`` due messages to ``sending`` (committed) and returns them.
+    ``due_by`` (default ``now``): claims deferred messages due by then."""
+    conditions = due_conditions(due_by or now, channels, campaign_id, incident_id, message_ids)
     pick = (
         select(MESSAGE.c.id)
         .where(*conditions)
@@ -139,3 +142,17 @@ def due_conditions(
     if message_ids is not None:
         conditions.append(MESSAGE.c.id.in_(list(message_ids)))
     return conditions
+
+
+def last_waiting_at(reason: str, *, after: datetime, channel: str | None = None,
+                    url: str | None = None) -> datetime | None:
+    """When the last message now ``deferred`` for ``reason`` (a code such as ``pace:sms``) is
+    expected to go, if after ``after``: the end of the queue a newly waiting message joins."""
+    query = select(func.max(MESSAGE.c.send_at)).where(
+        MESSAGE.c.status == MessageStatus.deferred, MESSAGE.c.send_at > after,
+        sql_cast(MESSAGE.c.reason_codes, String).like(f'%"{reason}"%'),
+    )
+    if channel is not None:
+        query = query.where(MESSAGE.c.channel == channel)
+    with session_scope(url) as session:
+        return session.execute(query).scalar_one_or_none()

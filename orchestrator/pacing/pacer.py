@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from orchestrator.ledger.queue import last_waiting_at
 from orchestrator.pacing.budget import Demand, slow_down, take
 from orchestrator.policy.rates import RateRule, Rates, Unit, adapter_default
 from orchestrator.reasons import PACE
@@ -104,14 +105,28 @@ class Pacer:
             slot = take(demands, channel=channel, urgent=urgent, max_wait=max(0.0, deadline - now), now=now,
                         url=self.url)
             if slot.at is None:
-                expected = _spread(slot.free_at, slot.per_unit, len(pending), _messages_per_unit(demands, n))
-                yield Wait(pending, PACE.code(slot.held_by), expected)
+                # Spread at the declared rates: a lane slowed by a 429 grows back within seconds, and
+                # the messages are claimed by their expected times (``dispatch.run``).
+                per_unit = max((1.0 / d.rule.per_second for d in demands), default=slot.per_unit)
+                step = per_unit / max(1.0, _messages_per_unit(demands, n))
+                first = max(slot.free_at, self._queue_end(rules, slot.held_by, channel) + step)
+                yield Wait(pending, PACE.code(slot.held_by), _spread(first, step, len(pending)))
                 return
             delay = slot.at - self.clock()
             if delay > 0:
                 self.sleep(delay)
             yield Go(pending[:n], rules)
             pending = pending[n:]
+
+    def _queue_end(self, rules: list[RateRule], held_by: str | None, channel: str) -> float:
+        """When the last message already waiting in the ledger for the same rate is expected to go
+        (0 if none): later ones queue behind it, so every expected time counts those ahead."""
+        rule = next((r for r in rules if r.name == held_by), None)
+        if rule is None:
+            return 0.0
+        last = last_waiting_at(PACE.code(rule.name), after=_as_datetime(self.clock()),
+                               channel=channel if rule.lane else None, url=self.url)
+        return _as_datetime_epoch(last) if last is not None else 0.0
 
     @staticmethod
     def _demands(rules: list[RateRule], adapter: Any, outbound: list[Any]) -> list[Demand]:
@@ -130,7 +145,15 @@ def _messages_per_unit(demands: list[Demand], n: int) -> float:
     return n / units if units else 1.0
 
 
-def _spread(first: float, per_unit: float, count: int, messages_per_unit: float) -> list[datetime]:
-    """When each of ``count`` waiting messages is expected to go: one unit's time apart from ``first``."""
-    step = per_unit / max(1.0, messages_per_unit)
+def _spread(first: float, step: float, count: int) -> list[datetime]:
+    """When each of ``count`` waiting messages is expected to go: ``step`` apart from ``first``."""
     return [datetime.fromtimestamp(first + math.floor(i) * step, UTC) for i in range(count)]
+
+
+def _as_datetime(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _as_datetime_epoch(at: datetime) -> float:
+    """The ledger's naive UTC times (SQLite) and aware ones (PostgreSQL) alike, as epoch seconds."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
