@@ -172,8 +172,11 @@ def one_run(children: Children, fakes: FakesProcess, args: argparse.Namespace, t
             "late_median_s": statistics.median(lateness) if lateness else None,
             "late_min_s": lateness[0] if lateness else None,
             "late_max_s": lateness[-1] if lateness else None,
+            "arrivals_s": [round(t - start, 3) for t in sms["requests"]],
+            "expected_s": sorted(round(t - start, 3) for t in watcher.expected.values()),
         }
-    log(f"  {label}: {json.dumps(result)}")
+    log(f"  {label}: {json.dumps({k: v for k, v in result.items() if k != 'sms'})} "
+        f"{json.dumps({k: v for k, v in result.get('sms', {}).items() if k != 'arrivals_s'})}")
     return result
 
 
