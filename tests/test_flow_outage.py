@@ -217,3 +217,34 @@ def test_the_first_chunk_is_cut_small_and_every_customer_is_in_exactly_one_chunk
 
     assert ranges(1200) == [(1, FIRST_CHUNK_SIZE), (FIRST_CHUNK_SIZE + 1, 500), (501, 1000), (1001, 1200)]
     assert ranges(30) == [(1, 30)]
+
+
+def test_sms_paced_at_its_rate_all_go_out_in_the_run_and_the_email_lane_does_not_wait_for_them(
+        prefect_harness, sqlite_url, providers, tmp_path, monkeypatch):
+    import yaml
+
+    from orchestrator.settings import REPO_ROOT, get_settings
+
+    policy = yaml.safe_load((REPO_ROOT / "policy.yaml").read_text())
+    policy["rates"] = {"sms": "2/s"}
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("ORCH_POLICY_FILE", str(tmp_path / "policy.yaml"))
+    get_settings.cache_clear()
+    sendgrid, twilio, _ = providers
+    texts = [add_customer(f"sms{i}", phone=f"+1415555013{i}", region="eu") for i in range(6)]
+    mails = [add_customer(f"mail{i}", email=f"mail{i}@example.com", region="eu") for i in range(2)]
+
+    state = notify("investigating", chunk_size=4, social_post=False)
+
+    result = state.result()
+    rows = ledger("incident:inc-42:investigating")
+    assert set(by_customer(rows, "sms")) == set(texts) and set(by_customer(rows, "email")) == set(mails)
+    assert {m.status for m in rows.values()} == {MessageStatus.sent}  # the run followed the waiting SMS
+    assert result["dispatched"]["sent"] == 8 and result["dispatched"]["deferred"] == 0  # counted once
+    assert any("pace:sms" in m.reason_codes for m in rows.values())  # some waited for their slot
+    assert max(twilio.per_second_counts()) <= 2 + 1  # the rate and its burst of one
+    sms_times = sorted(r.received_at for r in twilio.accepted())
+    assert sms_times[-1] - sms_times[0] >= 2.0  # 6 at 2/s
+    assert max(r.received_at for r in sendgrid.accepted()) < sms_times[-1] - 1.0  # email did not wait
+    names = {t.name for t in task_runs(state.state_details.flow_run_id)}
+    assert "dispatch-paced" in names
