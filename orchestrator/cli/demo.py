@@ -9,7 +9,6 @@ Run it again and dedupe shows: nothing is sent twice. ``--fresh`` starts over.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.flow_runs import print_flow_summary
+from orchestrator.cli.local_prefect import start_local_server
 from orchestrator.cli.output import console, fail
 
 CAMPAIGN = "spring-sale-demo"
@@ -30,21 +30,6 @@ def _quiet_prefect() -> None:
     """Readable output: Prefect says only what matters (set before Prefect is imported)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
-
-
-def _start_prefect() -> None:
-    """Starts Prefect's temporary local server and loads the flows while the customers are imported:
-    the server's start (several seconds) no longer comes after the import but beside it."""
-    try:
-        from prefect.client.orchestration import get_client
-
-        import flows.campaign  # noqa: F401
-        import flows.outage  # noqa: F401
-
-        with get_client(sync_client=True) as client:
-            client.hello()
-    except Exception:  # the first flow starts it then, and says what is wrong
-        pass
 
 
 def _run_flows() -> list[tuple[str, dict[str, Any]]]:
@@ -81,8 +66,7 @@ def demo(
     started = time.monotonic()
     url = database_url or get_settings().database_url
     groundwork.use_demo_settings(url)
-    warm = threading.Thread(target=_start_prefect, name="start-prefect", daemon=True)
-    warm.start()
+    local = start_local_server()  # the server's start (seconds) goes beside the customers' import
     if fresh:
         try:
             removed = groundwork.start_over(url)
@@ -94,8 +78,8 @@ def demo(
                   f"{report.updated} updated, {report.unchanged} unchanged "
                   f"from {groundwork.SAMPLE_CUSTOMERS.name}.")
     console.print("Running the flows (a local Prefect server starts meanwhile, ~10 s)...")
-    warm.join()
-    runs = _run_flows()
+    with local.use():
+        runs = _run_flows()
     for title, result in runs:
         print_flow_summary(result, title)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli.flow_runs import parse_pairs, print_flow_summary, run_flow
+from orchestrator.cli.local_prefect import start_local_server
 from orchestrator.cli.output import console, err_console, fail, print_json
 from orchestrator.outage_notice import Severity, Status
 
@@ -49,9 +50,11 @@ def notify(
         token = settings.incident_token.get_secret_value() if settings.incident_token else None
         if _handed_over(settings.service_url, token, incident, as_json):
             return
+    local = start_local_server()  # without a Prefect server, its local one starts while the flow is imported
     from flows.outage import outage_notice
 
-    result = run_flow(outage_notice, **incident)
+    with local.use():
+        result = run_flow(outage_notice, **incident)
     print_json(result) if as_json else print_flow_summary(result, f"Incident {incident_id}: {status}")
 
 
