@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import tempfile
 import threading
@@ -36,7 +37,7 @@ from typing import Any
 import yaml
 from sqlalchemy import delete, func, select, update
 
-from bench.databases import database
+from bench.databases import backends, database
 from bench.fakes_process import FakesProcess
 from bench.measure import RESULT_PREFIX
 from bench.run import BENCH_DIR, NOTES_MARKER, Children, log, prefect_server
@@ -120,8 +121,8 @@ def window_counts(times: list[float]) -> list[int]:
 
 
 def one_run(children: Children, fakes: FakesProcess, args: argparse.Namespace, tmp: Path, *,
-            with_sms: bool, label: str) -> dict[str, Any]:
-    with database(args.backend, tmp) as url:
+            backend: str, with_sms: bool, label: str) -> dict[str, Any]:
+    with database(backend, tmp) as url:
         sms_ids = seed(url, email=args.email, sms=args.sms, every=args.every, with_sms=with_sms)
         fakes.reset()
         fakes.enforce_rates(FAKE_RATES)
@@ -142,6 +143,7 @@ def one_run(children: Children, fakes: FakesProcess, args: argparse.Namespace, t
     start = outcome["started_at"]
     email, sms = seen["sendgrid"], seen["twilio"]
     result: dict[str, Any] = {
+        "backend": backend,
         "with_sms": with_sms,
         "wall_s": outcome["wall_s"],
         "ledger": {f"{c}:{s}": n for (c, s), n in sorted(statuses.items())},
@@ -192,13 +194,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         children = Children(env, tmp, server_pid=pid)
         # The first flow run on a fresh Prefect server pays for registering the flow (about 2 s more
         # here): a warm-up run that is not counted.
-        one_run(children, fakes, args, tmp, with_sms=False, label="warm-up")
-        for i in range(args.repeat):
-            for with_sms in (False, True):
-                label = f"{'mixed' if with_sms else 'email-only'}-{i + 1}"
-                results["runs"].append(one_run(children, fakes, args, tmp, with_sms=with_sms, label=label))
+        for backend in backends(args.backend):
+            one_run(children, fakes, args, tmp, backend=backend, with_sms=False, label=f"warm-up-{backend}")
+            for i in range(args.repeat):
+                for with_sms in (False, True):
+                    label = f"{backend}-{'mixed' if with_sms else 'email-only'}-{i + 1}"
+                    results["runs"].append(one_run(children, fakes, args, tmp, backend=backend,
+                                                   with_sms=with_sms, label=label))
     results["load"].append(os.getloadavg()[0])
-    results["summary"] = summarise(results["runs"])
+    results["summary"] = {backend: summarise([r for r in results["runs"] if r["backend"] == backend])
+                          for backend in backends(args.backend)}
     return results
 
 
@@ -222,25 +227,29 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def write(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lanes.json").write_text(json.dumps(results, indent=2))
+    text = json.dumps(results, indent=2)  # lists of numbers (arrival times) on one line each
+    text = re.sub(r"\[([\d\s.,-]+)\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)).strip() + "]", text)
+    (out / "lanes.json").write_text(text + "\n")
     s = results["summary"]
+    s_repeat = max(1, len(results["runs"]) // (2 * max(1, len(s))))
     lines = [
         SECTION[0], "",
         "## An outage's SMS lane at 10/s beside its email lane (`python -m bench.lanes`)", "",
-        f"{results['started']} UTC, {results['backend']}, an outage notice to {results['email']:,} customers "
+        f"{results['started']} UTC, an outage notice to {results['email']:,} customers "
         f"by email and {results['sms']:,} by SMS (every {results['every']}th customer has no email), lane "
         f"rates {results['rates']} declared in the policy and enforced by the fakes (429 above; 5 ms "
         f"latency); load average {results['load'][0]:.2f} at start, {results['load'][-1]:.2f} at end. "
         "Times from the flow's start to the requests received by the fakes; `email only` is the same "
         "notice to the same email customers with no SMS customer in the audience.", "",
-        "| run | email: first s | email: last s | SMS: first s | SMS: last s | SMS/s sustained | "
+        "| database | run | email: first s | email: last s | SMS: first s | SMS: last s | SMS/s sustained | "
         "SMS max in 1 s | 1-s windows over 10 / over 10+burst | 429s (Twilio, SendGrid) | "
         "waited `pace:sms` | arrival - expected s (median, min, max) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(results["runs"]):
         e, m = r["email"], r.get("sms")
-        name = f"{'email + SMS' if r['with_sms'] else 'email only'} ({i // 2 + 1})"
+        kind = "email + SMS" if r["with_sms"] else "email only"
+        name = f"{r['backend']} | {kind} ({i // 2 % s_repeat + 1})"
         if m is None:
             lines.append(f"| {name} | {_f(e['first_s'])} | {_f(e['last_s'])} | - | - | - | - | - | "
                          f"-, {e['rate_limited']} | - | - |")
@@ -251,10 +260,11 @@ def write(results: dict[str, Any], out: Path) -> None:
             f"{m['windows_over_burst']} of {m['windows']} | {m['rate_limited']}, {e['rate_limited']} | "
             f"{m['paced']} of {m['messages']} | {_f(m['late_median_s'])}, {_f(m['late_min_s'])}, "
             f"{_f(m['late_max_s'])} |")
-    if "email_ratio" in s:
-        lines += ["", f"The email lane's last request: {_f(s['email_last_beside_sms_s'])} s beside the SMS "
-                      f"lane against {_f(s['email_last_alone_s'])} s alone (median of the runs): "
-                      f"**{s['email_ratio']:.2f}x**."]
+    for backend, b in s.items():
+        if "email_ratio" in b:
+            lines += ["", f"{backend}: the email lane's last request {_f(b['email_last_beside_sms_s'])} s "
+                          f"beside the SMS lane against {_f(b['email_last_alone_s'])} s alone (median of the "
+                          f"runs): **{b['email_ratio']:.2f}x**."]
     lines += ["", SECTION[1]]
     path = out / "RESULTS.md"
     text = path.read_text() if path.exists() else NOTES_MARKER + "\n"
@@ -279,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=10, help="every N-th customer is an SMS customer")
     parser.add_argument("--repeat", type=int, default=2, help="pairs of runs (email only, email + SMS)")
     parser.add_argument("--chunk-size", type=int, default=500)
-    parser.add_argument("--backend", default="sqlite", help="sqlite or postgres")
+    parser.add_argument("--backend", default="sqlite", help="sqlite, postgres or both")
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--out", type=Path, help="default bench/ (quick: ./bench-quick/)")
     args = parser.parse_args(argv)
