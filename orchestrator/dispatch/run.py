@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CLAIM_SIZE = 1000
 DEFAULT_PACE_PATIENCE = 300.0  # seconds a dispatch keeps sending messages that wait for their rate
 PACE_AHEAD = 1.0  # seconds before its expected time a message that waits for its rate is claimed
+MAX_LANES = 8  # channels of one batch sent at once (more wait for a lane thread)
 
 ProgressCallback = Callable[[DispatchReport], None]
 FailureHook = Callable[[list[Failure]], None]
@@ -146,6 +147,15 @@ class AdapterPool:
         self._given = dict(given or {})
         self._owned: dict[str, ChannelAdapter] = {}
         self._creating = threading.Lock()  # the lanes of a batch ask for their adapters at once
+        self._lanes: ThreadPoolExecutor | None = None
+
+    def lanes(self) -> ThreadPoolExecutor:
+        """Threads that send the channels of a batch side by side. Kept for the whole dispatch, so an
+        adapter's client per thread (and its kept-alive connection) serves batch after batch."""
+        with self._creating:
+            if self._lanes is None:
+                self._lanes = ThreadPoolExecutor(MAX_LANES, thread_name_prefix="lane")
+            return self._lanes
 
     def get(self, channel: str) -> ChannelAdapter:
         if channel in self._given:
@@ -162,6 +172,8 @@ class AdapterPool:
         return self._owned[channel]
 
     def close(self) -> None:
+        if self._lanes is not None:
+            self._lanes.shutdown(wait=True)
         for adapter in self._owned.values():
             try:
                 adapter.close()
@@ -214,8 +226,8 @@ class ClaimedBatch:
         # Each channel is a lane of its own: one that waits for its rate (SMS at 10/s) must not hold
         # back another (email), so the channels go side by side; their outcomes are recorded one
         # at a time. The first error is raised once every lane has stopped.
-        with ThreadPoolExecutor(len(by_channel), thread_name_prefix="lane") as lanes:
-            futures = [lanes.submit(send, channel) for channel in by_channel]
+        futures = [self.pool.lanes().submit(send, channel) for channel in by_channel]
+        wait(futures)
         for future in futures:
             future.result()
 
