@@ -5,9 +5,12 @@ answer 429 above the lane rates the policy declares: email 200 requests/s, SMS 1
 from support's trigger to the first request of the notice received by a fake provider, and to the
 last:
 
-- ``POST /incidents`` to ``orchestrator serve`` (the flow run is created on the server and run at
-  once by the web app's process, ``flows.trigger``), and ``orchestrator outage notify`` (a new
-  process that runs the flow against the same server);
+- ``web``: ``POST /incidents`` to ``orchestrator serve`` (the flow run is created on the server and
+  run at once by the web app's process, ``flows.trigger``);
+- ``cli``: ``orchestrator outage notify`` with ``ORCH_SERVICE_URL`` set (a new process that hands
+  the trigger to the web app, ``orchestrator.cli.service``);
+- ``inproc``: ``orchestrator outage notify --in-process`` (a new process that runs the flow itself
+  against the same Prefect server: what the command does without a service);
 - idle, then while a campaign to the whole audience is dispatching on the same database and
   providers (the campaign must still complete, nothing sent twice).
 
@@ -42,6 +45,7 @@ from orchestrator.settings import REPO_ROOT
 TOKEN = "bench-incident-token"
 RATES = {"email": "200 requests/s", "sms": "1000/s"}
 FAKE_RATES = {"sendgrid": 200.0, "twilio": 1000.0}
+TRIGGERS = ("web", "cli", "inproc")
 SECTION = ("<!-- outage-latency -->", "<!-- /outage-latency -->")
 
 
@@ -69,6 +73,7 @@ class Trigger:
             "summary": "Sign-in fails for some customers",
             "segment": "us_east_outage",
             "status_page_url": f"https://status.example.com/{marker}",
+            "social_post": False,  # as the commands' --no-post: the first request is a customer's message
         }
         started = time.time()
         child = None
@@ -100,6 +105,7 @@ class Trigger:
                     incident["status_page_url"],
                     "--no-post",
                     "--json",
+                    *(["--in-process"] if how == "inproc" else []),
                 ],
                 env={**os.environ, **self.env},
                 stdout=subprocess.DEVNULL,
@@ -181,6 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ORCH_PREFECT_API_URL": api,
             "ORCH_DATABASE_URL": url,
             "ORCH_INCIDENT_TOKEN": TOKEN,
+            "ORCH_SERVICE_URL": f"http://127.0.0.1:{port}",
             "ORCH_POLICY_FILE": str(_policy(tmp)),
             "ORCH_OUTBOX_DIR": str(tmp / "outbox"),
             "PYTHONPATH": path,
@@ -214,7 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     _wait_for_traffic(fakes)
                 for i in range(args.samples):
-                    how = "web" if i % 2 == 0 else "cli"
+                    how = TRIGGERS[i % len(TRIGGERS)]
                     if campaign is not None and campaign.poll() is not None:
                         log("  the campaign ended before all samples were taken")
                         break
@@ -239,7 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.wait(timeout=30)
     results["load"].append(os.getloadavg()[0])
     for phase in ("idle", "campaign"):
-        for how in ("web", "cli"):
+        for how in TRIGGERS:
             chosen = [s for s in results["samples"] if s["phase"] == phase and s["how"] == how]
             if chosen:
                 results.setdefault("summary", {})[f"{phase}-{how}"] = _summary(chosen)
@@ -277,8 +284,10 @@ def write(results: dict[str, Any], out: Path) -> None:
         f"{results['n'] // 10:,}), lane rates {results['rates']} declared and enforced by the fakes (429 "
         f"above); load average {results['load'][0]:.2f} at start, {results['load'][-1]:.2f} at end. From "
         "the trigger to the first / last request of the notice received by a fake provider, with a "
-        "running Prefect server. `web`: `POST /incidents` (the web app creates the flow run and runs it "
-        "at once); `cli`: `orchestrator outage notify` (a new process).",
+        "running Prefect server; no public post. `web`: `POST /incidents` (the web app creates the flow run "
+        "and runs it at once); `cli`: `orchestrator outage notify` handing the trigger to the web app "
+        "(`ORCH_SERVICE_URL`); `inproc`: `orchestrator outage notify --in-process` (a new process runs the "
+        "flow itself).",
         "",
         "| phase | trigger | samples | first: median s | first: p95 s | first: max s | last: median s |",
         "|---|---|---|---|---|---|---|",
@@ -321,7 +330,8 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     except ImportError:
         return
     keys = [
-        k for k in ("idle-web", "idle-cli", "campaign-web", "campaign-cli") if k in results.get("summary", {})
+        f"{phase}-{how}" for phase in ("idle", "campaign") for how in TRIGGERS
+        if f"{phase}-{how}" in results.get("summary", {})
     ]
     data = [
         [s["first_s"] for s in results["samples"] if f"{s['phase']}-{s['how']}" == k and s["first_s"]]
@@ -346,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small numbers, to check that it works")
     parser.add_argument("--n", type=int, help="customers (default 100000; the campaign goes to all of them)")
     parser.add_argument(
-        "--samples", type=int, help="triggers per phase, alternating web and cli (default 10)"
+        "--samples", type=int, help="triggers per phase, in turn web, cli and inproc (default 9)"
     )
     parser.add_argument("--backend", default="sqlite", help="sqlite or postgres")
     parser.add_argument("--latency-ms", type=float, default=5.0)
@@ -356,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="default bench/ (quick: ./bench-quick/)")
     args = parser.parse_args(argv)
     args.n = args.n or (2000 if args.quick else 100_000)
-    args.samples = args.samples or (2 if args.quick else 10)
+    args.samples = args.samples or (3 if args.quick else 9)
     args.out = args.out or (Path("bench-quick") if args.quick else BENCH_DIR)
     results = run(args)
     write(results, args.out)
