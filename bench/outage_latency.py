@@ -337,7 +337,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
         [s["first_s"] for s in results["samples"] if f"{s['phase']}-{s['how']}" == k and s["first_s"]]
         for k in keys
     ]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.5 * len(keys)), 4))
     ax.boxplot(data, showfliers=True)
     ax.set_xticks(range(1, len(keys) + 1), keys)
     ax.axhline(2.0, linestyle="--", linewidth=1, label="target median 2 s")
