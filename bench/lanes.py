@@ -40,7 +40,7 @@ from sqlalchemy import delete, func, select, update
 from bench.databases import backends, database
 from bench.fakes_process import FakesProcess
 from bench.measure import RESULT_PREFIX
-from bench.run import BENCH_DIR, NOTES_MARKER, Children, log, prefect_server
+from bench.run import BENCH_DIR, Children, log, prefect_server, write_notes_section
 from bench.synth import seed_customers
 from orchestrator.db import get_engine
 from orchestrator.ledger.tables import MESSAGE
@@ -266,14 +266,7 @@ def write(results: dict[str, Any], out: Path) -> None:
                           f"beside the SMS lane against {_f(b['email_last_alone_s'])} s alone (median of the "
                           f"runs): **{b['email_ratio']:.2f}x**."]
     lines += ["", SECTION[1]]
-    path = out / "RESULTS.md"
-    text = path.read_text() if path.exists() else NOTES_MARKER + "\n"
-    if SECTION[0] in text:
-        before, rest = text.split(SECTION[0], 1)
-        text = before + "\n".join(lines) + rest.split(SECTION[1], 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    write_notes_section(out, SECTION, lines)
 
 
 def _f(value: Any) -> str:

@@ -38,7 +38,7 @@ import yaml
 from bench.databases import database
 from bench.fakes_process import FakesProcess
 from bench.measure import RESULT_PREFIX
-from bench.run import BENCH_DIR, NOTES_MARKER, _free_port, log, prefect_server
+from bench.run import BENCH_DIR, _free_port, log, prefect_server, write_notes_section
 from bench.synth import seed_customers
 from orchestrator.settings import REPO_ROOT
 
@@ -307,14 +307,7 @@ def write(results: dict[str, Any], out: Path) -> None:
             f"fakes: {c['rate_limited']}.",
         ]
     lines += ["", "Plot: `outage_latency.png`.", "", SECTION[1]]
-    path = out / "RESULTS.md"
-    text = path.read_text() if path.exists() else NOTES_MARKER + "\n"
-    if SECTION[0] in text:
-        before, rest = text.split(SECTION[0], 1)
-        text = before + "\n".join(lines) + rest.split(SECTION[1], 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    write_notes_section(out, SECTION, lines)
 
 
 def _f(value: Any) -> str:

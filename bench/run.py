@@ -422,6 +422,19 @@ def write_report(results: dict[str, Any], out: Path, command: str) -> Path:
     return path
 
 
+def write_notes_section(out: Path, markers: tuple[str, str], lines: list[str]) -> None:
+    """Puts ``lines`` (which begin and end with ``markers``) into ``out/RESULTS.md``: in place of
+    the section between the same markers if there is one, else at the end of the notes."""
+    path = out / "RESULTS.md"
+    text = path.read_text() if path.exists() else NOTES_MARKER + "\n"
+    if markers[0] in text:
+        before, rest = text.split(markers[0], 1)
+        text = before + "\n".join(lines) + rest.split(markers[1], 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
+
+
 def report_section(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
