@@ -135,12 +135,14 @@ class TwilioSmsAdapter:
         return accepted(message, PROVIDER, sent.sid, raw)
 
     def close(self) -> None:
-        def close_client(client: Client) -> None:
-            session = getattr(client.http_client, "session", None)
-            if session is not None:
-                session.close()
-
         self._pool.close(close_client)
+
+
+def close_client(client: Client) -> None:
+    """Closes the SDK client's HTTP session (its kept-alive connections)."""
+    session = getattr(client.http_client, "session", None)
+    if session is not None:
+        session.close()
 
 
 def _from_twilio_error(

@@ -18,13 +18,12 @@ from channels.base import (
     ConfigurationError,
     Limits,
     OutboundMessage,
-    Permanent,
     PermanentReason,
-    ResultStatus,
     SendResult,
-    Transient,
 )
 from channels.concurrency import PerThreadPool
+from channels.results import accepted, permanent, transient
+from channels.twilio.adapter import close_client
 from channels.twilio.errors import known_error
 from channels.whatsapp import PREFIX, WHATSAPP, WINDOW_HOURS
 from channels.whatsapp.settings import ContentMap, WhatsAppSettings, load_content_map, template_for
@@ -102,13 +101,13 @@ class TwilioWhatsAppAdapter:
         else:
             template = template_for(self.content, message.template, message.locale or "en")
             if template is None:
-                return _permanent(message, PermanentReason.outside_window,
+                return permanent(message, PROVIDER, PermanentReason.outside_window,
                                   f"outside the {WINDOW_HOURS}-hour window and no approved template for "
                                   f"{message.template or 'this message'} ({message.locale or 'en'})")
             try:
                 values = template.values(message.data)
             except KeyError as exc:
-                return _permanent(message, PermanentReason.rejected,
+                return permanent(message, PROVIDER, PermanentReason.rejected,
                                   f"template {template.content_sid} needs data: {exc.args[0]}")
             params["content_sid"] = template.content_sid
             params["content_variables"] = json.dumps(values)
@@ -117,33 +116,16 @@ class TwilioWhatsAppAdapter:
         except (TwilioRestException, TwilioServiceException) as exc:
             return _from_error(message, exc)
         except TwilioException as exc:
-            return _transient(message, f"twilio_error:{type(exc).__name__}")
+            return transient(message, PROVIDER, f"twilio_error:{type(exc).__name__}")
         except requests.Timeout:
-            return _transient(message, "timeout")
+            return transient(message, PROVIDER, "timeout")
         except requests.ConnectionError as exc:
-            return _transient(message, f"connection_error:{type(exc).__name__}")
+            return transient(message, PROVIDER, f"connection_error:{type(exc).__name__}")
         raw = {"status": sent.status, "sid": sent.sid, "template": "content_sid" in params}
-        return SendResult(message.message_id, ResultStatus.accepted, PROVIDER, sent.sid, raw=raw)
+        return accepted(message, PROVIDER, sent.sid, raw)
 
     def close(self) -> None:
-        def close_client(client: Client) -> None:
-            session = getattr(client.http_client, "session", None)
-            if session is not None:
-                session.close()
-
         self._pool.close(close_client)
-
-
-def _permanent(message: OutboundMessage, reason: PermanentReason, detail: str,
-               raw: dict[str, Any] | None = None) -> SendResult:
-    return SendResult(message.message_id, ResultStatus.permanent, PROVIDER,
-                      error=Permanent(reason, detail), raw=raw or {})
-
-
-def _transient(message: OutboundMessage, reason: str, retry_after: float | None = None,
-               raw: dict[str, Any] | None = None) -> SendResult:
-    return SendResult(message.message_id, ResultStatus.transient, PROVIDER,
-                      error=Transient(reason, retry_after), raw=raw or {})
 
 
 def _from_error(message: OutboundMessage, exc: TwilioRestException | TwilioServiceException) -> SendResult:
@@ -156,12 +138,12 @@ def _from_error(message: OutboundMessage, exc: TwilioRestException | TwilioServi
     detail = f"twilio {code}" if code else f"HTTP {status}"
     known = known_error(code)
     if status == 429 or (known is not None and known.reason is None):
-        return _transient(message, "rate_limited", None, raw)
+        return transient(message, PROVIDER, "rate_limited", None, raw)
     if status >= 500:
-        return _transient(message, f"server_error:{status}", raw=raw)
+        return transient(message, PROVIDER, f"server_error:{status}", raw=raw)
     if known is not None and known.reason is not None:
         words = _WORDS.get(known.reason)
-        return _permanent(message, known.reason, f"{detail}: {words}" if words else detail, raw)
+        return permanent(message, PROVIDER, known.reason, f"{detail}: {words}" if words else detail, raw)
     if status in (401, 403):
-        return _permanent(message, PermanentReason.unauthorized, detail, raw)
-    return _permanent(message, PermanentReason.rejected, detail, raw)
+        return permanent(message, PROVIDER, PermanentReason.unauthorized, detail, raw)
+    return permanent(message, PROVIDER, PermanentReason.rejected, detail, raw)
