@@ -28,28 +28,16 @@ from sqlalchemy import select
 from channels.sendgrid.settings import SendGridSettings
 from channels.settings import AdapterSettings, current
 from orchestrator.db import get_engine
-from orchestrator.models import Customer
+from orchestrator.models import Customer, table_of
 
 SUBJECT = "Spring sale: 20% off every annual plan"
 BODY = "Hello {name}, 20% off every annual plan with code SPRING20 until Sunday 30 March."
-_customer = Customer.__table__  # type: ignore[attr-defined]
+_customer = table_of(Customer)
 
 
 def audience(n: int, chunk: int = 1000) -> Iterator[tuple[int, str, str]]:
     """(id, name, email) of the first ``n`` customers with an email, streamed a chunk at a time."""
-    engine = get_engine()
-    last, left = 0, n
-    while left > 0:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(_customer.c.id, _customer.c.name, _customer.c.email)
-                .where(_customer.c.id > last, _customer.c.email.is_not(None))
-                .order_by(_customer.c.id).limit(min(chunk, left))
-            ).all()
-        if not rows:
-            return
-        last, left = rows[-1].id, left - len(rows)
-        yield from ((r.id, r.name, r.email) for r in rows)
+    return ((customer_id, name, email) for customer_id, name, email, _ in audience_with_locale(n, chunk))
 
 
 def _client() -> SendGridAPIClient:

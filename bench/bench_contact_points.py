@@ -30,13 +30,14 @@ from typing import Any, ClassVar
 
 import yaml
 from sqlalchemy import insert, select
+from sqlmodel import col
 
 from bench.bench_dispatch import FACTS, NullAdapter
 from bench.databases import backends, database, postgres_available
 from orchestrator.contact_points import addresses_of, last_inbound
 from orchestrator.db import get_engine, session_scope
 from orchestrator.dispatch.run import dispatch_due
-from orchestrator.models import ConsentEvent, ContactPoint, Customer, utcnow
+from orchestrator.models import ConsentEvent, ContactPoint, Customer, table_of, utcnow
 from orchestrator.policy import Intent, reserve_chunk
 from orchestrator.policy.config import load_policy
 from orchestrator.settings import REPO_ROOT, get_settings
@@ -92,16 +93,16 @@ def seed(url: str, n: int, channel: str) -> list[int]:
     open); each has opted in to the arm's channel."""
     now = utcnow()
     with get_engine(url).begin() as conn:
-        conn.execute(insert(Customer.__table__), [  # type: ignore[attr-defined]
+        conn.execute(insert(table_of(Customer)), [
             {"external_id": f"c{i}", "name": f"Ada Lovelace {i}", "phone": f"+1415{i:07d}",
              "timezone": "UTC", "locale": "en", "tier": "standard", "attributes": {},
              "created_at": now, "updated_at": now} for i in range(n)])
         ids = [r[0] for r in conn.execute(select(Customer.id).order_by(Customer.id))]
-        conn.execute(insert(ConsentEvent.__table__), [  # type: ignore[attr-defined]
+        conn.execute(insert(table_of(ConsentEvent)), [
             {"customer_id": cid, "channel": channel, "topic": "*", "state": "opted_in", "source": "bench",
              "created_at": now} for cid in ids])
         if channel == "whatsapp":
-            conn.execute(insert(ContactPoint.__table__), [  # type: ignore[attr-defined]
+            conn.execute(insert(table_of(ContactPoint)), [
                 {"customer_id": cid, "channel": "whatsapp", "address": f"whatsapp:+1415{i:07d}",
                  "verified": True, "source": "bench", "last_inbound_at": now - timedelta(hours=1),
                  "created_at": now, "updated_at": now} for i, cid in enumerate(ids)])
@@ -131,7 +132,7 @@ def lookup_ms(url: str, ids: list[int], channel: str) -> float:
     with session_scope(url) as session:
         for start in range(0, len(ids), CHUNK):
             customers = session.connection().execute(
-                select(Customer.__table__).where(Customer.id.in_(ids[start:start + CHUNK]))  # type: ignore
+                select(table_of(Customer)).where(col(Customer.id).in_(ids[start:start + CHUNK]))
             ).mappings().all()
             began = time.perf_counter()
             found = addresses_of(session, customers, [channel])

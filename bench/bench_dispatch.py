@@ -24,7 +24,7 @@ from channels.base import Limits, OutboundMessage, ResultStatus, SendResult
 from orchestrator.db import get_engine
 from orchestrator.dispatch.run import dispatch_due
 from orchestrator.ledger.tables import MESSAGE
-from orchestrator.models import Customer, utcnow
+from orchestrator.models import Customer, table_of, utcnow
 from orchestrator.settings import REPO_ROOT
 
 SAMPLE = yaml.safe_load((REPO_ROOT / "templates" / "sample_data.yaml").read_text())
@@ -53,7 +53,7 @@ def seed(url: str, n: int) -> None:
     now = utcnow()
     with get_engine(url).begin() as conn:
         for start in range(0, n, 10_000):
-            conn.execute(insert(Customer.__table__), [  # type: ignore[attr-defined]
+            conn.execute(insert(table_of(Customer)), [
                 {"external_id": f"b{i}", "name": f"Ada Lovelace {i}", "email": f"b{i}@example.com",
                  "timezone": "UTC", "locale": "en", "tier": "standard", "attributes": {},
                  "created_at": now, "updated_at": now}

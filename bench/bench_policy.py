@@ -25,7 +25,7 @@ from sqlalchemy import func, insert, select
 
 from bench.databases import backends, database, postgres_available, print_report
 from orchestrator.db import get_engine
-from orchestrator.models import ConsentEvent, ContactPreference, Customer, Message, Suppression
+from orchestrator.models import ConsentEvent, ContactPreference, Customer, Message, Suppression, table_of
 from orchestrator.policy import CustomerFacts, Intent, decide_for_customer, load_policy, reserve_chunk
 from orchestrator.policy.timing import zone_for
 from orchestrator.settings import REPO_ROOT
@@ -45,24 +45,24 @@ def seed(url: str, n: int) -> None:
     engine = get_engine(url)
     with engine.begin() as conn:
         for start in range(0, n, 10_000):
-            conn.execute(insert(Customer.__table__), [  # type: ignore[attr-defined]
+            conn.execute(insert(table_of(Customer)), [
                 {"external_id": f"b{i}", "name": "", "email": f"b{i}@example.com", "phone": f"+1555{i:07d}",
                  "timezone": rng.choice(ZONES), "locale": "en", "attributes": {}, "created_at": NOW,
                  "tier": "premium" if i % 50 == 0 else "standard", "updated_at": NOW}
                 for i in range(start, min(n, start + 10_000))
             ])
         ids = [r[0] for r in conn.execute(select(Customer.id).order_by(Customer.id))]
-        conn.execute(insert(ContactPreference.__table__), [  # type: ignore[attr-defined]
+        conn.execute(insert(table_of(ContactPreference)), [
             {"customer_id": cid, "preferred_channels": ["sms"], "frequency": "weekly", "quiet_start": "22:00",
              "quiet_end": "07:00", "do_not_contact": cid % 97 == 0, "updated_at": NOW}
             for cid in ids[::20]
         ])
-        conn.execute(insert(ConsentEvent.__table__), [  # type: ignore[attr-defined]
+        conn.execute(insert(table_of(ConsentEvent)), [
             {"customer_id": cid, "channel": "email", "topic": "marketing", "state": "opted_out",
              "source": "bench", "created_at": NOW}
             for cid in ids[3::20]
         ])
-        conn.execute(insert(Suppression.__table__), [  # type: ignore[attr-defined]
+        conn.execute(insert(table_of(Suppression)), [
             {"channel": "email", "address": f"b{i}@example.com", "reason": "bounce", "source": "bench",
              "created_at": NOW}
             for i in range(5, n, 100)

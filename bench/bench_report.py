@@ -29,14 +29,14 @@ from bench.databases import backends, database, postgres_available, print_report
 from bench.synth import seed_customers
 from orchestrator.db import get_engine, session_scope
 from orchestrator.ledger.tables import MESSAGE
-from orchestrator.models import Campaign, CustomerFeedback, DeliveryEvent, utcnow
+from orchestrator.models import Campaign, CustomerFeedback, DeliveryEvent, table_of, utcnow
 from orchestrator.reports import ReportSlice, build_report
 
 CHUNK = 10_000
 TONES = ("appreciative", "professional", "empathetic", "urgent")
 LOCALES = ("en", "es", "de")
-_event = DeliveryEvent.__table__  # type: ignore[attr-defined]
-_feedback = CustomerFeedback.__table__  # type: ignore[attr-defined]
+_event = table_of(DeliveryEvent)
+_feedback = table_of(CustomerFeedback)
 
 
 def _message_row(i: int, customer_id: int, campaign_id: int, start: Any) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def seed_history(url: str, n: int) -> dict[str, Any]:
     engine = get_engine(url)
     events = replies = 0
     with engine.begin() as conn:
-        campaign_id = conn.execute(insert(Campaign.__table__).returning(Campaign.__table__.c.id), [  # type: ignore[attr-defined]
+        campaign_id = conn.execute(insert(table_of(Campaign)).returning(table_of(Campaign).c.id), [
             {"name": "bench-report", "segment": "all", "topic": "marketing", "template": "spring_sale",
              "send_time": "now", "status": "done", "created_at": start, "updated_at": start,
              "variants": [{"tone": "appreciative"}, {"tone": "professional"}]}]).scalar_one()

@@ -19,15 +19,15 @@ from sqlalchemy import func, insert, select, text
 
 from orchestrator.db import get_engine, is_sqlite, upgrade
 from orchestrator.ledger.tables import MESSAGE
-from orchestrator.models import ConsentEvent, Customer, MessageStatus, utcnow
+from orchestrator.models import ConsentEvent, Customer, MessageStatus, table_of, utcnow
 
 ZONES = ["UTC", "America/New_York", "America/Los_Angeles", "Europe/Berlin", "Europe/London",
          "Asia/Kathmandu", "Asia/Tokyo", "Australia/Sydney"]
 REGIONS = ["us-east", "us-west", "eu-central", "eu-west", "ap-south", "ap-northeast", "sa-east", "us-central",
            "ca-central", "af-south"]  # one in ten is us-east
 CHUNK = 10_000
-_customer = Customer.__table__  # type: ignore[attr-defined]
-_consent = ConsentEvent.__table__  # type: ignore[attr-defined]
+_customer = table_of(Customer)
+_consent = table_of(ConsentEvent)
 
 
 def email_of(i: int) -> str:
