@@ -6,7 +6,8 @@ waits for a poll (a worker polls its pool about every 10 s) and then starts a pr
 the project (seconds on a busy machine), while the web app already has everything loaded (see
 ``warm_up``). The run is created on the Prefect server first, so it appears in the UI with its
 logs and artifacts like any other; a retried trigger carries the same idempotency key, gets the
-same flow run back from the server and does not start it again.
+same flow run back from the server and does not start it again (unless that run ended unfinished:
+see ``_run_for``).
 
 ``orchestrator outage notify`` hands its trigger to this same path when a running web app is
 configured (``ORCH_SERVICE_URL``; ``orchestrator.cli.service``): a new process that imports Prefect
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 _started: dict[str, str] = {}  # idempotency key -> flow run id, for runs this process started
 _flow_ids: dict[str | None, Any] = {}  # Prefect API URL -> the outage-notice flow's id there
 _lock = threading.Lock()
+_UNFINISHED = {"FAILED", "CRASHED", "CANCELLED"}  # run states a repeated trigger starts again from
+MAX_RESTARTS = 20  # runs one trigger may start after unfinished ones
 
 
 def idempotency_key(parameters: dict[str, Any]) -> str:
@@ -51,11 +54,11 @@ def start_outage_notice(parameters: dict[str, Any], api_url: str | None) -> str:
     with _lock:
         if key in _started:
             return _started[key]
-        flow_run, created = _create_run(outage_notice, parameters, key, api_url)
+        flow_run, created = _run_for(outage_notice, parameters, key, api_url)
         run_id = str(flow_run.id)
         _started[key] = run_id
     if created:
-        threading.Thread(target=_execute, args=(outage_notice, flow_run, parameters, api_url),
+        threading.Thread(target=_execute, args=(outage_notice, flow_run, parameters, api_url, key),
                          name=f"outage-notice-{parameters.get('incident_id')}", daemon=True).start()
     else:
         log.info("outage notice for this trigger already exists: flow run %s", run_id)
@@ -94,6 +97,20 @@ def warm_up(api_url: str | None) -> None:
             emit_event(event="orchestrator.web.ready", resource={"prefect.resource.id": "orchestrator.web"})
     except Exception:  # warming up is an optimisation: the first trigger will say what is wrong
         log.warning("warming up for outage notices failed", exc_info=True)
+
+
+def _run_for(flow: Any, parameters: dict[str, Any], key: str, api_url: str | None) -> tuple[Any, bool]:
+    """The trigger's run: the one its key names on the server, unless that one ended unfinished
+    (failed, crashed, cancelled: the database was down, say). Then the trigger sent again starts a
+    run of its own, keyed after the one that failed, so retries of it still share one run; the
+    ledger notifies nobody twice whatever ran before."""
+    for _ in range(MAX_RESTARTS + 1):
+        flow_run, created = _create_run(flow, parameters, key, api_url)
+        state = getattr(flow_run, "state", None)
+        if created or state is None or state.type.value not in _UNFINISHED:
+            break
+        key = f"{key}:after:{flow_run.id}"
+    return flow_run, created
 
 
 def _create_run(flow: Any, parameters: dict[str, Any], key: str, api_url: str | None) -> tuple[Any, bool]:
@@ -138,7 +155,7 @@ def _flow_id(client: Any, flow: Any, api_url: str | None) -> Any:
     return _flow_ids[api_url]
 
 
-def _execute(flow: Any, flow_run: Any, parameters: dict[str, Any], api_url: str | None) -> None:
+def _execute(flow: Any, flow_run: Any, parameters: dict[str, Any], api_url: str | None, key: str) -> None:
     from prefect.flow_engine import run_flow
 
     try:
@@ -146,6 +163,8 @@ def _execute(flow: Any, flow_run: Any, parameters: dict[str, Any], api_url: str 
             run_flow(flow, flow_run=flow_run, parameters=parameters)
     except Exception:
         log.exception("outage notice %s for incident %s failed", flow_run.id, parameters.get("incident_id"))
+        with _lock:  # the trigger sent again asks the server, which starts a run after this one
+            _started.pop(key, None)
 
 
 def _settings(api_url: str | None) -> Any:

@@ -104,3 +104,48 @@ def test_a_retried_post_gets_the_same_run_and_starts_no_second_notice(prefect_ha
     assert artifacts(run.id)  # the run's summary is in the Prefect UI
     assert len(fake_sendgrid.accepted()) == 3  # one notice per customer, not two or three
     assert {m.status for m in ledger("incident:inc-retry").values()} == {"sent"}
+
+
+def test_a_trigger_sent_again_after_its_notice_failed_starts_it_again(prefect_harness, sqlite_url,
+                                                                        monkeypatch, fake_sendgrid):
+    """A run that failed (the database was down, say) is not the trigger's last word: the same POST
+    again starts a new run, whose retries share it, and the ledger still notifies nobody twice."""
+    import time
+    from uuid import UUID
+
+    from fastapi.testclient import TestClient
+
+    import flows.outage
+    from orchestrator.web import create_app
+    from tests.support.flow_world import add_customer, flow_run, use_fake_providers
+    from tests.support.web import configure
+
+    configure(monkeypatch)
+    use_fake_providers(monkeypatch, sendgrid=fake_sendgrid)
+    for i in range(3):
+        add_customer(f"eu-{i}", email=f"eu{i}@example.com", region="eu")
+    real_audience_size = flows.outage.audience_size
+    outages = iter([True])
+
+    def audience_size(*args, **kwargs):
+        if next(outages, False):
+            raise RuntimeError("database unavailable")
+        return real_audience_size(*args, **kwargs)
+
+    monkeypatch.setattr(flows.outage, "audience_size", audience_size)
+
+    def finished(run_id: str):
+        deadline = time.monotonic() + 60
+        while not (run := flow_run(UUID(run_id))).state.is_final() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return run
+
+    body = {key: value for key, value in INCIDENT.items() if key != "segment"} | {"incident_id": "inc-again"}
+    with TestClient(create_app(launch_incident=launch_outage_notice)) as client:
+        failed = client.post("/incidents", json=body, headers=BEARER).json()["run_id"]
+        assert finished(failed).state.is_failed() and not fake_sendgrid.accepted()
+        again = client.post("/incidents", json=body, headers=BEARER).json()["run_id"]
+        retried = client.post("/incidents", json=body, headers=BEARER).json()["run_id"]
+    assert again != failed and retried == again
+    assert finished(again).state.is_completed()
+    assert len(fake_sendgrid.accepted()) == 3  # each customer once
