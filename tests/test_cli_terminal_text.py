@@ -31,7 +31,7 @@ def wide_consoles(monkeypatch):
 def hostile_customer(sqlite_url) -> int:
     with session_scope() as s:
         customer = Customer(external_id="c-hostile", name=HOSTILE, phone="+14155550123",
-                            attributes={"note": HOSTILE})
+                            email="\x1b[2Jada@example.com", attributes={"note": HOSTILE})
         s.add(customer)
         s.flush()
         s.add(Message(dedupe_key="k", customer_id=customer.id, topic="support", channel="sms",
@@ -50,6 +50,7 @@ def hostile_customer(sqlite_url) -> int:
     ["tasks", "claim", "1", "--agent", "dana\x1b[31m"],
     ["explain", "c-hostile"],
     ["segments", "preview", "all"],
+    ["customers", "list"],
 ])
 def test_customer_text_is_printed_as_text(hostile_customer, command):
     result = CliRunner().invoke(app, command, env={"COLUMNS": "500"})
@@ -58,6 +59,8 @@ def test_customer_text_is_printed_as_text(hostile_customer, command):
         assert sequence not in result.output
     assert "␛" in result.output  # the escape is shown, not obeyed
     assert "[red]x[/]" in result.output and "[link=https://evil.example]" in result.output  # not markup
+    if command[0] in ("customers", "segments") and "show" not in command:  # addresses, masked
+        assert "␛***@e***" in result.output
 
 
 def test_errors_quote_input_as_text(sqlite_url):

@@ -16,6 +16,7 @@ from orchestrator.customer_import import import_customers
 from orchestrator.db import alembic_config, get_engine, session_scope, upgrade
 from orchestrator.models import ContactPoint, Customer, utcnow
 from tests.support import postgres
+from tests.support.statements import reading, recorded_statements
 
 
 def test_contact_columns_are_checked_by_their_channel_and_stored(sqlite_url, tmp_path):
@@ -92,6 +93,53 @@ def test_customers_show_lists_every_address_masked_unless_revealed(sqlite_url, t
     assert {p["address"] for p in revealed["contact_points"]} == {"ada@example.com", "whatsapp:+14155550101"}
     table = runner.invoke(app, ["customers", "show", "w1"])
     assert table.exit_code == 0 and "+14155550101" not in table.stdout and "whatsapp:+***01" in table.stdout
+
+
+
+def test_customers_list_shows_every_channels_address_masked_reading_contact_points_once(
+    sqlite_url, tmp_path, monkeypatch
+):
+    """Built-in addresses (customer columns) and plug-in ones (contact points: WhatsApp in this
+    repository, the out-of-tree webhook channel) side by side, masked as everywhere else; the
+    page's contact points are one query, however many customers have some."""
+    from orchestrator.cli.output import console
+    from orchestrator.privacy import mask_address
+
+    monkeypatch.setattr(console, "width", 200)  # no cell folded, whatever width an earlier test left
+    path = tmp_path / "customers.csv"
+    path.write_text(
+        "external_id,email,phone,x_user_id,contact.whatsapp,contact.webhook\n"
+        "l1,ada@example.com,+14155550101,1234,+14155550101,https://hooks.example.net/ada\n"
+        "l2,,,,+14155550102,\n"
+        "l3,,,,,https://hooks.example.org/cy\n"
+        "l4,,,,,\n",
+        encoding="utf-8",
+    )
+    assert import_customers(path).imported == 4
+    stored = {
+        "l1": {"email": "ada@example.com", "sms": "+14155550101", "social": "1234", "phone": "+14155550101",
+               "webhook": "https://hooks.example.net/ada", "whatsapp": "whatsapp:+14155550101"},
+        "l2": {"whatsapp": "whatsapp:+14155550102"},
+        "l3": {"webhook": "https://hooks.example.org/cy"},
+        "l4": {},
+    }
+    runner = CliRunner()
+    with recorded_statements() as statements:
+        listed = json.loads(runner.invoke(app, ["customers", "list", "--json"]).stdout)
+    addresses = {c["external_id"]: c["addresses"] for c in listed["customers"]}
+    assert addresses == {ext: {ch: mask_address(ch, a) for ch, a in on_file.items()}
+                         for ext, on_file in stored.items()}
+    assert list(addresses["l1"]) == ["email", "sms", "social", "phone", "webhook", "whatsapp"]
+    assert len(reading("contact_point", statements)) == 1
+
+    with recorded_statements() as statements:
+        table = runner.invoke(app, ["customers", "list"])
+    assert table.exit_code == 0, table.output
+    assert len(reading("contact_point", statements)) == 1
+    assert "whatsapp: whatsapp:+***01" in table.stdout
+    assert "webhook: https://hooks.example.org/***" in table.stdout
+    hidden = [a for on_file in stored.values() for ch, a in on_file.items() if mask_address(ch, a) != a]
+    assert hidden and not any(address in table.stdout for address in hidden)  # (X user ids are public)
 
 
 # --- the migration, from a database made by the previous schema ----------------------------------

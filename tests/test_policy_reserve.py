@@ -4,17 +4,18 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.consent import record_consent, suppress_address, update_preferences
-from orchestrator.db import get_engine, session_scope
+from orchestrator.db import session_scope
 from orchestrator.models import Campaign, Customer, Incident, Message
 from orchestrator.policy import Intent, PolicyError, decide_chunk, load_policy, reserve_chunk
 from orchestrator.policy.explain import UnknownCustomer, explain_customer
 from orchestrator.policy.plan import plan_audience
 from orchestrator.settings import REPO_ROOT
+from tests.support.statements import recorded_statements
 
 POLICY = load_policy(REPO_ROOT / "policy.yaml")
 NOON = datetime(2026, 5, 6, 12, 0, tzinfo=UTC)
@@ -123,17 +124,8 @@ def test_bad_input_is_rejected_before_anything_is_written(db_url):
 
 
 def _statements(url: str, fn) -> int:
-    engine = get_engine(url)
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, params, context, executemany):
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(url) as seen:
         fn()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     return len(seen)
 
 

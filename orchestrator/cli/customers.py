@@ -7,7 +7,7 @@ file, unknown format, no external_id column, unknown segment).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +20,8 @@ from orchestrator.cli.output import DataTable, console, database_errors, err_con
 from orchestrator.privacy import mask_address
 
 if TYPE_CHECKING:  # every command's start imports this module: the database layer loads late
+    from sqlmodel import Session
+
     from orchestrator.models import Customer
 
 customers_app = typer.Typer(help="Import, inspect and list customers.", no_args_is_help=True)
@@ -43,15 +45,28 @@ def customer_row(customer: Customer, *, reveal: bool = False) -> dict[str, Any]:
     }
 
 
-LISTED_COLUMNS = ("external_id", "name", "email", "phone", "timezone", "locale", "tier", "customer_since")
+def listed_rows(session: Session, customers: Sequence[Customer]) -> list[dict[str, Any]]:
+    """Customers for a list, each with its address on every installed channel, masked (plug-in
+    channels' contact points in one query for the whole page)."""
+    from orchestrator.contact_points import addresses_of
+
+    reach = addresses_of(session, customers)
+    return [{**customer_row(c), "addresses": {ch: mask_address(ch, address)
+                                              for ch, address in reach[c.id].items() if address}}
+            for c in customers if c.id is not None]
+
+
+LISTED_COLUMNS = ("external_id", "name", "addresses", "timezone", "locale", "tier", "customer_since")
 
 
 def customers_table(rows: list[dict[str, Any]], title: str | None = None) -> Table:
     table = DataTable(title=plain(title) if title else None)
     for column in LISTED_COLUMNS:
-        table.add_column(column)
+        table.add_column(column, overflow="fold" if column == "addresses" else "ellipsis")
     for row in rows:
-        table.add_row(*(str(row[c] or "") for c in LISTED_COLUMNS))
+        # One line per channel: "email: a***@e***", then "sms: +***01", in the channels' order.
+        addresses = "\n".join(f"{channel}: {address}" for channel, address in row["addresses"].items())
+        table.add_row(*(addresses if c == "addresses" else str(row[c] or "") for c in LISTED_COLUMNS))
     return table
 
 
@@ -216,7 +231,7 @@ def list_command(
     limit: int = typer.Option(20, "--limit", min=1, help="How many customers to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Customers (contact details masked), optionally those of one segment."""
+    """Customers with their address on every channel (masked), optionally those of one segment."""
     from sqlmodel import col, select
 
     from orchestrator.db import session_scope
@@ -231,7 +246,7 @@ def list_command(
     with database_errors(), session_scope() as session:
         total = count_audience(session, chosen)
         found = session.exec(select(Customer).where(condition).order_by(col(Customer.id)).limit(limit)).all()
-    rows = [customer_row(c) for c in found]
+        rows = listed_rows(session, found)
     if as_json:
         print_json({"segment": chosen.name, "count": total, "customers": rows})
         return

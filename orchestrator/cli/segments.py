@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from orchestrator.cli.customers import customer_row, customers_table, database_errors
+from orchestrator.cli.customers import customers_table, database_errors, listed_rows
 from orchestrator.cli.output import console, fail, print_json
 
 segments_app = typer.Typer(help="Audiences declared in segments.yaml.", no_args_is_help=True)
@@ -61,7 +61,7 @@ def preview_command(
         ids = next(iter_audience_chunks(session, segment, chunk_size=limit), [])
         in_sample = select(Customer).where(col(Customer.id).in_(ids))
         sample = session.exec(in_sample.order_by(col(Customer.id))).all()
-    rows = [customer_row(c) for c in sample]
+        rows = listed_rows(session, sample)
     if as_json:
         print_json({"segment": segment.name, "description": segment.description, "count": total,
                     "sample": rows})  # fmt: skip
