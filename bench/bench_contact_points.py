@@ -34,7 +34,7 @@ from sqlmodel import col
 
 from bench.bench_dispatch import FACTS, NullAdapter
 from bench.databases import backends, database, postgres_available
-from orchestrator.contact_points import addresses_of, last_inbound
+from orchestrator.contact_points import reach_of
 from orchestrator.db import get_engine, session_scope
 from orchestrator.dispatch.run import dispatch_due
 from orchestrator.models import ConsentEvent, ContactPoint, Customer, table_of, utcnow
@@ -135,9 +135,7 @@ def lookup_ms(url: str, ids: list[int], channel: str) -> float:
                 select(table_of(Customer)).where(col(Customer.id).in_(ids[start:start + CHUNK]))
             ).mappings().all()
             began = time.perf_counter()
-            found = addresses_of(session, customers, [channel])
-            if channel == "whatsapp":
-                last_inbound(session, ids[start:start + CHUNK], [channel])
+            found = reach_of(session, customers, [channel]).addresses
             times.append(time.perf_counter() - began)
             assert all(found[cid][channel] for cid in ids[start:start + CHUNK])
     return 1000 * statistics.median(times)

@@ -10,6 +10,7 @@ whether it is verified and where it came from. Everything that needs an address 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,13 +38,6 @@ def channel_columns() -> dict[str, str | None]:
     return {name: PROFILE_COLUMNS.get(spec.address.name) for name, spec in installed_channels().items()}
 
 
-def conversational_points(channels: Iterable[str]) -> list[str]:
-    """Those of ``channels`` that are conversational and stored as contact points."""
-    specs = installed_channels()
-    return sorted(ch for ch in channels if ch in specs and specs[ch].conversational
-                  and specs[ch].address.name not in PROFILE_COLUMNS)
-
-
 def normalise_address(channel: str, raw: str, region: str) -> str:
     """The stored form of ``raw`` on ``channel``, by the channel's own rules; ValueError if invalid."""
     return channel_spec(channel).address.normalise(raw.strip(), region)
@@ -54,6 +48,21 @@ def addresses_of(
 ) -> dict[int, dict[str, str | None]]:
     """Customer id -> channel -> address, for customer rows already loaded (mappings or objects
     with the profile columns). Contact points cost one query, only if a wanted channel needs them."""
+    return reach_of(session, customers, channels).addresses
+
+
+@dataclass(frozen=True)
+class Reach:
+    addresses: dict[int, dict[str, str | None]]  # customer id -> channel -> address
+    # (customer, conversational contact-point channel) -> when the customer last wrote on it
+    last_inbound: dict[tuple[int, str], datetime]
+
+
+def reach_of(
+    session: Session, customers: Iterable[Mapping[str, Any] | Any], channels: Iterable[str] | None = None
+) -> Reach:
+    """``addresses_of``, with when each customer last wrote on the conversational channels among
+    them (their reply windows), both from the one contact-point query."""
     columns = channel_columns()
     wanted = [ch for ch in (channels if channels is not None else columns) if ch in columns]
     out: dict[int, dict[str, str | None]] = {}
@@ -63,11 +72,19 @@ def addresses_of(
         get: Any = row.get if isinstance(row, Mapping) else (lambda name, r=row: getattr(r, name, None))
         cid = int(get("id"))
         out[cid] = {ch: (get(col) or None) for ch in wanted if (col := columns[ch]) is not None}
+    inbound: dict[tuple[int, str], datetime] = {}
     points = [ch for ch in wanted if columns[ch] is None]
     if points and out:
-        for cid, channel, address in contact_points(session, list(out), points):
+        specs = installed_channels()
+        conversational = {ch for ch in points if specs[ch].conversational}
+        p = _POINT.c
+        query = select(p.customer_id, p.channel, p.address, p.last_inbound_at).where(
+            p.customer_id.in_(list(out)), p.channel.in_(points))
+        for cid, channel, address, at in session.connection().execute(query):
             out[cid][channel] = address
-    return out
+            if at is not None and channel in conversational:
+                inbound[(cid, channel)] = _aware(at)
+    return Reach(out, inbound)
 
 
 def contact_points(
@@ -136,18 +153,6 @@ def record_inbound(session: Session, channel: str, address: str, at: datetime | 
         point.updated_at = utcnow()
         session.add(point)
     return sorted(p.customer_id for p in points)
-
-
-def last_inbound(
-    session: Session, customer_ids: list[int], channels: list[str]
-) -> dict[tuple[int, str], datetime]:
-    """(customer, channel) -> when the customer last wrote on that contact-point channel."""
-    if not customer_ids or not channels:
-        return {}
-    p = _POINT.c
-    query = select(p.customer_id, p.channel, p.last_inbound_at).where(
-        p.customer_id.in_(customer_ids), p.channel.in_(channels), p.last_inbound_at.is_not(None))
-    return {(cid, ch): _aware(at) for cid, ch, at in session.connection().execute(query)}
 
 
 def _aware(value: datetime) -> datetime:

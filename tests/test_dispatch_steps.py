@@ -8,6 +8,7 @@ import pytest
 
 from channels.base import ConfigurationError, Permanent, PermanentReason, ResultStatus, SendResult
 from orchestrator.consent import current_consent, record_consent
+from orchestrator.contact_points import record_inbound, set_contact_point
 from orchestrator.db import session_scope
 from orchestrator.dispatch.compose import ReadyMessage, compose
 from orchestrator.dispatch.record import record
@@ -18,6 +19,7 @@ from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.models import MessageStatus, utcnow
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
 from tests.support.recording_adapter import RecordingAdapter
+from tests.support.statements import reading, recorded_statements
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +63,43 @@ def test_compose_renders_what_can_go_and_settles_the_rest_without_writing(sqlite
     assert {c.message_id: c.reason for c in composed.settled} == {
         expired: "expired:deadline", opted_out: "consent:opted_out"}
     assert {m.status for m in messages().values()} == {MessageStatus.sending}  # nothing recorded yet
+
+
+
+def test_compose_reads_plug_in_addresses_and_reply_windows_in_one_query(db_url, tmp_path):
+    """WhatsApp addresses and when each customer last wrote (the reply window) come from one
+    contact-point query per batch; a batch on built-in channels alone makes none."""
+    templates = tmp_path / "templates" / "messages" / "notice"
+    meta = templates / "message.yaml"
+    meta.write_text(meta.read_text().replace("phone]", "phone, whatsapp]"), encoding="utf-8")
+    (templates / "professional" / "whatsapp.txt").write_text("Hi {{ customer.first_name }}: {{ data.what }}")
+    now = utcnow()
+    wrote, silent, by_email = add_customers(3)
+    with session_scope() as s:
+        for cid, number in ((wrote, "whatsapp:+14155550101"), (silent, "whatsapp:+14155550102")):
+            set_contact_point(s, cid, "whatsapp", number, "import")
+            record_consent(s, cid, "whatsapp", "*", "opted_in", "test")
+    with session_scope() as s:
+        record_inbound(s, "whatsapp", "whatsapp:+14155550101", wrote_at := now - timedelta(hours=1))
+    add_messages([wrote, silent], channel="whatsapp", dedupe="wa")
+    add_messages([by_email], dedupe="mail")
+
+    with recorded_statements() as statements:
+        composed = compose(_claim_all(), now, required_topics=set())
+
+    assert len(reading("contact_point", statements)) == 1
+    ready = {r.message.customer_id: r.outbound for r in composed.ready}
+    assert composed.settled == [] and set(ready) == {wrote, silent, by_email}
+    assert {cid: (o.channel, o.to) for cid, o in ready.items()} == {
+        wrote: ("whatsapp", "whatsapp:+14155550101"), silent: ("whatsapp", "whatsapp:+14155550102"),
+        by_email: ("email", "ada2@example.com")}
+    assert ready[wrote].last_inbound_at == wrote_at
+    assert ready[silent].last_inbound_at is None and ready[by_email].last_inbound_at is None
+
+    add_messages([by_email], channel="sms", dedupe="text")
+    with recorded_statements() as statements:
+        [texted] = compose(_claim_all(), now, required_topics=set()).ready
+    assert texted.address == "+14155550002" and reading("contact_point", statements) == []
 
 
 class _Recorder:

@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from channels.base import OutboundMessage
 from orchestrator.consent import consent_allows, current_consent, opt_in_required, suppressed_addresses
-from orchestrator.contact_points import addresses_of, channel_columns, conversational_points, last_inbound
+from orchestrator.contact_points import channel_columns, reach_of
 from orchestrator.db import session_scope
 from orchestrator.ledger.changes import LedgerChange, settled
 from orchestrator.ledger.queue import ClaimedMessage
@@ -55,8 +55,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         found = session.execute(select(*_composing_columns()).where(CUSTOMER.c.id.in_(customer_ids)))
         customers: dict[int, Any] = {c.id: c for c in found}
         channels = {m.channel for m in messages.values()}
-        addresses = addresses_of(session, customers.values(), channels)
-        inbound = last_inbound(session, customer_ids, conversational_points(channels))
+        reach = reach_of(session, customers.values(), channels)
         consent = current_consent(session, customer_ids)
         do_not_contact = set(session.scalars(select(col(ContactPreference.customer_id)).where(
             col(ContactPreference.customer_id).in_(customer_ids),
@@ -66,7 +65,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         by_channel: dict[str, set[str]] = {}
         for mid, m in messages.items():
             customer = customers.get(m.customer_id)
-            address = address_of[mid] = addresses[m.customer_id].get(m.channel) if customer else None
+            address = address_of[mid] = reach.addresses[m.customer_id].get(m.channel) if customer else None
             if address:
                 by_channel.setdefault(m.channel, set()).add(address)
         blocked = {ch: suppressed_addresses(session, ch, addrs) for ch, addrs in by_channel.items()}
@@ -94,7 +93,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
             renderable.append((m, customer, address))
             continue
         out.settled.append(outcome)
-    for result in render_messages(renderable, now, inbound):
+    for result in render_messages(renderable, now, reach.last_inbound):
         if isinstance(result, ReadyMessage):
             out.ready.append(result)
         else:
