@@ -64,6 +64,9 @@ class Transient:
 class Permanent:
     reason: PermanentReason
     detail: str = ""
+    # The provider's word for why the address is dead (Twilio 63003: "not_on_whatsapp"), the one its
+    # late reports of the same refusal carry: an ``invalid_address`` is suppressed with it.
+    suppress_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,14 @@ def permanent(
     reason: PermanentReason,
     detail: str = "",
     raw: dict[str, Any] | None = None,
+    suppress_reason: str | None = None,
 ) -> SendResult:
     # Providers echo the address in error texts; results end up in the ledger and in logs.
     return SendResult(
         message.message_id,
         ResultStatus.permanent,
         provider,
-        error=Permanent(reason, redact_text(detail)),
+        error=Permanent(reason, redact_text(detail), suppress_reason),
         raw=raw or {},
     )
 

@@ -91,6 +91,7 @@ def test_twilio_refusals_become_permanent_reasons(adapter, fake):
     # A number that is not on WhatsApp: 63003.
     (absent,) = adapter.send([message(6, "+14155550199", wrote_hours_ago=1)])
     assert absent.error.reason is PermanentReason.invalid_address and absent.raw["code"] == 63003
+    assert absent.error.suppress_reason == "not_on_whatsapp"  # as a status callback would say it
     # Twilio's error text repeats the number: it is not kept.
     assert "4155550199" not in json.dumps(absent.raw) + absent.error.detail
     fake.approved_content = {}

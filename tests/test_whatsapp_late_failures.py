@@ -165,6 +165,32 @@ def test_a_late_63003_suppresses_the_whatsapp_address_so_the_next_message_skips_
     assert sent_to(twilio, WHATSAPP) == before
 
 
+
+@pytest.mark.parametrize("when", ["at_send", "late"])
+def test_not_a_whatsapp_number_is_suppressed_for_one_reason_at_send_time_and_late(twilio, web, when):
+    """Twilio's 63003 means the same whether it refuses the send or reports it in a status callback:
+    the row fails with ``permanent:invalid_address``, the address is suppressed as ``not_on_whatsapp``
+    and the next message skips WhatsApp saying so."""
+    cid = whatsapp_customer(twilio)
+    if when == "late":
+        twilio.late_errors[WHATSAPP] = 63003
+    else:
+        twilio.whatsapp_users = set()  # Twilio refuses the send at once
+    notify(cid)
+    deliver(web, twilio.take_status_callbacks())
+    whatsapp = rows(cid)[0]
+    assert (whatsapp.channel, whatsapp.status) == ("whatsapp", MessageStatus.failed)
+    assert whatsapp.reason_codes[-1] == "permanent:invalid_address"
+    with session_scope() as session:
+        [suppression] = session.exec(select(Suppression)).all()
+    assert (suppression.channel, suppression.address, suppression.reason) == (
+        "whatsapp", WHATSAPP, "not_on_whatsapp")
+
+    notify(cid, key="incident:inc-8")
+    [nxt] = [m for m in rows(cid) if m.dedupe_key == "incident:inc-8"]
+    assert nxt.channel != "whatsapp" and nxt.reason_codes[0] == "suppressed:not_on_whatsapp"
+
+
 def test_the_fallback_keeps_to_consent(twilio, web):
     cid = whatsapp_customer(twilio)
     twilio.late_errors[WHATSAPP] = 63016

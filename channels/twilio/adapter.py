@@ -165,7 +165,7 @@ def _from_twilio_error(
     if known is not None and known.reason is not None:
         # PermanentReason.unsubscribed: the recipient opted out at the carrier/Twilio level.
         # Adapters never write policy: the dispatcher records the opt-out from this result.
-        return permanent(message, PROVIDER, known.reason, detail, raw)
+        return permanent(message, PROVIDER, known.reason, detail, raw, known.suppress)
     if status in (401, 403):
         return permanent(message, PROVIDER, PermanentReason.unauthorized, detail, raw)
     return permanent(message, PROVIDER, PermanentReason.rejected, detail, raw)

@@ -10,7 +10,8 @@ this one table. Each code says:
   means rate limited, try again later. A late refusal is as final as an immediate one, so the
   policy may fall back to the topic's next channel either way;
 - ``suppress``: in a status callback, the address will never work on that channel: it is
-  suppressed with this reason, so later messages go straight to the next channel.
+  suppressed with this reason, so later messages go straight to the next channel. An invalid
+  address refused at once is suppressed with the same word (``Permanent.suppress_reason``).
 
 Codes not suppressed may work another time: 30003 handset off, 30007 carrier filtering of
 content, 30008 unknown; 63016 (the WhatsApp window is closed) until the customer writes; 63024

@@ -16,7 +16,8 @@ WhatsApp's rules, as the adapter applies them:
 - Twilio 63016 (outside the window), 63003 (not a WhatsApp number) and the other WhatsApp codes
   are read from Twilio's one error table (``channels.twilio.errors``), whether Twilio refuses the
   send at once or reports the failure later in a status callback: either way the result is the
-  same ``Permanent`` reason, so the policy falls back; a late 63003 also suppresses the address.
+  same ``Permanent`` reason, so the policy falls back; a 63003 also suppresses the address, as
+  ``not_on_whatsapp`` either way.
 """
 
 from __future__ import annotations

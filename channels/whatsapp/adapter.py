@@ -143,7 +143,8 @@ def _from_error(message: OutboundMessage, exc: TwilioRestException | TwilioServi
         return transient(message, PROVIDER, f"server_error:{status}", raw=raw)
     if known is not None and known.reason is not None:
         words = _WORDS.get(known.reason)
-        return permanent(message, PROVIDER, known.reason, f"{detail}: {words}" if words else detail, raw)
+        return permanent(message, PROVIDER, known.reason, f"{detail}: {words}" if words else detail, raw,
+                         known.suppress)
     if status in (401, 403):
         return permanent(message, PROVIDER, PermanentReason.unauthorized, detail, raw)
     return permanent(message, PROVIDER, PermanentReason.rejected, detail, raw)

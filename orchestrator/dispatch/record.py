@@ -53,9 +53,9 @@ def apply_customer_verdict(session: Session, item: ReadyMessage, change: LedgerC
         with session.begin_nested():
             if change.reason == _UNSUBSCRIBED:
                 record_consent(session, m.customer_id, m.channel, "*", "opted_out", source)
-            else:
-                suppress_address(session, m.channel, item.address, PermanentReason.invalid_address.value,
-                                 source)
+            else:  # in the provider's word if it has one, as its late reports of the refusal say it
+                reason = change.suppress_reason or PermanentReason.invalid_address.value
+                suppress_address(session, m.channel, item.address, reason, source)
     except IntegrityError:
         log.info("%s verdict for message %s was already recorded by another worker", change.reason, m.id)
 

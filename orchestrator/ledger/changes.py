@@ -49,6 +49,7 @@ class LedgerChange:
     provider: str | None = None
     provider_message_id: str | None = None
     attempts_delta: int = 0  # -1 gives back an attempt that never reached the provider
+    suppress_reason: str | None = None  # permanent: the provider's word for a dead address, if any
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ def change_for_result(
             reason=PERMANENT.code(error.reason.value),
             detail=redact_text(error.detail),
             provider=result.provider,
+            suppress_reason=error.suppress_reason,
         )
     if isinstance(error, Transient):
         why, retry_after = error.reason, error.retry_after
