@@ -68,7 +68,9 @@ def test_outage_notice_reaches_the_providers_once_and_their_verdicts_are_recorde
     }
     with session_scope() as s:
         assert current_consent(s, [opted_out]) == {(opted_out, "sms", "*"): "opted_out"}
-        assert [(x.channel, x.address) for x in s.exec(select(Suppression))] == [("sms", INVALID_NUMBER)]
+        # In Twilio's word for 21211, as its status callbacks say it too.
+        assert [(x.channel, x.address, x.reason) for x in s.exec(select(Suppression))] == [
+            ("sms", INVALID_NUMBER, "invalid_number")]
 
 
 def test_a_rate_limited_provider_defers_the_message_and_the_next_sweep_sends_it_once(
