@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from channels.channel_set import installed_channels
+from orchestrator.db import member_of
 from orchestrator.models import (
     ConsentEvent,
     ConsentState,
@@ -51,7 +52,8 @@ def current_consent(
     ids = list(customer_ids)
     if not ids:
         return {}
-    latest = select(func.max(col(ConsentEvent.id))).where(col(ConsentEvent.customer_id).in_(ids))
+    latest = select(func.max(col(ConsentEvent.id))).where(
+        member_of(session, col(ConsentEvent.customer_id), ids))
     if source is not None:
         latest = latest.where(col(ConsentEvent.source) == source)
     latest = latest.group_by(
@@ -137,7 +139,7 @@ def suppressed_addresses(session: Session, channel: str, addresses: Iterable[str
         return set()
     return set(session.scalars(
         select(col(Suppression.address))
-        .where(col(Suppression.channel) == channel, col(Suppression.address).in_(addrs))
+        .where(col(Suppression.channel) == channel, member_of(session, col(Suppression.address), addrs))
     ))
 
 

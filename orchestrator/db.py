@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import ColumnElement, Integer, String, bindparam, event, func, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, create_engine
 
 from orchestrator.privacy import redact_text
@@ -42,6 +45,24 @@ def normalise_url(url: str) -> str:
 
 def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def member_of(session: OrmSession | Connection | Engine, column: Any, values: Iterable[Any]
+              ) -> ColumnElement[bool]:
+    """``column IN values`` bound as ONE parameter (a JSON array on SQLite, an array on PostgreSQL).
+
+    A thousand-item IN list costs SQLAlchemy a re-render per query (a bind name per value); one
+    parameter keeps the compiled statement cached, which matters at thousands of messages a second.
+    """
+    values = list(values)
+    bind = session.get_bind() if isinstance(session, OrmSession) else session
+    if bind.dialect.name == "sqlite":
+        array = func.json_each(bindparam(None, json.dumps(values), type_=String))
+        return column.in_(select(literal_column("value")).select_from(array).scalar_subquery())
+    # A semi-join on unnest() lets the planner use the index; "= ANY(array)" scans linearly.
+    item_type = Integer if isinstance(column.type, Integer) else String
+    array = func.unnest(bindparam(None, values, type_=ARRAY(item_type)))
+    return column.in_(select(array).scalar_subquery())
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -285,7 +285,9 @@ def _personalization(message: OutboundMessage) -> dict[str, Any]:
 
 def _substitution_bytes(message: OutboundMessage) -> int:
     merge = message.merge
-    return sum(len(k.encode()) + len(v.encode()) for k, v in merge.substitutions.items()) if merge else 0
+    if merge is None:
+        return 0
+    return len("".join(merge.substitutions).encode()) + len("".join(merge.substitutions.values()).encode())
 
 
 _RECIPIENT_FIELD = re.compile(r"^personalizations\.(\d+)\.to\.\d+\.email$")

@@ -21,6 +21,7 @@ from channels.base import (
     SendResult,
 )
 from channels.concurrency import PerThreadPool
+from channels.http_env import settle_environment
 from channels.results import (
     accepted,
     header,
@@ -97,6 +98,7 @@ class TwilioSmsAdapter:
     def _new_client(self) -> Client:
         http_client = _RecordingHttpClient(timeout=self.timeout, pool_connections=True, logger=_quiet_logger)
         client = Client(self.account_sid, self._auth_token, http_client=http_client)
+        settle_environment(http_client.session, self.base_url or client.api.base_url)
         if self.base_url:
             client.api.base_url = self.base_url
             # TWILIO_EDGE / TWILIO_REGION rewrite hostnames ("api.edge.region.twilio.com"): applied to a

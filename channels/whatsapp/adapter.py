@@ -22,6 +22,7 @@ from channels.base import (
     SendResult,
 )
 from channels.concurrency import PerThreadPool
+from channels.http_env import settle_environment
 from channels.results import accepted, permanent, transient
 from channels.twilio.adapter import close_client
 from channels.twilio.errors import known_error
@@ -72,6 +73,7 @@ class TwilioWhatsAppAdapter:
         http_client = TwilioHttpClient(timeout=s.timeout_seconds, pool_connections=True, logger=_quiet_logger)
         assert s.auth_token is not None
         client = Client(s.account_sid, s.auth_token.get_secret_value(), http_client=http_client)
+        settle_environment(http_client.session, (s.base_url or "").rstrip("/") or client.api.base_url)
         if s.base_url:
             client.api.base_url = s.base_url.rstrip("/")
             client.edge = None

@@ -29,6 +29,7 @@ from channels.base import (
     Transient,
 )
 from channels.concurrency import PerThreadPool
+from channels.http_env import settle_environment
 from channels.results import accepted, header, permanent, redact_text, safe_headers, seconds_until, transient
 from channels.settings import AdapterSettings, current
 from channels.x.settings import XSettings
@@ -106,6 +107,7 @@ class XSocialAdapter:
         adapter = RoutingAdapter(self.base_url, self.timeout)
         for host in X_HOSTS:
             client.session.mount(host, adapter)
+        settle_environment(client.session, self.base_url or X_HOSTS[0])
         return client
 
     def send(self, batch: list[OutboundMessage]) -> list[SendResult]:

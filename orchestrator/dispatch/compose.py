@@ -19,7 +19,7 @@ from sqlmodel import col
 from channels.base import OutboundMessage
 from orchestrator.consent import consent_allows, current_consent, opt_in_required, suppressed_addresses
 from orchestrator.contact_points import channel_columns, reach_of
-from orchestrator.db import session_scope
+from orchestrator.db import member_of, session_scope
 from orchestrator.ledger.changes import LedgerChange, settled
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.links import unsubscribe_url
@@ -52,13 +52,14 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
     """
     customer_ids = sorted({m.customer_id for m in messages.values()})
     with session_scope(url) as session:
-        found = session.execute(select(*_composing_columns()).where(CUSTOMER.c.id.in_(customer_ids)))
+        found = session.execute(
+            select(*_composing_columns()).where(member_of(session, CUSTOMER.c.id, customer_ids)))
         customers: dict[int, Any] = {c.id: c for c in found}
         channels = {m.channel for m in messages.values()}
         reach = reach_of(session, customers.values(), channels)
         consent = current_consent(session, customer_ids)
         do_not_contact = set(session.scalars(select(col(ContactPreference.customer_id)).where(
-            col(ContactPreference.customer_id).in_(customer_ids),
+            member_of(session, col(ContactPreference.customer_id), customer_ids),
             col(ContactPreference.do_not_contact).is_(True),
         )))
         address_of: dict[int, str | None] = {}

@@ -15,8 +15,9 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import String, and_, func, or_, select, update
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import Engine
 
-from orchestrator.db import get_engine, is_sqlite, session_scope
+from orchestrator.db import get_engine, is_sqlite, member_of, session_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import MessageStatus, utcnow
 
@@ -80,29 +81,28 @@ def claim_due(
     url: str | None = None,
     due_by: datetime | None = None,
 ) -> list[ClaimedMessage]:
-    """Atomically moves up to ``limit`` due messages to ``sending`` (committed) and returns them.
-    ``due_by`` (default ``now``): claims deferred messages due by then."""
-    conditions = due_conditions(due_by or now, channels, campaign_id, incident_id, message_ids)
+    """Atomically moves up to ``limit`` due messages to ``sending`` (committed) and returns them,
+    in id order. ``due_by`` (default ``now``): claims deferred messages due by then."""
+    engine = get_engine(url)
+    conditions = due_conditions(due_by or now, channels, campaign_id, incident_id, message_ids, engine)
     pick = (
         select(MESSAGE.c.id)
         .where(*conditions)
         .order_by(MESSAGE.c.priority.desc(), MESSAGE.c.send_at, MESSAGE.c.id)
         .limit(limit)
     )
-    if not is_sqlite(get_engine(url)):
+    if not is_sqlite(engine):
         pick = pick.with_for_update(skip_locked=True)  # concurrent workers take disjoint rows
     claim = (
         update(MESSAGE)
         .where(MESSAGE.c.id.in_(pick.scalar_subquery()))
         .values(status=MessageStatus.sending, attempts=MESSAGE.c.attempts + 1, updated_at=now)
-        .returning(MESSAGE.c.id)
+        .returning(*MESSAGE.c)  # the claimed rows as they are now: no second read
     )
     with session_scope(url) as session:
-        ids = list(session.execute(claim).scalars())
-        if not ids:
-            return []
-        rows = session.execute(select(MESSAGE).where(MESSAGE.c.id.in_(ids)).order_by(MESSAGE.c.id))
-        return cast(list[ClaimedMessage], list(rows))
+        rows = list(session.execute(claim))
+    rows.sort(key=lambda row: row.id)
+    return cast(list[ClaimedMessage], rows)
 
 
 def count_due(
@@ -115,7 +115,7 @@ def count_due(
 ) -> int:
     """How many messages are due now (for progress reporting; claiming decides what is sent)."""
     query = select(func.count()).select_from(MESSAGE).where(
-        *due_conditions(now or utcnow(), channels, campaign_id, incident_id, None)
+        *due_conditions(now or utcnow(), channels, campaign_id, incident_id, None, get_engine(url))
     )
     with session_scope(url) as session:
         return int(session.execute(query).scalar_one())
@@ -127,6 +127,7 @@ def due_conditions(
     campaign_id: int | None,
     incident_id: int | None,
     message_ids: Iterable[int] | None,
+    engine: Engine,
 ) -> list[Any]:
     """Planned, or deferred and due, plus the caller's filters."""
     conditions: list[Any] = [or_(
@@ -140,7 +141,7 @@ def due_conditions(
     if incident_id is not None:
         conditions.append(MESSAGE.c.incident_id == incident_id)
     if message_ids is not None:
-        conditions.append(MESSAGE.c.id.in_(list(message_ids)))
+        conditions.append(member_of(engine, MESSAGE.c.id, message_ids))
     return conditions
 
 

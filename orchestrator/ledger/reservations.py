@@ -8,13 +8,13 @@ the driver (``INSERT ... ON CONFLICT DO NOTHING RETURNING``): the ledger's uniqu
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import Session, col
 
-from orchestrator.ledger.tables import MESSAGE
+from orchestrator.ledger.tables import MESSAGE, stored_time
 from orchestrator.models import Message, MessageStatus
 from orchestrator.reasons import ESCALATION, fallback_code
 
@@ -107,10 +107,8 @@ class RowEncoder:
             return None
         text = self._times.get(value)
         if text is None:
-            utc = value.astimezone(UTC)
-            # SQLite: the text SQLAlchemy stores for a UTC DateTime (compared as text there).
-            text = f"{utc:%Y-%m-%d %H:%M:%S.%f}" if self.sqlite else utc.isoformat()
-            self._times[value] = text
+            stored = stored_time(value, self.sqlite)
+            text = self._times[value] = stored.isoformat() if isinstance(stored, datetime) else stored
         return text
 
     def row(self, intent: ReservedIntent, d: ReservedDecision, now: datetime) -> tuple[Any, ...]:

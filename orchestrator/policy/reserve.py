@@ -6,21 +6,18 @@ suppressions, recent history, existing dedupe keys; then one multi-row INSERT.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, func, literal_column, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, or_, select
 from sqlmodel import Session
 
 from channels.channel_set import channel_names
 from orchestrator.clock_times import clock_or_none
 from orchestrator.consent import current_consent
 from orchestrator.contact_points import channel_columns, contact_points
-from orchestrator.db import get_engine
+from orchestrator.db import get_engine, member_of
 from orchestrator.ledger.reservations import RowEncoder, insert_reserved
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
@@ -77,21 +74,6 @@ def validate_intents(intents: list[Intent], policy: Policy) -> None:
             raise ValueError(f"intent for customer {intent.customer_id}: dedupe_key is empty")
 
 
-def _member(session: Session, column: Any, values: list[Any]) -> ColumnElement[bool]:
-    """``column IN values`` bound as ONE parameter (a JSON array on SQLite, an array on PostgreSQL).
-
-    A thousand-item IN list costs SQLAlchemy a re-render per query; one parameter keeps the
-    compiled statement cached, which matters at tens of thousands of customers per second.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        array = func.json_each(bindparam(None, json.dumps(values), type_=String))
-        return column.in_(select(literal_column("value")).select_from(array).scalar_subquery())
-    # A semi-join on unnest() lets the planner use the index; "= ANY(array)" scans linearly.
-    item_type = Integer if isinstance(column.type, Integer) else String
-    array = func.unnest(bindparam(None, values, type_=ARRAY(item_type)))
-    return column.in_(select(array).scalar_subquery())
-
-
 def load_facts(
     session: Session, customer_ids: list[int], now: datetime, policy: Policy
 ) -> dict[int, CustomerFacts]:
@@ -103,7 +85,8 @@ def load_facts(
     c = _customer.c
     by_column = channel_columns()
     profile = sorted({col for col in by_column.values() if col is not None})
-    query = select(c.id, c.timezone, c.tier, *(c[col] for col in profile)).where(_member(session, c.id, ids))
+    query = select(c.id, c.timezone, c.tier, *(c[col] for col in profile)).where(
+        member_of(session, c.id, ids))
     for cid, tz, tier, *values in conn.execute(query).all():
         row = dict(zip(profile, values, strict=True))
         addresses = {ch: row[col] for ch, col in by_column.items() if col is not None}
@@ -122,7 +105,7 @@ def load_facts(
     p = _pref.c
     query = select(
         p.customer_id, p.preferred_channels, p.frequency, p.quiet_start, p.quiet_end, p.do_not_contact
-    ).where(_member(session, p.customer_id, found))
+    ).where(member_of(session, p.customer_id, found))
     for cid, preferred, frequency, quiet_start, quiet_end, do_not_contact in conn.execute(query).all():
         f = facts[cid]
         f.preferred_channels = [ch for ch in (preferred or []) if ch in by_column]
@@ -139,7 +122,7 @@ def load_facts(
     # One query; each channel's addresses are matched through the (channel, address) index.
     if by_channel:
         query = select(s.channel, s.address, s.reason).where(
-            or_(*(and_(s.channel == ch, _member(session, s.address, a)) for ch, a in by_channel.items()))
+            or_(*(and_(s.channel == ch, member_of(session, s.address, a)) for ch, a in by_channel.items()))
         )
         for channel, address, reason in conn.execute(query).all():
             for cid in owners.get((channel, address), ()):
@@ -149,7 +132,7 @@ def load_facts(
     # Status is filtered here, not in SQL: a status condition tempts planners onto the
     # (status, send_at) index, which reads every recent message instead of the chunk's customers'.
     query = select(m.customer_id, m.topic, m.channel, m.send_at, m.status).where(
-        _member(session, m.customer_id, found), m.send_at > since
+        member_of(session, m.customer_id, found), m.send_at > since
     )
     for cid, topic, channel, send_at, status in conn.execute(query).all():
         if status in _HOLDING:
@@ -191,9 +174,9 @@ def _existing(session: Session, intents: list[Intent]) -> dict[tuple[str, int], 
     wanted = {(i.dedupe_key, i.customer_id) for i in intents}
     out: dict[tuple[str, int], list[tuple[int, str, str]]] = defaultdict(list)
     query = select(m.id, m.dedupe_key, m.customer_id, m.channel, m.status).where(
-        _member(session, m.customer_id, ids)
+        member_of(session, m.customer_id, ids)
     )
-    query = query.where(_member(session, m.dedupe_key, keys)) if len(keys) <= 500 else query
+    query = query.where(member_of(session, m.dedupe_key, keys)) if len(keys) <= 500 else query
     for row in session.connection().execute(query):
         if (row.dedupe_key, row.customer_id) in wanted:
             out[(row.dedupe_key, row.customer_id)].append((row.id, row.channel, row.status))
@@ -204,7 +187,7 @@ def _lock_customers(session: Session, ids: list[int]) -> None:
     """PostgreSQL: serialise concurrent chunks per customer. Ordered by id, so no deadlock."""
     c = _customer.c
     session.connection().execute(
-        select(c.id).where(_member(session, c.id, ids)).order_by(c.id).with_for_update()
+        select(c.id).where(member_of(session, c.id, ids)).order_by(c.id).with_for_update()
     )
 
 

@@ -117,6 +117,7 @@ def render_many(items: list[Item], templates: TemplateSet | None = None) -> list
     outcomes = [Outcome() for _ in items]
     groups: dict[Hashable, _Group] = {}
     read = templates.customer_fields_read
+    encoded: dict[int, tuple[Any, str]] = {}  # a batch shares its brand and facts: encoded once
     for index, item in enumerate(items):
         try:
             target = resolve(templates, item.message, tone=item.tone, channel=item.channel,
@@ -125,7 +126,7 @@ def render_many(items: list[Item], templates: TemplateSet | None = None) -> list
             outcomes[index].problem = exc
             continue
         key = (item.message, target.vkey, target.variant.tone, target.variant.locale,
-               _shape(item.context, read))
+               _shape(item.context, read, encoded))
         groups.setdefault(key, _Group(target)).indexes.append(index)
     for group in groups.values():
         members = [items[i] for i in group.indexes]
@@ -221,15 +222,28 @@ def _printed(value: Any, escaped: bool) -> str:
     return str(escape(value)) if escaped else str(value)
 
 
-def _shape(context: Mapping[str, Any], read: frozenset[str] | None = None) -> Hashable:
+def _shape(context: Mapping[str, Any], read: frozenset[str] | None = None,
+           encoded: dict[int, tuple[Any, str]] | None = None) -> Hashable:
     """Everything a template may branch on: the context with personal values reduced to truthiness.
-    ``read``: the customer fields the templates read (None: any), the only ones that can matter."""
+    ``read``: the customer fields the templates read (None: any), the only ones that can matter.
+    ``encoded``: values already encoded in this batch, by identity (the same brand, the same facts)."""
     personal = {path: bool(_lookup(context, path)) for path in _personal_paths(context)}
-    shared = {key: value for key, value in context.items() if key not in PERSONAL}
+    shared = tuple((key, _encoded(value, encoded)) for key, value in sorted(context.items())
+                   if key not in PERSONAL)
     customer = context.get("customer")
     fields = tuple(
         (key, personal[("customer", key)] if ("customer", key) in personal else repr(value))
         for key, value in (customer.items() if isinstance(customer, Mapping) else ())
         if read is None or key in read
     )
-    return json.dumps(shared, sort_keys=True, default=repr), fields, tuple(sorted(personal.items()))
+    return shared, fields, tuple(sorted(personal.items()))
+
+
+def _encoded(value: Any, seen: dict[int, tuple[Any, str]] | None) -> str:
+    hit = seen.get(id(value)) if seen is not None else None
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    text = json.dumps(value, sort_keys=True, default=repr)
+    if seen is not None:
+        seen[id(value)] = (value, text)  # the value is kept: its id cannot be reused meanwhile
+    return text
