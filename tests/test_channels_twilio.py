@@ -126,3 +126,38 @@ def test_bad_credentials_are_permanent_unauthorized(fake_twilio):
 def test_a_sender_is_required():
     with pytest.raises(ConfigurationError, match="ORCH_TWILIO_FROM_NUMBER"):
         TwilioSmsAdapter(account_sid="AC1", auth_token="token")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_a_proxy_in_the_environment_still_carries_the_requests(monkeypatch, fake_twilio, bypassed):
+    """The SDK's session reads the proxy settings once, when it is made, as requests would per request."""
+    proxy = f"http://127.0.0.1:{_closed_port()}"  # a proxy that is down: a request through it fails
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypassed else "")
+    adapter = make_adapter(fake_twilio)
+    try:
+        (result,) = adapter.send([sms(1)])
+    finally:
+        adapter.close()
+    if bypassed:
+        assert result.ok
+    else:
+        assert result.status is ResultStatus.transient and result.error.reason.startswith("connection_error")
+
+
+def test_the_environment_is_not_read_again_for_every_message(monkeypatch, fake_twilio, adapter):
+    import urllib.request
+
+    adapter.send([sms(i) for i in range(100, 120)])  # every worker thread has its session now
+    reads = []
+    real = urllib.request.getproxies_environment
+    monkeypatch.setattr(urllib.request, "getproxies_environment", lambda: reads.append(1) or real())
+    assert all(r.ok for r in adapter.send([sms(i) for i in range(2, 22)]))
+    assert reads == []

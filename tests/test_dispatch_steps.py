@@ -182,3 +182,21 @@ def test_record_writes_changes_and_the_customers_verdicts_in_one_go(sqlite_url):
     with session_scope() as s:
         consent = current_consent(s, [gone.message.customer_id])
     assert consent == {(gone.message.customer_id, "email", "*"): "opted_out"}
+
+
+def test_record_refuses_a_time_without_its_zone_and_writes_nothing(sqlite_url):
+    """Outcomes go to the driver without SQLAlchemy's types: a naive time is still refused (it
+    would be read back as UTC, hours off), and the batch's transaction writes nothing."""
+    items = _ready(2)
+    claimed = {i.message.id: i.message for i in items}
+    first, second = items
+    naive = utcnow().replace(tzinfo=None) + timedelta(minutes=5)
+    changes = [
+        LedgerChange(first.message.id, MessageStatus.sent, provider="recorder", provider_message_id="p1"),
+        LedgerChange(second.message.id, MessageStatus.deferred, reason="transient", send_at=naive),
+    ]
+
+    with pytest.raises(ValueError, match="timezone-aware"):
+        record(claimed, changes, [], utcnow())
+
+    assert {row.status for row in messages().values()} == {MessageStatus.sending}
