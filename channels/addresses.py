@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-
 from channels.base import AddressKind
+
+# The validation libraries load on first use: together about 0.1 s that every command would pay,
+# `orchestrator outage notify` handing a notice to the service among them, though few validate.
 
 
 def normalise_email(value: str, _region: str = "") -> str:
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -24,11 +26,15 @@ def normalise_email(value: str, _region: str = "") -> str:
 
 @lru_cache(maxsize=1)
 def phone_regions() -> frozenset[str]:
+    import phonenumbers
+
     return frozenset(phonenumbers.SUPPORTED_REGIONS)
 
 
 def normalise_phone(value: str, region: str) -> str:
     """E.164 (``+14155550123``). Numbers without ``+`` are read in ``region``."""
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:

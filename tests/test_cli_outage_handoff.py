@@ -180,12 +180,13 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def test_the_handoff_loads_neither_prefect_nor_the_database_layer(tmp_path):
+def test_the_handoff_loads_neither_prefect_nor_the_database_layer_nor_validators(tmp_path):
     server = HTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     script = ("import sys\nfrom orchestrator.cli import main\nsys.argv = ['orchestrator', *sys.argv[1:]]\n"
               "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-              "loaded = [m for m in ('prefect', 'sqlalchemy', 'fastapi', 'flows') if m in sys.modules]\n"
+              "loaded = [m for m in ('prefect', 'sqlalchemy', 'fastapi', 'flows', 'email_validator', "
+              "'phonenumbers') if m in sys.modules]\n"
               "print('loaded:', loaded, file=sys.stderr)\n")
     env = {"PATH": "/usr/bin:/bin", "ORCH_SERVICE_URL": f"http://127.0.0.1:{server.server_port}",
            "ORCH_INCIDENT_TOKEN": INCIDENT_TOKEN, "ORCH_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"}
