@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     task_runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = None
     dask_workers: int = 2
+
+    # Unix niceness a bulk flow (a campaign) adds to its threads, so urgent work on the same machine
+    # gets the CPU first (flows/bulk_priority.py); 0 turns it off.
+    bulk_cpu_niceness: int = Field(default=10, ge=0, le=19)
 
     incident_token: SecretStr | None = None
     events_token: SecretStr | None = None  # bearer token for POST /events (conversions)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
 from datetime import timedelta
 
 import pytest
@@ -205,3 +208,41 @@ def test_bad_parameters_are_refused_before_anything_runs(sqlite_url):
     bad_time = runner.invoke(app, [*command, "--sample-data", "--send-time", "teatime"])
     assert bad_time.exit_code == 2 and "send_time" in bad_time.output
     assert ledger() == {}
+
+
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_a_campaign_works_below_the_cpu_priority_of_urgent_work(prefect_harness, sqlite_url, providers,
+                                                                 monkeypatch, setting):
+    """Chunk tasks and provider calls of a campaign run at a lower CPU priority (10 niceness steps by
+    default), so an outage notice started meanwhile on the same machine gets the CPU first; the
+    caller's own priority is as before afterwards."""
+    if setting is not None:
+        monkeypatch.setenv("ORCH_BULK_CPU_NICENESS", setting)
+        get_settings.cache_clear()
+    for name in ("ada", "bo", "cy"):
+        add_customer(name, email=f"{name}@example.com")
+    seen: dict[str, set[int]] = {"reserve": set(), "provider call": set()}
+
+    def observed(where: str, real):
+        def call(*args, **kwargs):
+            seen[where].add(_niceness())
+            return real(*args, **kwargs)
+        return call
+
+    from channels.sendgrid.adapter import SendGridEmailAdapter
+
+    monkeypatch.setattr(pipeline, "reserve_chunk", observed("reserve", pipeline.reserve_chunk))
+    monkeypatch.setattr(SendGridEmailAdapter, "_send_request",
+                        observed("provider call", SendGridEmailAdapter._send_request))
+    before = _niceness()
+
+    assert run_campaign().is_completed()
+
+    lowered = min(19, before + (10 if setting is None else 0))
+    assert seen == {"reserve": {lowered}, "provider call": {lowered}}
+    assert _niceness() == before
