@@ -19,6 +19,7 @@ from sqlalchemy.engine import Row
 from sqlmodel import Session, col
 
 from channels.channel_set import channel_spec, installed_channels
+from orchestrator.db import member_of
 from orchestrator.models import ContactPoint, Customer, table_of, utcnow
 
 # Address kind -> the customer column that holds it.
@@ -79,7 +80,7 @@ def reach_of(
         conversational = {ch for ch in points if specs[ch].conversational}
         p = _POINT.c
         query = select(p.customer_id, p.channel, p.address, p.last_inbound_at).where(
-            p.customer_id.in_(list(out)), p.channel.in_(points))
+            member_of(session, p.customer_id, out), p.channel.in_(points))
         for cid, channel, address, at in session.connection().execute(query):
             out[cid][channel] = address
             if at is not None and channel in conversational:
@@ -91,7 +92,7 @@ def contact_points(
     session: Session, customer_ids: list[int], channels: list[str] | None = None
 ) -> list[tuple[int, str, str]]:
     p = _POINT.c
-    query = select(p.customer_id, p.channel, p.address).where(p.customer_id.in_(customer_ids))
+    query = select(p.customer_id, p.channel, p.address).where(member_of(session, p.customer_id, customer_ids))
     if channels is not None:
         query = query.where(p.channel.in_(channels))
     return [(row[0], row[1], row[2]) for row in session.connection().execute(query)]

@@ -131,7 +131,7 @@ def render_messages(pending: list[tuple[ClaimedMessage, Any, str]], now: datetim
     is_marketing = cache(lambda template: bool(message_info(template).marketing))
     for m, customer, address in pending:
         try:
-            context = build_context(customer, dict(m.data or {}), topic=m.topic, message_id=m.id,
+            context = build_context(customer, m.data or {}, topic=m.topic, message_id=m.id,
                                     brand_info=brand_info)
         except TemplateProblem as exc:  # e.g. a customer_since that is not a date
             results.append(settled(m, MessageStatus.failed, RENDER_ERROR.code(), str(exc)))

@@ -217,6 +217,9 @@ def record_changes(session: Session, claimed: Mapping[int, ClaimedMessage], chan
     update_in_flight(session, rows)
 
 
+_JSON = frozenset(c.name for c in MESSAGE.c if isinstance(c.type, JSON))  # written as JSON text
+
+
 def update_in_flight(session: Session, rows: list[dict[str, Any]]) -> None:
     """One executemany UPDATE; every row carries the same columns (``b_<column>`` plus ``b_id``).
 
@@ -238,9 +241,6 @@ def update_in_flight(session: Session, rows: list[dict[str, Any]]) -> None:
     sql = f"UPDATE message SET {assignments} WHERE id = {mark} AND status IN ({in_flight})"
     params = [(*(_stored(c, row[f"b_{c}"], sqlite) for c in columns), row["b_id"]) for row in rows]
     conn.exec_driver_sql(sql, params)
-
-
-_JSON = frozenset(c.name for c in MESSAGE.c if isinstance(c.type, JSON))
 
 
 def _stored(column: str, value: Any, sqlite: bool) -> Any:

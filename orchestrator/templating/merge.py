@@ -117,7 +117,7 @@ def render_many(items: list[Item], templates: TemplateSet | None = None) -> list
     outcomes = [Outcome() for _ in items]
     groups: dict[Hashable, _Group] = {}
     read = templates.customer_fields_read
-    encoded: dict[int, tuple[Any, str]] = {}  # a batch shares its brand and facts: encoded once
+    encoded: dict[int, tuple[Any, str]] = {}  # the brand, one object for the whole batch, is encoded once
     for index, item in enumerate(items):
         try:
             target = resolve(templates, item.message, tone=item.tone, channel=item.channel,
@@ -226,7 +226,7 @@ def _shape(context: Mapping[str, Any], read: frozenset[str] | None = None,
            encoded: dict[int, tuple[Any, str]] | None = None) -> Hashable:
     """Everything a template may branch on: the context with personal values reduced to truthiness.
     ``read``: the customer fields the templates read (None: any), the only ones that can matter.
-    ``encoded``: values already encoded in this batch, by identity (the same brand, the same facts)."""
+    ``encoded``: values already encoded in this batch, by identity (the brand every context shares)."""
     personal = {path: bool(_lookup(context, path)) for path in _personal_paths(context)}
     shared = tuple((key, _encoded(value, encoded)) for key, value in sorted(context.items())
                    if key not in PERSONAL)
