@@ -13,7 +13,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.bulk_priority import yielding_cpu
 from flows.common import (
     Progress,
     chunk_task_runner,
@@ -29,7 +28,6 @@ from orchestrator.ledger.summaries import ledger_summary
 from orchestrator.policy.intents import IntentRecipe
 from orchestrator.policy.plan import plan_audience
 from orchestrator.segments import SegmentAudience
-from orchestrator.settings import get_settings
 
 
 def dedupe_key(name: str) -> str:
@@ -103,8 +101,9 @@ def campaign(
                           send_time=send_time, campaign_id=campaign_id, experiment=experiment, campaign=name)
     tag_flow_run(topic, f"campaign:{name}")
     progress = Progress(f"campaign-{name}-progress", total, description=f"Campaign {name}: customers done")
-    with yielding_cpu(get_settings().bulk_cpu_niceness):  # an outage notice meanwhile gets the CPU first
-        run = run_pipeline(chunk_ranges(SegmentAudience(segment), recipe, chunk_size), progress=progress)
+    # bulk: an outage notice meanwhile goes first (flows.pipeline)
+    run = run_pipeline(chunk_ranges(SegmentAudience(segment), recipe, chunk_size), traffic="bulk",
+                       progress=progress)
     set_campaign_status(campaign_id, "dispatched")
     ledger = ledger_summary(campaign_id=campaign_id)
     publish(f"campaign-{name}", f"Campaign {name}", facts, ledger, run)

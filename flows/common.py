@@ -43,6 +43,7 @@ from orchestrator.dispatch.report import OUTCOMES, DispatchReport
 from orchestrator.dispatch.run import dispatch_due
 from orchestrator.logging_setup import install_redaction
 from orchestrator.models import utcnow
+from orchestrator.pacing.urgency import yield_to_urgent_work
 from orchestrator.policy.explain import reconcile_hint
 from orchestrator.privacy import redact_text
 from orchestrator.settings import get_settings
@@ -251,6 +252,7 @@ def dispatch_task(
     pace_patience: float | None = None,
     pace_wait: float | None = None,
     waiting: Mapping[int, tuple[str, datetime]] | None = None,
+    bulk: bool = False,
 ) -> DispatchReport:
     """Sends one chunk of due messages and returns what became of them.
 
@@ -259,8 +261,11 @@ def dispatch_task(
 
     ``limit`` defaults to all of ``message_ids`` when given (a flow dispatching the rows it just
     reserved), else to ``CHUNK_SIZE``. ``pace_patience``, ``pace_wait`` and ``waiting``: how this
-    dispatch treats messages that wait for their send rate (``dispatch_due``).
+    dispatch treats messages that wait for their send rate (``dispatch_due``). ``bulk``: waits first
+    while urgent work runs (``orchestrator.pacing.urgency``).
     """
+    if bulk:
+        yield_to_urgent_work()
     if message_runs is not None:
         message_ids = [i for first, last in message_runs for i in range(first, last + 1)]
     if limit is None:

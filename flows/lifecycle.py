@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
-from flows.bulk_priority import yielding_cpu
 from flows.common import Progress, install_prefect_redaction, tag_flow_run, thread_task_runner
 from flows.pipeline import id_range, publish, run_pipeline
 from orchestrator.ledger.summaries import ledger_summary
@@ -31,7 +30,6 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.models import utcnow
 from orchestrator.policy import Intent
-from orchestrator.settings import get_settings
 from orchestrator.surveys import check_scale
 
 # --- loyalty ---------------------------------------------------------------------------------
@@ -60,8 +58,7 @@ def lifecycle_daily(
                                                           for cid, since, local_day in rows]
 
     tag_flow_run("loyalty", "lifecycle")
-    with yielding_cpu(get_settings().bulk_cpu_niceness):  # bulk: urgent work on the machine goes first
-        run = run_pipeline(chunks(), progress=None)
+    run = run_pipeline(chunks(), traffic="bulk", progress=None)  # bulk: urgent work goes first
     ledger = ledger_summary(dedupe_prefix="anniversary:", created_since=started)
     facts = {"day": day.isoformat(), "customers": run.customers}
     publish(f"lifecycle-daily-{day.isoformat()}", f"Loyalty recognition for {day.isoformat()}", facts, ledger,

@@ -41,6 +41,7 @@ from orchestrator.outage_notice import (
     notice_facts,
     resolved_call_note,
 )
+from orchestrator.pacing import urgency
 from orchestrator.phone_tasks import close_incident_calls
 from orchestrator.policy.intents import IntentRecipe
 from orchestrator.segments import SegmentAudience
@@ -117,6 +118,7 @@ def outage_notice(
 ) -> dict[str, Any]:
     """Notifies the affected customers (``segment`` narrowed by ``affected`` attributes) of this update."""
     install_prefect_redaction()
+    urgency.announce()  # campaigns running meanwhile wait (renewed by the pipeline, cleared at its end)
     logger = get_run_logger()
     if status not in STATUSES or severity not in SEVERITIES:
         raise OutageError(f"status must be one of {', '.join(STATUSES)} and severity one of "
@@ -153,8 +155,8 @@ def outage_notice(
     tag_flow_run(*run_tags(incident_id, severity))
     post = post_task.submit(label, template, data, key) if social_post and recorded else None
     progress = Progress(f"outage-{label}-progress", total, description=f"Incident {incident_id} {status}")
-    run = run_pipeline(chunk_ranges(audience, recipe, chunk_size, first=FIRST_CHUNK_SIZE), progress=progress,
-                       window=2)
+    run = run_pipeline(chunk_ranges(audience, recipe, chunk_size, first=FIRST_CHUNK_SIZE), traffic="urgent",
+                       progress=progress, window=2)
     posted = post.result() if post is not None else {
         "posted": False, "reason": "already posted for this update" if not recorded else "disabled"}
     ledger = ledger_summary(incident_id=incident_pk, dedupe_prefix=key)

@@ -11,6 +11,11 @@ provider (``retry_after``) are left to the due-sweeper; messages waiting for the
 (``pace:<rate>``) are sent by one dispatch that follows them after the chunks (``CHUNK_PACE_WAIT``).
 Failures go through the policy's fallback.
 
+Urgent pipelines (outage notices) mark the database while they run and send their first chunk
+before reserving the next (on SQLite a chunk's dispatch would otherwise wait for the writer behind
+the next chunks' reservations); bulk pipelines (campaigns, the daily lifecycle run) wait before
+each chunk while that mark holds (``orchestrator.pacing.urgency``).
+
 Every guarantee lives in the ledger, so a retried task or a re-run flow is harmless: a chunk that
 is reserved again finds its rows (``duplicate``), and dispatch only claims rows that are due.
 """
@@ -20,13 +25,14 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 
+from flows.bulk_priority import yielding_cpu
 from flows.common import (
     Progress,
     dispatch_markdown,
@@ -39,10 +45,12 @@ from orchestrator.db import ShortTransactionReader
 from orchestrator.dispatch.report import OUTCOMES, DispatchReport
 from orchestrator.ledger.changes import Failure
 from orchestrator.ledger.summaries import LedgerSummary
+from orchestrator.pacing import urgency
 from orchestrator.policy import Intent, ReserveResult, reserve_chunk
 from orchestrator.policy.fallback import reserve_fallbacks
 from orchestrator.policy.intents import IntentRecipe
 from orchestrator.segments import count_audience, iter_audience_chunks
+from orchestrator.settings import get_settings
 
 # --- audiences -------------------------------------------------------------------------------
 
@@ -137,8 +145,11 @@ def _reservation(label: str, customers: int, result: ReserveResult) -> ChunkRese
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_on_infrastructure_errors,
 )
-def reserve_task(label: str, chunk: ChunkRange | list[Intent]) -> ChunkReservation:
-    """Decides and reserves one chunk (idempotent: a retry finds the rows as duplicates)."""
+def reserve_task(label: str, chunk: ChunkRange | list[Intent], bulk: bool = False) -> ChunkReservation:
+    """Decides and reserves one chunk (idempotent: a retry finds the rows as duplicates). ``bulk``:
+    waits first while urgent work runs."""
+    if bulk:
+        urgency.yield_to_urgent_work()
     if isinstance(chunk, ChunkRange):
         intents = chunk.recipe.intents(chunk.audience.between(chunk.first, chunk.last))
     else:
@@ -188,9 +199,13 @@ def _finished(future: PrefectFuture[Any]) -> bool:
     return bool(wrapped is not None and wrapped.done())
 
 
+Traffic = Literal["normal", "bulk", "urgent"]
+
+
 def run_pipeline(
     chunks: Iterable[ChunkRange | tuple[str, list[Intent]]],
     *,
+    traffic: Traffic = "normal",
     progress: Progress | None = None,
     dispatch: bool = True,
     window: int = 4,
@@ -199,9 +214,27 @@ def run_pipeline(
 ) -> PipelineResult:
     """Reserves each chunk (at most ``window`` in flight) and dispatches it as soon as it is reserved.
 
-    Must run inside a flow. ``progress`` counts customers whose chunk is done.
+    Must run inside a flow. ``progress`` counts customers whose chunk is done. ``traffic``: ``urgent``
+    holds bulk work back while it runs and sends its first chunk alone; ``bulk`` waits for urgent work
+    and runs below the CPU priority of other work (``flows.bulk_priority``).
     """
+    if traffic == "urgent":
+        urgency.announce()
+        try:
+            return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
+        finally:
+            urgency.done()
+    if traffic == "bulk":  # and its threads below the CPU priority of everything else on the machine
+        with yielding_cpu(get_settings().bulk_cpu_niceness):
+            return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
+    return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
+
+
+def _run_pipeline(chunks: Iterable[ChunkRange | tuple[str, list[Intent]]], traffic: Traffic,
+                  progress: Progress | None, dispatch: bool, window: int, fallback_rounds: int,
+                  dispatch_size: int) -> PipelineResult:
     logger = get_run_logger()
+    bulk, urgent = traffic == "bulk", traffic == "urgent"
     result = PipelineResult()
     reserving: deque[PrefectFuture[ChunkReservation]] = deque()
     sending: list[tuple[PrefectFuture[DispatchReport], int]] = []
@@ -216,6 +249,8 @@ def run_pipeline(
                     progress.advance(customers)
 
     def reserved(chunk: ChunkReservation) -> None:
+        if urgent:
+            urgency.announce()  # renewed every chunk: the mark lapses soon after a run that died
         result.customers += chunk.customers
         result.reserved.update(chunk.counts)
         ids = chunk.message_ids
@@ -223,7 +258,7 @@ def run_pipeline(
             for start in range(0, len(ids), dispatch_size):
                 part = ids[start : start + dispatch_size]
                 future = dispatch_task.submit(chunk.label, limit=len(part), message_runs=id_runs(part),
-                                              pace_patience=0.0, pace_wait=CHUNK_PACE_WAIT)
+                                              pace_patience=0.0, pace_wait=CHUNK_PACE_WAIT, bulk=bulk)
                 sending.append((future, chunk.customers if start == 0 else 0))
         elif progress is not None:
             progress.advance(chunk.customers)
@@ -232,7 +267,11 @@ def run_pipeline(
     for chunk in chunks:
         label, work = (chunk.label, chunk) if isinstance(chunk, ChunkRange) else chunk
         result.chunks += 1
-        reserving.append(reserve_task.submit(label, work))
+        reserving.append(reserve_task.submit(label, work, bulk))
+        if urgent and result.chunks == 1:  # the first chunk goes out before the next is reserved
+            reserved(reserving.popleft().result())
+            harvest(block=True)
+            continue
         # A reserved chunk goes to dispatch at once, not when the window happens to be full.
         while reserving and (len(reserving) >= window or _finished(reserving[0])):
             reserved(reserving.popleft().result())

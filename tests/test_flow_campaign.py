@@ -136,7 +136,7 @@ def test_provider_errors_defer_messages_and_the_sweeper_sends_them_after_retry_a
         s.execute(update(Message).values(send_at=utcnow() - timedelta(seconds=1)))
     assert dispatch_due_flow(return_state=True).result()["sent"] == 2
     assert sends(sendgrid, rows.values()) == {m: 2 for m in rows}  # one failed attempt, one success each
-    assert {m.status for m in ledger("campaign:spring").values()} == {MessageStatus.sent}
+    assert {m.status for m in ledger().values()} == {MessageStatus.sent}
 
 
 def test_a_provider_that_is_down_leaves_messages_deferred_not_lost(prefect_harness, sqlite_url, providers):
@@ -246,3 +246,35 @@ def test_a_campaign_works_below_the_cpu_priority_of_urgent_work(prefect_harness,
     lowered = min(19, before + (10 if setting is None else 0))
     assert seen == {"reserve": {lowered}, "provider call": {lowered}}
     assert _niceness() == before
+
+
+def test_a_campaign_waits_between_chunks_while_urgent_work_runs(prefect_harness, sqlite_url, providers,
+                                                                 monkeypatch):
+    """An outage notice marks the database while it runs (``pacing.urgency``): a campaign started or
+    running meanwhile reserves and sends nothing until the mark is cleared, then goes on."""
+    from orchestrator.pacing import budget, urgency
+
+    sendgrid, _ = providers
+    for name in ("ada", "bo", "cy"):
+        add_customer(name, email=f"{name}@example.com")
+    looked = threading.Event()
+    real_read = budget.held_until
+
+    def read(name, **kwargs):
+        until = real_read(name, **kwargs)
+        if until > 0:
+            looked.set()  # a chunk task found urgent work running
+        return until
+
+    monkeypatch.setattr(budget, "held_until", read)
+    urgency.announce(seconds=120)
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(run_campaign()))
+    worker.start()
+    assert looked.wait(60), "the campaign did not look for urgent work"
+    assert ledger() == {} and sendgrid.requests == []  # nothing reserved, nothing sent
+    urgency.done()
+    worker.join(120)
+    assert outcome and outcome[0].is_completed()
+    assert {m.status for m in ledger().values()} == {MessageStatus.sent}
+    assert len(sendgrid.requests) >= 1

@@ -248,3 +248,37 @@ def test_sms_paced_at_its_rate_all_go_out_in_the_run_and_the_email_lane_does_not
     assert max(r.received_at for r in sendgrid.accepted()) < sms_times[-1] - 1.0  # email did not wait
     names = {t.name for t in task_runs(state.state_details.flow_run_id)}
     assert "dispatch-paced" in names
+
+
+def test_a_notice_holds_bulk_work_back_while_it_runs_and_sends_its_first_chunk_before_reserving_more(
+        prefect_harness, sqlite_url, providers, monkeypatch):
+    import time
+
+    import flows.common
+    import flows.outage
+    import flows.pipeline
+    from orchestrator.pacing import budget, urgency
+
+    for i in range(5):
+        add_customer(f"c{i}", email=f"c{i}@example.com", region="eu")
+    events: list[tuple[str, bool]] = []
+
+    def held() -> bool:
+        return budget.held_until(urgency.URGENT_WORK) > time.time()
+
+    def spy(what: str, real):
+        def call(*args, **kwargs):
+            events.append((what, held()))
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(flows.pipeline, "reserve_chunk", spy("reserve", flows.pipeline.reserve_chunk))
+    monkeypatch.setattr(flows.common, "dispatch_due", spy("dispatch", flows.common.dispatch_due))
+    monkeypatch.setattr(flows.outage, "FIRST_CHUNK_SIZE", 1)
+
+    assert notify("investigating", chunk_size=2, social_post=False).is_completed()
+
+    assert [what for what, _ in events[:3]] == ["reserve", "dispatch", "reserve"]  # the first chunk alone
+    assert all(marked for _, marked in events)  # bulk work was held back all along
+    assert not held()  # and goes on once the notice is done
+    assert {m.status for m in ledger("incident:inc-42:investigating").values()} == {MessageStatus.sent}

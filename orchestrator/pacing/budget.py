@@ -115,6 +115,22 @@ def slow_down(rule_names: Iterable[str], retry_after: float | None, *, now: floa
             _write(session, name, values)
 
 
+def hold(name: str, until: float, *, url: str | None = None) -> None:
+    """Marks the row ``name`` held by urgent work until ``until`` (a later mark is kept); ``until`` in
+    the past clears it."""
+    with session_scope(url) as session:
+        row = _lock(session, [name])[name]
+        now = time.time()
+        _write(session, name, {"urgent_until": max(row.urgent_until, until) if until > now else until})
+
+
+def held_until(name: str, *, url: str | None = None) -> float:
+    """Until when urgent work holds the row ``name`` (0 for a row never held): a read, no lock."""
+    with session_scope(url) as session:
+        value = session.execute(select(BUDGET.c.urgent_until).where(BUDGET.c.name == name)).scalar()
+    return float(value or 0.0)
+
+
 def lane_state(names: Iterable[str], url: str | None = None) -> dict[str, dict[str, float]]:
     """The budget rows (for ``plan``, reports and tests)."""
     with session_scope(url) as session:
