@@ -74,10 +74,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:
+READ_ONLY = "orchestrator_read_only"  # the execution option of ``read_scope``'s sessions
+
+
+def _sqlite_begin(conn: Connection) -> None:
     # One writer at a time, taken at BEGIN: a transaction that reads caps and then writes
     # reservations cannot interleave with another writer (no lost updates, no upgrade deadlock).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read-only transaction (``read_scope``) begins DEFERRED: with WAL it reads the last commit
+    # without waiting for the writer, and SQLite refuses any write in it (``query_only``).
+    read_only = bool(conn.get_execution_options().get(READ_ONLY))
+    dbapi = conn.connection.dbapi_connection
+    if conn.connection.info.get("query_only", False) != read_only and dbapi is not None:
+        dbapi.execute(f"PRAGMA query_only={int(read_only)}")
+        conn.connection.info["query_only"] = read_only
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -91,7 +101,7 @@ def make_engine(url: str) -> Engine:
         def _no_pysqlite_autobegin(dbapi_conn, _record):
             dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
 
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
@@ -106,18 +116,20 @@ def _engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
-class ShortTransactionReader:
-    """Runs each query in a transaction of its own and returns its rows, already fetched.
+@lru_cache(maxsize=16)
+def _reader_for(url: str) -> Engine:
+    return _engine_for(url).execution_options(**{READ_ONLY: True})
 
-    SQLite transactions begin IMMEDIATE (one writer), so a session held open while an audience
-    is streamed would block every reservation; this stands in for that session instead.
-    """
+
+class ShortTransactionReader:
+    """Runs each query in a read-only transaction of its own and returns its rows, already fetched:
+    an audience streamed chunk by chunk reads each chunk from the last commit."""
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url
 
     def execute(self, statement: Any) -> Any:
-        with session_scope(self.url) as session:
+        with read_scope(self.url) as session:
             return session.execute(statement).freeze()()
 
 
@@ -131,6 +143,18 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that only reads. On SQLite it neither waits for the one writer nor holds others
+    up (a busy campaign's writes made every read of an outage notice queue for the lock); a write
+    in it fails. Elsewhere it is an ordinary session."""
+    with Session(_reader_for(url or get_settings().database_url), expire_on_commit=False) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 def is_unavailable(exc: BaseException) -> bool:

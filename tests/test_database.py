@@ -52,3 +52,61 @@ def test_events_stored_before_event_kinds_get_their_kind_from_the_provider_word(
     assert kinds == {"e1": "machine_open", "e2": "open", "e3": "blocked", "e4": "bounce", "e5": "spam_report",
                      "e6": "unsubscribe", "e7": "sent", "SM1:undelivered": "failed", "SM2:inbound": "inbound",
                      "SM3:read": "delivered"}
+
+
+def test_a_read_only_session_reads_the_last_commit_while_a_writer_holds_sqlites_lock(sqlite_url):
+    """``read_scope`` begins DEFERRED on SQLite: it neither waits for the one writer (every other
+    transaction begins IMMEDIATE) nor may it write; the pooled connection writes again afterwards."""
+    import threading
+
+    from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
+
+    from orchestrator.db import read_scope
+
+    with session_scope(sqlite_url) as s:
+        s.add(Customer(external_id="c1", name="Ada"))
+    names: list[str] = []
+    writing, read_done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with session_scope(sqlite_url) as s:
+            s.add(Customer(external_id="c2", name="Bo"))
+            s.flush()  # BEGIN IMMEDIATE: the write lock is held until the commit
+            writing.set()
+            read_done.wait(20)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert writing.wait(10)
+    reader = threading.Thread(target=lambda: names.extend(_names(read_scope, sqlite_url, select)))
+    reader.start()
+    reader.join(5)
+    finished_while_locked = not reader.is_alive()
+    read_done.set()
+    reader.join(30)
+    thread.join(30)
+    assert finished_while_locked and names == ["Ada"]  # the last commit, not the writer's row
+
+    with pytest.raises(OperationalError, match="readonly"):
+        with read_scope(sqlite_url) as s:
+            s.add(Customer(external_id="c3", name="Cy"))
+            s.flush()
+    with session_scope(sqlite_url) as s:  # the same pooled connections write as before
+        s.add(Customer(external_id="c4", name="Di"))
+    assert _names(read_scope, sqlite_url, select) == ["Ada", "Bo", "Di"]
+
+
+def _names(scope, url, select) -> list[str]:
+    with scope(url) as s:
+        return list(s.scalars(select(Customer.name).order_by(Customer.id)))
+
+
+def test_a_read_only_session_reads_on_postgresql_too(pg_url):
+    from sqlalchemy import select
+
+    from orchestrator.db import read_scope
+
+    with session_scope(pg_url) as s:
+        s.add(Customer(external_id="c1", name="Ada"))
+    assert _names(read_scope, pg_url, select) == ["Ada"]

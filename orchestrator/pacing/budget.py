@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from orchestrator.db import is_sqlite, session_scope
+from orchestrator.db import is_sqlite, read_scope, session_scope
 from orchestrator.models import RateBudget, table_of
 from orchestrator.policy.rates import RateRule
 
@@ -126,7 +126,7 @@ def hold(name: str, until: float, *, url: str | None = None) -> None:
 
 def held_until(name: str, *, url: str | None = None) -> float:
     """Until when urgent work holds the row ``name`` (0 for a row never held): a read, no lock."""
-    with session_scope(url) as session:
+    with read_scope(url) as session:
         value = session.execute(select(BUDGET.c.urgent_until).where(BUDGET.c.name == name)).scalar()
     return float(value or 0.0)
 
