@@ -18,6 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -158,10 +159,11 @@ UPDATE_INTERVAL = 1.0  # seconds between progress artifact updates
 
 
 class Progress:
-    """A progress artifact that follows ``done`` out of ``total`` (a no-op outside a run)."""
+    """A progress artifact that follows ``done`` out of ``total`` (a no-op outside a run). ``total``
+    may still be being counted (a future) when the work starts; until it is known, progress is 0."""
 
-    def __init__(self, key: str, total: int, description: str | None = None) -> None:
-        self.total, self.done = max(0, total), 0
+    def __init__(self, key: str, total: int | Future[int], description: str | None = None) -> None:
+        self._total, self.done, self.finished = total, 0, False
         self.artifact_id: UUID | None = None
         self._updated_at = float("-inf")
         if in_prefect_run():
@@ -169,8 +171,19 @@ class Progress:
                 progress=self.percent, key=artifact_key(key), description=_masked(description)))
 
     @property
+    def total(self) -> int | None:
+        if isinstance(self._total, Future):
+            if not self._total.done() or self._total.exception() is not None:
+                return None
+            self._total = self._total.result()
+        return max(0, self._total)
+
+    @property
     def percent(self) -> float:
-        return 100.0 if self.total == 0 else round(min(100.0, 100.0 * self.done / self.total), 1)
+        total = self.total
+        if self.finished or total == 0:
+            return 100.0
+        return 0.0 if total is None else round(min(100.0, 100.0 * self.done / total), 1)
 
     def update(self, done: int, *, now: bool = False) -> None:
         """Records ``done``; the artifact follows at most once per ``UPDATE_INTERVAL`` (each update is
@@ -187,7 +200,8 @@ class Progress:
         self.update(self.done + n)
 
     def finish(self) -> None:
-        self.update(max(self.done, self.total), now=True)
+        self.finished = True
+        self.update(max(self.done, self.total or 0), now=True)
 
 
 def dispatch_markdown(report: DispatchReport, *, title: str, reconciled: Sequence[int] = ()) -> str:

@@ -14,6 +14,7 @@ and the notices' ledger rows: ``orchestrator.ledger.incidents``.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
@@ -21,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from flows.common import Progress, install_prefect_redaction, tag_flow_run, thread_task_runner
-from flows.pipeline import audience_size, chunk_ranges, publish, run_pipeline
+from flows.pipeline import audience_size_soon, chunk_ranges, publish, run_pipeline
 from orchestrator.ledger.incidents import (
     NotifiedAudience,
     OutageError,
@@ -129,8 +130,8 @@ def outage_notice(
         raise OutageError("chunk_size must be at least 1")
     extra = affected_filter(affected)
     audience_segment = segment or "all"
-    if status != "resolved":
-        total = audience_size(audience_segment, extra)  # also checks the segment and filter
+    # the segment and filter are checked now; counting them goes on beside the first messages
+    counting = audience_size_soon(audience_segment, extra) if status != "resolved" else None
     update = record_update(
         incident_id, status, severity, summary, title=title, segment=segment, status_page_url=status_page_url)
     incident_pk, recorded = update.incident_pk, update.recorded
@@ -141,13 +142,14 @@ def outage_notice(
     cancelled = cancel_superseded(incident_pk, key) if status == "resolved" else 0
     calls = close_incident_calls(incident_pk, resolved_call_note(data)) if status == "resolved" else (0, 0)
     audience: NotifiedAudience | SegmentAudience
-    if status == "resolved":
+    total: int | Future[int]
+    if counting is None:
         total = count_notified(incident_pk, key)
         audience = NotifiedAudience(incident_pk, key)
     else:
-        audience = SegmentAudience(audience_segment, extra)
-    logger.info("incident %s %s (%s): %d customer(s)%s", incident_id, status, severity, total,
-                "" if recorded else "; this update was already recorded, only what is missing goes out")
+        total, audience = counting, SegmentAudience(audience_segment, extra)
+    logger.info("incident %s %s (%s)%s", incident_id, status, severity,
+                "" if recorded else ": this update was already recorded, only what is missing goes out")
 
     recipe = IntentRecipe(topic=TOPIC, template=template, dedupe_key=key, data=data, incident_id=incident_pk)
 
@@ -157,6 +159,8 @@ def outage_notice(
     progress = Progress(f"outage-{label}-progress", total, description=f"Incident {incident_id} {status}")
     run = run_pipeline(chunk_ranges(audience, recipe, chunk_size, first=FIRST_CHUNK_SIZE), traffic="urgent",
                        progress=progress, window=2)
+    total = total if isinstance(total, int) else total.result()
+    logger.info("incident %s %s: %d customer(s) affected", incident_id, status, total)
     posted = post.result() if post is not None else {
         "posted": False, "reason": "already posted for this update" if not recorded else "disabled"}
     ledger = ledger_summary(incident_id=incident_pk, dedupe_prefix=key)

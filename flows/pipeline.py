@@ -22,8 +22,10 @@ is reserved again finds its rows (``duplicate``), and dispatch only claims rows 
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,7 +51,7 @@ from orchestrator.pacing import urgency
 from orchestrator.policy import Intent, ReserveResult, reserve_chunk
 from orchestrator.policy.fallback import reserve_fallbacks
 from orchestrator.policy.intents import IntentRecipe
-from orchestrator.segments import count_audience, iter_audience_chunks
+from orchestrator.segments import check_audience, count_audience, iter_audience_chunks
 from orchestrator.settings import get_settings
 
 # --- audiences -------------------------------------------------------------------------------
@@ -63,6 +65,23 @@ def audience_chunks(segment: str, chunk_size: int, extra: dict[str, Any] | None 
 
 def audience_size(segment: str, extra: dict[str, Any] | None = None) -> int:
     return count_audience(ShortTransactionReader(), segment, extra=extra)
+
+
+def audience_size_soon(segment: str, extra: dict[str, Any] | None = None) -> Future[int]:
+    """The audience counted in a thread of its own while the work starts (a count over every customer
+    took 0.2-1 s before an outage notice's first message). An unknown segment or a bad filter raises
+    here, before anything is counted or written."""
+    check_audience(segment, extra)
+    counted: Future[int] = Future()
+
+    def count() -> None:
+        try:
+            counted.set_result(audience_size(segment, extra))
+        except BaseException as exc:  # given to whoever asks for the result
+            counted.set_exception(exc)
+
+    threading.Thread(target=count, name="count-audience", daemon=True).start()
+    return counted
 
 
 @dataclass(frozen=True)

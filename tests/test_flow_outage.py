@@ -282,3 +282,15 @@ def test_a_notice_holds_bulk_work_back_while_it_runs_and_sends_its_first_chunk_b
     assert all(marked for _, marked in events)  # bulk work was held back all along
     assert not held()  # and goes on once the notice is done
     assert {m.status for m in ledger("incident:inc-42:investigating").values()} == {MessageStatus.sent}
+
+
+def test_an_unknown_segment_or_a_bad_filter_fails_the_notice_before_anything_is_recorded(
+        prefect_harness, sqlite_url, providers):
+    add_customer("ada", email="ada@example.com", region="eu")
+
+    for bad in ({"segment": "no-such-segment"}, {"affected": {"no such field!": "x"}}):
+        state = notify("investigating", **bad)
+        assert state.is_failed()
+    with session_scope() as s:
+        assert s.exec(select(IncidentUpdate)).all() == []
+    assert ledger() == {} and providers[0].requests == []

@@ -124,15 +124,15 @@ def test_a_trigger_sent_again_after_its_notice_failed_starts_it_again(prefect_ha
     use_fake_providers(monkeypatch, sendgrid=fake_sendgrid)
     for i in range(3):
         add_customer(f"eu-{i}", email=f"eu{i}@example.com", region="eu")
-    real_audience_size = flows.outage.audience_size
+    real_record_update = flows.outage.record_update
     outages = iter([True])
 
-    def audience_size(*args, **kwargs):
+    def record_update(*args, **kwargs):
         if next(outages, False):
             raise RuntimeError("database unavailable")
-        return real_audience_size(*args, **kwargs)
+        return real_record_update(*args, **kwargs)
 
-    monkeypatch.setattr(flows.outage, "audience_size", audience_size)
+    monkeypatch.setattr(flows.outage, "record_update", record_update)
 
     def finished(run_id: str):
         deadline = time.monotonic() + 60

@@ -6,7 +6,12 @@ of ``segments.yaml``, plus the built-in ``all``) and ``audience`` (the customers
 counted, or read in chunks).
 """
 
-from orchestrator.segments.audience import SegmentAudience, count_audience, iter_audience_chunks
+from orchestrator.segments.audience import (
+    SegmentAudience,
+    check_audience,
+    count_audience,
+    iter_audience_chunks,
+)
 from orchestrator.segments.catalog import Segment, get_segment, load_segments
 from orchestrator.segments.filters import SegmentError, compile_filter
 
@@ -14,6 +19,7 @@ __all__ = [
     "Segment",
     "SegmentAudience",
     "SegmentError",
+    "check_audience",
     "compile_filter",
     "count_audience",
     "get_segment",

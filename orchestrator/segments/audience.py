@@ -73,6 +73,11 @@ class SegmentAudience:
         return audience_between(ShortTransactionReader(), self.segment, first, last, extra=self.extra)
 
 
+def check_audience(segment: Segment | str, extra: dict | None = None) -> None:
+    """Raises for an unknown segment or a filter that does not compile; queries nothing."""
+    _condition(segment, extra)
+
+
 def count_audience(session: Any, segment: Segment | str, extra: dict | None = None) -> int:
     query = select(func.count()).select_from(_CUSTOMER).where(_condition(segment, extra))
     return int(session.execute(query).scalar_one())
