@@ -119,7 +119,7 @@ def outage_notice(
 ) -> dict[str, Any]:
     """Notifies the affected customers (``segment`` narrowed by ``affected`` attributes) of this update."""
     install_prefect_redaction()
-    urgency.announce()  # campaigns running meanwhile wait (renewed by the pipeline, cleared at its end)
+    urgency.announce()  # campaigns running meanwhile wait (the pipeline keeps the mark, and clears it)
     logger = get_run_logger()
     if status not in STATUSES or severity not in SEVERITIES:
         raise OutageError(f"status must be one of {', '.join(STATUSES)} and severity one of "

@@ -238,11 +238,8 @@ def run_pipeline(
     and runs below the CPU priority of other work (``flows.bulk_priority``).
     """
     if traffic == "urgent":
-        urgency.announce()
-        try:
+        with urgency.holding():
             return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
-        finally:
-            urgency.done()
     if traffic == "bulk":  # and its threads below the CPU priority of everything else on the machine
         with yielding_cpu(get_settings().bulk_cpu_niceness):
             return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
@@ -268,8 +265,6 @@ def _run_pipeline(chunks: Iterable[ChunkRange | tuple[str, list[Intent]]], traff
                     progress.advance(customers)
 
     def reserved(chunk: ChunkReservation) -> None:
-        if urgent:
-            urgency.announce()  # renewed every chunk: the mark lapses soon after a run that died
         result.customers += chunk.customers
         result.reserved.update(chunk.counts)
         ids = chunk.message_ids

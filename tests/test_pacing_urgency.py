@@ -65,3 +65,19 @@ def test_a_database_that_cannot_answer_means_no_hold(caplog):
     urgency.announce(url=url)  # logged, not raised
     assert urgency.yield_to_urgent_work(url=url, max_wait=5, sleep=lambda _s: pytest.fail("waited")) >= 0
     assert "could not ask bulk work to wait" in caplog.text
+
+
+def test_running_urgent_work_renews_its_mark_from_a_thread_and_clears_it_at_the_end(db_url):
+    import time
+
+    def changed_from(value: float) -> float:
+        deadline = time.monotonic() + 10
+        while (now := budget.held_until(urgency.URGENT_WORK)) == value and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return now
+
+    with urgency.holding(every=0.05):
+        first = changed_from(0.0)  # marked by the thread, the block going on meanwhile
+        renewed = changed_from(first)
+        assert renewed > first > time.time()  # renewed while the block runs
+    assert budget.held_until(urgency.URGENT_WORK) < time.time()  # cleared: bulk work goes on

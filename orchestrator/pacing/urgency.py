@@ -4,7 +4,7 @@ The budget's lane marks (``budget.take``) keep bulk messages off a lane once urg
 it; but before its first message an urgent notice must be decided and reserved, and on a busy
 machine a campaign's chunks (their SQL, their provider calls, SQLite's one writer) delayed that by
 seconds. So urgent work also marks one row of the rate budget, ``URGENT_WORK``: when it is
-triggered (``announce``), renewed as it goes (every chunk), cleared when it is done. Bulk work
+triggered (``announce``), renewed every second while it runs (``holding``), cleared when it is done. Bulk work
 looks at the mark before each chunk it reserves or dispatches and waits while it holds
 (``yield_to_urgent_work``), at most ``MAX_YIELD_SECONDS`` at a time so bulk work never stops for
 good; a notice that dies stops holding anything after ``HOLD_SECONDS``.
@@ -17,8 +17,10 @@ cannot answer means no hold.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from orchestrator.pacing import budget
 
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 URGENT_WORK = "*urgent-work"  # not a possible rate or channel name
 HOLD_SECONDS = 5.0  # how long a mark holds without being renewed
+RENEW_SECONDS = 1.0  # how often running urgent work renews it
 MAX_YIELD_SECONDS = 60.0  # the longest bulk work waits at one checkpoint
 POLL_SECONDS = 0.1
 
@@ -36,6 +39,28 @@ def announce(seconds: float = HOLD_SECONDS, *, url: str | None = None) -> None:
         budget.hold(URGENT_WORK, time.time() + seconds, url=url)
     except Exception as exc:  # holding bulk work back speeds urgent work up; it must never stop it
         log.warning("could not ask bulk work to wait for urgent work: %s", exc)
+
+
+@contextmanager
+def holding(*, url: str | None = None, every: float = RENEW_SECONDS) -> Iterator[None]:
+    """Marks urgent work for the whole block: renewed from a thread of its own (the block never
+    waits for the database's writer to renew it), cleared at the end."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while True:
+            announce(url=url)
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=renew, name="urgent-work-mark", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        done(url=url)
 
 
 def done(*, url: str | None = None) -> None:
