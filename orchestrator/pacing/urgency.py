@@ -4,10 +4,10 @@ The budget's lane marks (``budget.take``) keep bulk messages off a lane once urg
 it; but before its first message an urgent notice must be decided and reserved, and on a busy
 machine a campaign's chunks (their SQL, their provider calls, SQLite's one writer) delayed that by
 seconds. So urgent work also marks one row of the rate budget, ``URGENT_WORK``: when it is
-triggered (``announce``), renewed every second while it runs (``holding``), cleared when it is done. Bulk work
-looks at the mark before each chunk it reserves or dispatches and waits while it holds
-(``yield_to_urgent_work``), at most ``MAX_YIELD_SECONDS`` at a time so bulk work never stops for
-good; a notice that dies stops holding anything after ``HOLD_SECONDS``.
+triggered (``announce``), renewed every second while it runs (``holding``), cleared when it is
+done. Bulk work looks at the mark before each chunk it reserves or dispatches and waits while it
+holds (``yield_to_urgent_work``), at most ``MAX_YIELD_SECONDS`` at a time so bulk work never stops
+for good; a notice that dies stops holding anything after ``HOLD_SECONDS``.
 
 A mark is a row in the database, so it holds across processes and machines (the web app, a
 command, Prefect workers); announcing and asking never fail urgent or bulk work: a database that
