@@ -19,7 +19,7 @@ from sqlmodel import col
 from channels.base import OutboundMessage
 from orchestrator.consent import consent_allows, current_consent, opt_in_required, suppressed_addresses
 from orchestrator.contact_points import channel_columns, reach_of
-from orchestrator.db import member_of, read_scope
+from orchestrator.db import member_of, session_scope
 from orchestrator.ledger.changes import LedgerChange, settled
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.links import unsubscribe_url
@@ -51,7 +51,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
     ``required_topics`` still reach a customer who asked for no contact after the decision.
     """
     customer_ids = sorted({m.customer_id for m in messages.values()})
-    with read_scope(url) as session:  # on SQLite, no wait for the writer
+    with session_scope(url) as session:
         found = session.execute(
             select(*_composing_columns()).where(member_of(session, CUSTOMER.c.id, customer_ids)))
         customers: dict[int, Any] = {c.id: c for c in found}
