@@ -1,7 +1,8 @@
 """Bulk work yields the CPU to urgent work on the same machine.
 
-Claim order, rate budgets and adapter capacity already put urgent messages first; the CPU is the
-one shared resource they do not cover. A campaign keeps a core busy for as long as it runs, and
+Claim order, rate budgets and adapter capacity put urgent messages first, and bulk chunks wait
+while a notice runs (``orchestrator.pacing.urgency``); the CPU is the one shared resource they do
+not cover within a chunk already under way. A campaign keeps a core busy while it runs, and
 on a machine whose cores are all taken an outage notice started meanwhile (in the web app, or by a
 command) waited its turn for the CPU: seconds before its first message. So a bulk flow runs its
 work at a lower CPU priority (``ORCH_BULK_CPU_NICENESS``, the Unix niceness added; 0 turns it off):
