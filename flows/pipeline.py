@@ -26,6 +26,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -237,13 +238,18 @@ def run_pipeline(
     holds bulk work back while it runs and sends its first chunk alone; ``bulk`` waits for urgent work
     and runs below the CPU priority of other work (``flows.bulk_priority``).
     """
+    with _running_as(traffic):
+        return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
+
+
+def _running_as(traffic: Traffic) -> AbstractContextManager[None]:
+    """Urgent work marks the database for its whole run; bulk work runs its threads below the CPU
+    priority of everything else on the machine."""
     if traffic == "urgent":
-        with urgency.holding():
-            return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
-    if traffic == "bulk":  # and its threads below the CPU priority of everything else on the machine
-        with yielding_cpu(get_settings().bulk_cpu_niceness):
-            return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
-    return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
+        return urgency.holding()
+    if traffic == "bulk":
+        return yielding_cpu(get_settings().bulk_cpu_niceness)
+    return nullcontext()
 
 
 def _run_pipeline(chunks: Iterable[ChunkRange | tuple[str, list[Intent]]], traffic: Traffic,

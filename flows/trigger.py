@@ -57,7 +57,7 @@ def start_outage_notice(parameters: dict[str, Any], api_url: str | None) -> str:
             return _started[key]
         # Campaigns running meanwhile stop between chunks while the run is created and started (on a busy
         # machine that took seconds); the database write goes on beside the request to the server.
-        threading.Thread(target=urgency.announce, name="announce-urgent-work", daemon=True).start()
+        urgency.announce_soon()
         flow_run, created = _run_for(outage_notice, parameters, key, api_url)
         run_id = str(flow_run.id)
         _started[key] = run_id

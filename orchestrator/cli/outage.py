@@ -7,7 +7,6 @@ With ``ORCH_SERVICE_URL`` set, the notice is handed to the running ``orchestrato
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
 import typer
@@ -51,20 +50,15 @@ def notify(
         token = settings.incident_token.get_secret_value() if settings.incident_token else None
         if _handed_over(settings.service_url, token, incident, as_json):
             return
-    # Campaigns running meanwhile stop between chunks while this process loads Prefect and the flow.
-    threading.Thread(target=_announce_urgent_work, name="announce-urgent-work", daemon=True).start()
+    from orchestrator.pacing import urgency
+
+    urgency.announce_soon()  # campaigns running meanwhile wait while this process loads Prefect and the flow
     local = start_local_server()  # without a Prefect server, its local one starts while the flow is imported
     from flows.outage import outage_notice
 
     with local.use():
         result = run_flow(outage_notice, **incident)
     print_json(result) if as_json else print_flow_summary(result, f"Incident {incident_id}: {status}")
-
-
-def _announce_urgent_work() -> None:
-    from orchestrator.pacing import urgency
-
-    urgency.announce()
 
 
 def _handed_over(service_url: str, token: str | None, incident: dict[str, Any], as_json: bool) -> bool:

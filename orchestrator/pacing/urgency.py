@@ -41,6 +41,12 @@ def announce(seconds: float = HOLD_SECONDS, *, url: str | None = None) -> None:
         log.warning("could not ask bulk work to wait for urgent work: %s", exc)
 
 
+def announce_soon() -> None:
+    """``announce`` from a thread of its own: the caller (a trigger about to create or load the
+    notice) goes on without waiting for the database's writer."""
+    threading.Thread(target=announce, name="announce-urgent-work", daemon=True).start()
+
+
 @contextmanager
 def holding(*, url: str | None = None, every: float = RENEW_SECONDS) -> Iterator[None]:
     """Marks urgent work for the whole block: renewed from a thread of its own (the block never
