@@ -36,6 +36,7 @@ from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 
 from flows.bulk_priority import yielding_cpu
+from flows.garbage_collection import collecting_less_often
 from flows.common import (
     Progress,
     dispatch_markdown,
@@ -238,7 +239,7 @@ def run_pipeline(
     holds bulk work back while it runs and sends its first chunk alone; ``bulk`` waits for urgent work
     and runs below the CPU priority of other work (``flows.bulk_priority``).
     """
-    with _running_as(traffic):
+    with _running_as(traffic), collecting_less_often(get_settings().pipeline_gc_threshold):
         return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
 
 

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Unix niceness a bulk flow (a campaign) adds to its threads, so urgent work on the same machine
     # gets the CPU first (flows/bulk_priority.py); 0 turns it off.
     bulk_cpu_niceness: int = Field(default=10, ge=0, le=19)
+    # Net allocations between young garbage collections while a pipeline runs
+    # (flows/garbage_collection.py); 0 keeps Python's own (700).
+    pipeline_gc_threshold: int = Field(default=50_000, ge=0)
 
     incident_token: SecretStr | None = None
     events_token: SecretStr | None = None  # bearer token for POST /events (conversions)
