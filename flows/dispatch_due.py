@@ -27,10 +27,12 @@ from flows.common import (
     summary_table_artifact,
     thread_task_runner,
 )
+from flows.garbage_collection import collecting_less_often
 from flows.pipeline import fall_back
 from orchestrator.dispatch.report import DispatchReport
 from orchestrator.ledger.queue import count_due
 from orchestrator.ledger.reconcile import reconcile_stuck
+from orchestrator.settings import get_settings
 
 FALLBACK_ROUNDS = 3  # as a campaign's: each round tries the next channel of the route
 
@@ -68,15 +70,16 @@ def dispatch_due_flow(
     total = min(count_due(channels=channels), max_messages)
     progress = Progress("dispatch-due-progress", total, description=f"{total} due message(s)")
     chunks = ceil(total / chunk_size)
-    futures = [
-        dispatch_task.submit(f"chunk-{n + 1}-of-{chunks}", limit=min(chunk_size, total - n * chunk_size),
-                             channels=channels)
-        for n in range(chunks)
-    ]
     report = DispatchReport()
-    for future in as_completed(futures):
-        report.merge(future.result())
-        progress.update(report.processed)
+    with collecting_less_often(get_settings().pipeline_gc_threshold):
+        futures = [
+            dispatch_task.submit(f"chunk-{n + 1}-of-{chunks}", limit=min(chunk_size, total - n * chunk_size),
+                                 channels=channels)
+            for n in range(chunks)
+        ]
+        for future in as_completed(futures):
+            report.merge(future.result())
+            progress.update(report.processed)
     progress.finish()
     fallbacks, fallback_report = fall_back(list(report.failures), FALLBACK_ROUNDS, label="sweep")
     report.merge(fallback_report)

@@ -36,7 +36,6 @@ from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 
 from flows.bulk_priority import yielding_cpu
-from flows.garbage_collection import collecting_less_often
 from flows.common import (
     Progress,
     dispatch_markdown,
@@ -45,6 +44,7 @@ from flows.common import (
     retry_on_infrastructure_errors,
     summary_table_artifact,
 )
+from flows.garbage_collection import collecting_less_often
 from orchestrator.db import ShortTransactionReader
 from orchestrator.dispatch.report import OUTCOMES, DispatchReport
 from orchestrator.ledger.changes import Failure

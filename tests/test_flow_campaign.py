@@ -248,6 +248,37 @@ def test_a_campaign_works_below_the_cpu_priority_of_urgent_work(prefect_harness,
     assert _niceness() == before
 
 
+def test_a_campaign_runs_with_the_garbage_collector_looking_less_often(prefect_harness, sqlite_url, providers,
+                                                                      monkeypatch):
+    """Chunk tasks and provider calls see the pipeline's young-generation threshold
+    (``ORCH_PIPELINE_GC_THRESHOLD``); Python's own is back when the campaign ends."""
+    import gc
+
+    monkeypatch.setenv("ORCH_PIPELINE_GC_THRESHOLD", "40000")
+    get_settings.cache_clear()
+    for name in ("ada", "bo", "cy"):
+        add_customer(name, email=f"{name}@example.com")
+    seen: dict[str, set[int]] = {"reserve": set(), "provider call": set()}
+
+    def observed(where: str, real):
+        def call(*args, **kwargs):
+            seen[where].add(gc.get_threshold()[0])
+            return real(*args, **kwargs)
+        return call
+
+    from channels.sendgrid.adapter import SendGridEmailAdapter
+
+    monkeypatch.setattr(pipeline, "reserve_chunk", observed("reserve", pipeline.reserve_chunk))
+    monkeypatch.setattr(SendGridEmailAdapter, "_send_request",
+                        observed("provider call", SendGridEmailAdapter._send_request))
+    before = gc.get_threshold()
+
+    assert run_campaign().is_completed()
+
+    assert seen == {"reserve": {40_000}, "provider call": {40_000}}
+    assert gc.get_threshold() == before
+
+
 def test_a_campaign_waits_between_chunks_while_urgent_work_runs(prefect_harness, sqlite_url, providers,
                                                                  monkeypatch):
     """An outage notice marks the database while it runs (``pacing.urgency``): a campaign started or

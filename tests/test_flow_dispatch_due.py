@@ -27,6 +27,7 @@ from orchestrator.db import session_scope
 from orchestrator.dispatch.report import DispatchReport
 from orchestrator.ledger.changes import Failure
 from orchestrator.models import MessageStatus, OutboxEntry, utcnow
+from tests.support.flow_world import DAYTIME, local_zone
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
 
 
@@ -98,7 +99,7 @@ def test_a_message_that_fails_in_the_sweep_falls_back_once(prefect_harness, sqli
     message that fails there goes on to the next channel of its route, as in a campaign."""
     from orchestrator.consent import suppress_address
 
-    (cid,) = add_customers(1)
+    (cid,) = add_customers(1, timezone=local_zone(DAYTIME))  # the SMS fallback is outside quiet hours
     with session_scope() as s:
         suppress_address(s, "email", "ada0@example.com", "bounce", "test")
     (mid,) = add_messages([cid], dedupe="receipt", tone="professional")  # transactional: [email, sms]
