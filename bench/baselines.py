@@ -7,7 +7,8 @@
 - **C, the best hand-written sender**: what a skilled engineer writes without our guarantees: the
   real template rendered once per locale with substitution tags, SendGrid personalizations of up
   to 1,000 recipients a request, the same concurrency (``ORCH_PROVIDER_CONCURRENCY`` threads, one
-  keep-alive client each) and the same signed unsubscribe links; no ledger, caps, consent or policy.
+  keep-alive client each), the same signed unsubscribe links and the same garbage collector setting;
+  no ledger, caps, consent or policy.
 
 Both read the audience (id, name, email) of the first ``n`` customers from ``ORCH_DATABASE_URL``
 and send to the SendGrid fake that ``ORCH_SENDGRID_HOST`` points at.
@@ -27,8 +28,10 @@ from sqlalchemy import select
 
 from channels.sendgrid.settings import SendGridSettings
 from channels.settings import AdapterSettings, current
+from flows.garbage_collection import collecting_less_often
 from orchestrator.db import get_engine
 from orchestrator.models import Customer, table_of
+from orchestrator.settings import get_settings
 
 SUBJECT = "Spring sale: 20% off every annual plan"
 BODY = "Hello {name}, 20% off every annual plan with code SPRING20 until Sunday 30 March."
@@ -150,7 +153,9 @@ def best_sender(n: int, per_request: int = 1000) -> dict[str, Any]:
                 yield by_locale.pop(locale or "en")
         yield from (g for g in by_locale.values() if g)
 
-    with ThreadPoolExecutor(max_workers=shared.concurrency) as pool:
+    # The campaign's collector setting too (flows/garbage_collection.py): the ratio compares work.
+    with (collecting_less_often(get_settings().pipeline_gc_threshold),
+          ThreadPoolExecutor(max_workers=shared.concurrency) as pool):
         sent = sum(pool.map(send, groups()))
     wall = time.perf_counter() - started
     return {"wall_s": wall, "messages": sent, "ms_per_message": 1000 * wall / max(1, sent),

@@ -76,6 +76,23 @@ def test_html_gets_escaped_values_and_text_the_values_as_they_are(sqlite_url):
     assert all(tag not in hostile.rendered.text for tag in hostile.merge.substitutions)
 
 
+def test_a_personal_value_no_template_reads_does_not_split_a_group(sqlite_url):
+    """The shipped templates never read the X handle: recipients with and without one share a skeleton."""
+    facts = SAMPLE["messages"]["spring_sale"]
+    people = [customer(5 * i + 1, name="Ana Smith", customer_since="2019-02-28", timezone="UTC", locale="en",
+                       x_handle="@ana" if i % 2 else "") for i in range(8)]
+    items = [Item("spring_sale", "professional", "email", "en", None,
+                  build_context(c, facts, topic="marketing", message_id=2000 + c["id"])) for c in people]
+
+    outcomes = render_many(items)
+
+    assert {o.merge.key for o in outcomes if o.merge is not None} == {outcomes[0].merge.key}
+    assert all(o.merge is not None for o in outcomes)
+    for item, outcome in zip(items, outcomes, strict=True):
+        assert outcome.rendered == render("spring_sale", tone="professional", channel="email",
+                                          context=dict(item.context), locale="en")
+
+
 @pytest.mark.parametrize("use", [
     "{{ customer.first_name|upper }}",  # a filter changes the value: detected by the check
     "{% if customer.name == 'Ada' %}VIP{% endif %}",  # compared: refused by the slot

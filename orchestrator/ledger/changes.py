@@ -239,14 +239,18 @@ def update_in_flight(session: Session, rows: list[dict[str, Any]]) -> None:
     assignments = ", ".join(f"{c} = {mark}{'::json' if c in _JSON and not sqlite else ''}" for c in columns)
     in_flight = ", ".join(f"'{s.value}'" for s in (MessageStatus.sending, MessageStatus.reconcile))
     sql = f"UPDATE message SET {assignments} WHERE id = {mark} AND status IN ({in_flight})"
-    params = [(*(_stored(c, row[f"b_{c}"], sqlite) for c in columns), row["b_id"]) for row in rows]
+    keys = [(f"b_{c}", c) for c in columns]
+    times: dict[datetime, Any] = {}  # a batch's rows share a few times (its "now"): each converted once
+    params = [(*(_stored(c, row[key], sqlite, times) for key, c in keys), row["b_id"]) for row in rows]
     conn.exec_driver_sql(sql, params)
 
 
-def _stored(column: str, value: Any, sqlite: bool) -> Any:
+def _stored(column: str, value: Any, sqlite: bool, times: dict[datetime, Any]) -> Any:
     """A value as the driver takes it for ``column``."""
     if isinstance(value, datetime):
-        return stored_time(value, sqlite)
+        if value not in times:
+            times[value] = stored_time(value, sqlite)
+        return times[value]
     if column in _JSON:
         return json.dumps(value)
     if isinstance(value, StrEnum):

@@ -226,20 +226,32 @@ def _shape(context: Mapping[str, Any], read: frozenset[str] | None = None,
            encoded: dict[int, tuple[Any, str]] | None = None) -> Hashable:
     """Everything a template may branch on: the context with personal values reduced to truthiness.
     ``read``: the customer fields the templates read (None: any), the only ones that can matter.
-    ``encoded``: values already encoded in this batch, by identity (the brand every context shares)."""
-    personal = {path: bool(_lookup(context, path)) for path in _personal_paths(context)}
-    shared = tuple((key, _encoded(value, encoded)) for key, value in sorted(context.items())
-                   if key not in PERSONAL)
-    customer = context.get("customer")
-    fields = tuple(
-        (key, personal[("customer", key)] if ("customer", key) in personal else repr(value))
-        for key, value in (customer.items() if isinstance(customer, Mapping) else ())
-        if read is None or key in read
-    )
-    return shared, fields, tuple(sorted(personal.items()))
+    ``encoded``: values already encoded in this batch, by identity (the brand every context shares).
+
+    Called for every message of a batch, so it walks the context once, without helpers."""
+    shared: list[tuple[str, Hashable]] = []
+    personal: list[tuple[str, Hashable]] = []
+    for key in sorted(context):
+        value = context[key]
+        if key not in PERSONAL:
+            shared.append((key, _encoded(value, encoded)))
+        elif key == "customer":
+            if isinstance(value, Mapping):
+                personal_fields = PERSONAL["customer"] or ()
+                shared.append((key, tuple(
+                    (name, bool(field) if name in personal_fields else repr(field))
+                    for name, field in value.items() if read is None or name in read)))
+        elif key == "links":
+            if isinstance(value, Mapping):
+                personal.append((key, tuple(sorted((name, bool(link)) for name, link in value.items()))))
+        else:  # message_id
+            personal.append((key, bool(value)))
+    return tuple(shared), tuple(personal)
 
 
-def _encoded(value: Any, seen: dict[int, tuple[Any, str]] | None) -> str:
+def _encoded(value: Any, seen: dict[int, tuple[Any, str]] | None) -> Hashable:
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int: the type tells them apart
+        return value.__class__, value
     hit = seen.get(id(value)) if seen is not None else None
     if hit is not None and hit[0] is value:
         return hit[1]
