@@ -46,7 +46,7 @@ from orchestrator.templating.render import (
 # The values that differ from one recipient to the next. Other context values (tier, locale,
 # time zone, years as a customer, the facts) are part of the group key: templates may branch on
 # them freely.
-PERSONAL = {
+PERSONAL: dict[str, tuple[str, ...] | None] = {
     "customer": ("id", "name", "first_name", "customer_since", "x_handle"),
     "links": None,  # every link
     "message_id": (),
@@ -229,24 +229,21 @@ def _shape(context: Mapping[str, Any], read: frozenset[str] | None = None,
     ``encoded``: values already encoded in this batch, by identity (the brand every context shares).
 
     Called for every message of a batch, so it walks the context once, without helpers."""
-    shared: list[tuple[str, Hashable]] = []
-    personal: list[tuple[str, Hashable]] = []
+    shape: list[tuple[str, Hashable]] = []
     for key in sorted(context):
         value = context[key]
         if key not in PERSONAL:
-            shared.append((key, _encoded(value, encoded)))
-        elif key == "customer":
-            if isinstance(value, Mapping):
-                personal_fields = PERSONAL["customer"] or ()
-                shared.append((key, tuple(
-                    (name, bool(field) if name in personal_fields else repr(field))
-                    for name, field in value.items() if read is None or name in read)))
-        elif key == "links":
-            if isinstance(value, Mapping):
-                personal.append((key, tuple(sorted((name, bool(link)) for name, link in value.items()))))
-        else:  # message_id
-            personal.append((key, bool(value)))
-    return tuple(shared), tuple(personal)
+            shape.append((key, _encoded(value, encoded)))
+            continue
+        personal = PERSONAL[key]
+        if personal == ():
+            shape.append((key, bool(value)))
+        elif isinstance(value, Mapping):  # per field: truthiness if personal, else the value
+            only = read if key == "customer" else None
+            shape.append((key, tuple(
+                (name, bool(field) if personal is None or name in personal else repr(field))
+                for name, field in sorted(value.items()) if only is None or name in only)))
+    return tuple(shape)
 
 
 def _encoded(value: Any, seen: dict[int, tuple[Any, str]] | None) -> Hashable:
