@@ -214,6 +214,28 @@ def _niceness() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
+def observe_campaign(monkeypatch, probe) -> dict[str, set[int]]:
+    """Runs a campaign to three customers; what ``probe()`` returned in its chunk tasks (reserving)
+    and its provider calls."""
+    for name in ("ada", "bo", "cy"):
+        add_customer(name, email=f"{name}@example.com")
+    seen: dict[str, set[int]] = {"reserve": set(), "provider call": set()}
+
+    def observed(where: str, real):
+        def call(*args, **kwargs):
+            seen[where].add(probe())
+            return real(*args, **kwargs)
+        return call
+
+    from channels.sendgrid.adapter import SendGridEmailAdapter
+
+    monkeypatch.setattr(pipeline, "reserve_chunk", observed("reserve", pipeline.reserve_chunk))
+    monkeypatch.setattr(SendGridEmailAdapter, "_send_request",
+                        observed("provider call", SendGridEmailAdapter._send_request))
+    assert run_campaign().is_completed()
+    return seen
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
 @pytest.mark.parametrize("setting", [None, "0"])
 def test_a_campaign_works_below_the_cpu_priority_of_urgent_work(prefect_harness, sqlite_url, providers,
@@ -224,24 +246,9 @@ def test_a_campaign_works_below_the_cpu_priority_of_urgent_work(prefect_harness,
     if setting is not None:
         monkeypatch.setenv("ORCH_BULK_CPU_NICENESS", setting)
         get_settings.cache_clear()
-    for name in ("ada", "bo", "cy"):
-        add_customer(name, email=f"{name}@example.com")
-    seen: dict[str, set[int]] = {"reserve": set(), "provider call": set()}
-
-    def observed(where: str, real):
-        def call(*args, **kwargs):
-            seen[where].add(_niceness())
-            return real(*args, **kwargs)
-        return call
-
-    from channels.sendgrid.adapter import SendGridEmailAdapter
-
-    monkeypatch.setattr(pipeline, "reserve_chunk", observed("reserve", pipeline.reserve_chunk))
-    monkeypatch.setattr(SendGridEmailAdapter, "_send_request",
-                        observed("provider call", SendGridEmailAdapter._send_request))
     before = _niceness()
 
-    assert run_campaign().is_completed()
+    seen = observe_campaign(monkeypatch, _niceness)
 
     lowered = min(19, before + (10 if setting is None else 0))
     assert seen == {"reserve": {lowered}, "provider call": {lowered}}
@@ -256,24 +263,9 @@ def test_a_campaign_runs_with_the_garbage_collector_looking_less_often(prefect_h
 
     monkeypatch.setenv("ORCH_PIPELINE_GC_THRESHOLD", "40000")
     get_settings.cache_clear()
-    for name in ("ada", "bo", "cy"):
-        add_customer(name, email=f"{name}@example.com")
-    seen: dict[str, set[int]] = {"reserve": set(), "provider call": set()}
-
-    def observed(where: str, real):
-        def call(*args, **kwargs):
-            seen[where].add(gc.get_threshold()[0])
-            return real(*args, **kwargs)
-        return call
-
-    from channels.sendgrid.adapter import SendGridEmailAdapter
-
-    monkeypatch.setattr(pipeline, "reserve_chunk", observed("reserve", pipeline.reserve_chunk))
-    monkeypatch.setattr(SendGridEmailAdapter, "_send_request",
-                        observed("provider call", SendGridEmailAdapter._send_request))
     before = gc.get_threshold()
 
-    assert run_campaign().is_completed()
+    seen = observe_campaign(monkeypatch, lambda: gc.get_threshold()[0])
 
     assert seen == {"reserve": {40_000}, "provider call": {40_000}}
     assert gc.get_threshold() == before
