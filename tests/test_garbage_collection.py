@@ -35,22 +35,22 @@ def test_zero_or_a_smaller_threshold_leaves_pythons_setting_alone():
 
 
 def test_pipelines_side_by_side_share_the_setting_until_the_last_one_ends():
-    first_inside, second_may_end, first_ended = threading.Event(), threading.Event(), threading.Event()
+    other_inside, other_may_end, other_ended = threading.Event(), threading.Event(), threading.Event()
     seen: list[tuple[int, int, int]] = []
 
-    def first() -> None:
+    def other_pipeline() -> None:
         with collecting_less_often(50_000):
-            first_inside.set()
-            second_may_end.wait(10)
-        first_ended.set()
+            other_inside.set()
+            other_may_end.wait(10)
+        other_ended.set()
 
     with collecting_less_often(50_000):
-        worker = threading.Thread(target=first)
+        worker = threading.Thread(target=other_pipeline)
         worker.start()
-        assert first_inside.wait(10)
+        assert other_inside.wait(10)
     seen.append(gc.get_threshold())  # this one ended, the other still runs
-    second_may_end.set()
-    assert first_ended.wait(10)
+    other_may_end.set()
+    assert other_ended.wait(10)
     worker.join()
     seen.append(gc.get_threshold())
     assert seen == [(50_000, 10, 10), (700, 10, 10)]
