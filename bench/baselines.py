@@ -31,7 +31,6 @@ from channels.settings import AdapterSettings, current
 from flows.garbage_collection import collecting_less_often
 from orchestrator.db import get_engine
 from orchestrator.models import Customer, table_of
-from orchestrator.settings import get_settings
 
 SUBJECT = "Spring sale: 20% off every annual plan"
 BODY = "Hello {name}, 20% off every annual plan with code SPRING20 until Sunday 30 March."
@@ -154,8 +153,7 @@ def best_sender(n: int, per_request: int = 1000) -> dict[str, Any]:
         yield from (g for g in by_locale.values() if g)
 
     # The campaign's collector setting too (flows/garbage_collection.py): the ratio compares work.
-    with (collecting_less_often(get_settings().pipeline_gc_threshold),
-          ThreadPoolExecutor(max_workers=shared.concurrency) as pool):
+    with collecting_less_often(), ThreadPoolExecutor(max_workers=shared.concurrency) as pool:
         sent = sum(pool.map(send, groups()))
     wall = time.perf_counter() - started
     return {"wall_s": wall, "messages": sent, "ms_per_message": 1000 * wall / max(1, sent),

@@ -32,7 +32,6 @@ from flows.pipeline import fall_back
 from orchestrator.dispatch.report import DispatchReport
 from orchestrator.ledger.queue import count_due
 from orchestrator.ledger.reconcile import reconcile_stuck
-from orchestrator.settings import get_settings
 
 FALLBACK_ROUNDS = 3  # as a campaign's: each round tries the next channel of the route
 
@@ -71,7 +70,7 @@ def dispatch_due_flow(
     progress = Progress("dispatch-due-progress", total, description=f"{total} due message(s)")
     chunks = ceil(total / chunk_size)
     report = DispatchReport()
-    with collecting_less_often(get_settings().pipeline_gc_threshold):
+    with collecting_less_often():
         futures = [
             dispatch_task.submit(f"chunk-{n + 1}-of-{chunks}", limit=min(chunk_size, total - n * chunk_size),
                                  channels=channels)

@@ -23,16 +23,21 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from orchestrator.settings import get_settings
+
 _lock = threading.Lock()
 _running = 0
 _before: tuple[int, int, int] | None = None
 
 
 @contextmanager
-def collecting_less_often(threshold: int) -> Iterator[None]:
-    """Runs the block with the youngest generation collected every ``threshold`` net allocations,
-    unless Python's own threshold is already larger (or ``threshold`` is 0)."""
+def collecting_less_often(threshold: int | None = None) -> Iterator[None]:
+    """Runs the block with the youngest generation collected every ``threshold`` net allocations
+    (``ORCH_PIPELINE_GC_THRESHOLD`` unless given), unless Python's own threshold is already larger
+    (or ``threshold`` is 0)."""
     global _running, _before
+    if threshold is None:
+        threshold = get_settings().pipeline_gc_threshold
     with _lock:
         if _running == 0:
             current = gc.get_threshold()

@@ -239,7 +239,7 @@ def run_pipeline(
     holds bulk work back while it runs and sends its first chunk alone; ``bulk`` waits for urgent work
     and runs below the CPU priority of other work (``flows.bulk_priority``).
     """
-    with _running_as(traffic), collecting_less_often(get_settings().pipeline_gc_threshold):
+    with _running_as(traffic), collecting_less_often():
         return _run_pipeline(chunks, traffic, progress, dispatch, window, fallback_rounds, dispatch_size)
 
 
