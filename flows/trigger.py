@@ -27,6 +27,8 @@ import logging
 import threading
 from typing import Any
 
+from flows.garbage_collection import loading_for_good
+
 log = logging.getLogger(__name__)
 
 _started: dict[str, str] = {}  # idempotency key -> flow run id, for runs this process started
@@ -73,20 +75,21 @@ def warm_up(api_url: str | None) -> None:
     """Loads what an outage notice needs (flows and Prefect's engines, policy, templates, adapters, the
     API client, the database and the decision's queries) so the first trigger does not pay for it."""
     try:
-        import prefect.flow_engine  # noqa: F401 - imported by the first run otherwise
-        import prefect.task_engine  # noqa: F401
+        with loading_for_good():
+            import prefect.flow_engine  # noqa: F401 - imported by the first run otherwise
+            import prefect.task_engine  # noqa: F401
 
-        import flows.outage  # noqa: F401
-        from channels.channel_set import installed_channels
-        from flows.pipeline import audience_chunks
-        from orchestrator.outage_notice import TOPIC
-        from orchestrator.policy.plan import plan_audience
-        from orchestrator.templating.environment import get_template_set
+            import flows.outage  # noqa: F401
+            from channels.channel_set import installed_channels
+            from flows.pipeline import audience_chunks
+            from orchestrator.outage_notice import TOPIC
+            from orchestrator.policy.plan import plan_audience
+            from orchestrator.templating.environment import get_template_set
 
-        templates = get_template_set()
-        for name in templates.env.list_templates():  # compiled once per process (about 0.1 s)
-            templates.compile(name)
-        installed_channels()  # loads every adapter that declares a channel
+            templates = get_template_set()
+            for name in templates.env.list_templates():  # compiled once per process (about 0.1 s)
+                templates.compile(name)
+            installed_channels()  # loads every adapter that declares a channel
         # A dry run for one customer (writes nothing): loads the policy, opens the database and
         # prepares the decision's queries.
         plan_audience(None, TOPIC, "outage_notice", customer_ids=next(audience_chunks("all", 1), []))

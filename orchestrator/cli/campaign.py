@@ -82,7 +82,10 @@ def run(
     except ValueError as exc:
         fail(str(exc), 2)
     _warn_without_one_click(template, [arm.template for arm in experiment.variants if arm.template])
-    from flows.campaign import campaign  # Prefect loads here, after the parameters are known good
+    from flows.garbage_collection import loading_for_good
+
+    with loading_for_good():
+        from flows.campaign import campaign  # Prefect loads here, after the parameters are known good
 
     result = run_flow(campaign, name=name, segment=segment, template=template, topic=topic, tone=tone,
                       send_time=send_time, data=facts, dry_run=dry_run, chunk_size=chunk_size,

@@ -33,9 +33,12 @@ def _quiet_prefect() -> None:
 
 
 def _run_flows() -> list[tuple[str, dict[str, Any]]]:
-    from flows.campaign import campaign
-    from flows.outage import outage_notice
+    from flows.garbage_collection import loading_for_good
     from orchestrator.templating.catalog import get_catalog
+
+    with loading_for_good():
+        from flows.campaign import campaign
+        from flows.outage import outage_notice
 
     facts = (get_catalog().sample_data.get("messages") or {}).get(CAMPAIGN_TEMPLATE) or {}
     runs = [("Campaign: spring sale to every customer, sent now",

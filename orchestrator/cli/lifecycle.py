@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import typer
 
+from flows.garbage_collection import loading_for_good
 from orchestrator.cli.flow_runs import print_flow_summary, run_flow
 from orchestrator.cli.output import fail, print_json
 
@@ -19,7 +20,8 @@ def daily(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Today's customer-since anniversaries and milestone years, sent at 10:00 local time."""
-    from flows.lifecycle import lifecycle_daily
+    with loading_for_good():
+        from flows.lifecycle import lifecycle_daily
 
     try:
         when: date | None = datetime.strptime(day, "%Y-%m-%d").date() if day else None
@@ -38,7 +40,8 @@ def complaint(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Acknowledge a complaint now (premium customers also get a call)."""
-    from flows.lifecycle import complaint_acknowledgement
+    with loading_for_good():
+        from flows.lifecycle import complaint_acknowledgement
 
     result = run_flow(complaint_acknowledgement, customer=customer, complaint_id=complaint_id,
                       summary=summary, response_hours=response_hours)
@@ -54,7 +57,8 @@ def complaint_resolved(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Ask once for feedback after a complaint is resolved (answers in one click or by SMS)."""
-    from flows.lifecycle import complaint_resolved as resolved_flow
+    with loading_for_good():
+        from flows.lifecycle import complaint_resolved as resolved_flow
 
     result = run_flow(resolved_flow, customer=customer, complaint_id=complaint_id, survey_url=survey_url,
                       survey_scale=scale)

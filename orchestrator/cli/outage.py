@@ -50,11 +50,14 @@ def notify(
         token = settings.incident_token.get_secret_value() if settings.incident_token else None
         if _handed_over(settings.service_url, token, incident, as_json):
             return
-    from orchestrator.pacing import urgency
+    from flows.garbage_collection import loading_for_good
 
-    urgency.announce_soon()  # campaigns running meanwhile wait while this process loads Prefect and the flow
-    local = start_local_server()  # without a Prefect server, its local one starts while the flow is imported
-    from flows.outage import outage_notice
+    with loading_for_good():
+        from orchestrator.pacing import urgency
+
+        urgency.announce_soon()  # campaigns running meanwhile wait while this process loads the flow
+        local = start_local_server()  # without a Prefect server, its local one starts during the imports
+        from flows.outage import outage_notice
 
     with local.use():
         result = run_flow(outage_notice, **incident)
