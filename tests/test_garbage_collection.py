@@ -67,7 +67,7 @@ def test_an_error_in_the_block_still_puts_the_setting_back():
 
 @pytest.fixture
 def new_module(tmp_path, monkeypatch):
-    """A module no one has imported yet: ``import loaded_for_good_<n>`` loads it."""
+    """A module no one has imported yet: ``import loaded_for_good_1`` loads it (once)."""
     (tmp_path / "loaded_for_good_1.py").write_text("TABLE = {str(i): [i] for i in range(1000)}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "loaded_for_good_1"
