@@ -6,7 +6,6 @@ from datetime import date, datetime
 
 import typer
 
-from flows.garbage_collection import loading_for_good
 from orchestrator.cli.flow_runs import print_flow_summary, run_flow
 from orchestrator.cli.output import fail, print_json
 
@@ -20,6 +19,8 @@ def daily(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Today's customer-since anniversaries and milestone years, sent at 10:00 local time."""
+    from flows.garbage_collection import loading_for_good
+
     with loading_for_good():
         from flows.lifecycle import lifecycle_daily
 
@@ -40,6 +41,8 @@ def complaint(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Acknowledge a complaint now (premium customers also get a call)."""
+    from flows.garbage_collection import loading_for_good
+
     with loading_for_good():
         from flows.lifecycle import complaint_acknowledgement
 
@@ -57,6 +60,8 @@ def complaint_resolved(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Ask once for feedback after a complaint is resolved (answers in one click or by SMS)."""
+    from flows.garbage_collection import loading_for_good
+
     with loading_for_good():
         from flows.lifecycle import complaint_resolved as resolved_flow
 
