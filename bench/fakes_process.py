@@ -60,9 +60,13 @@ def _tally(fakes: dict[str, Any], watched: frozenset[str]) -> dict[str, Any]:
     return out
 
 
+PUBLIC_POST_PATH = "/2/tweets"  # X's endpoint for a public post, which goes to no customer
+
+
 def _marked(fakes: dict[str, Any], since: float, marker: bytes) -> dict[str, Any]:
-    """When requests carrying ``marker`` in their body first and last reached any fake after ``since``."""
-    times = []
+    """When messages to customers carrying ``marker`` in their body first and last reached any fake
+    after ``since``; ``post``: when the first public post carrying it did."""
+    times, posts = [], []
     for fake in fakes.values():
         with fake._lock:
             recent = [r for r in fake.requests if r.received_at >= since]
@@ -73,8 +77,9 @@ def _marked(fakes: dict[str, Any], since: float, marker: bytes) -> dict[str, Any
                 continue
             seen.add(id(request))
             if marker in request.body:
-                times.append(request.received_at)
-    return {"first": min(times, default=None), "last": max(times, default=None), "requests": len(times)}
+                (posts if request.path == PUBLIC_POST_PATH else times).append(request.received_at)
+    return {"first": min(times, default=None), "last": max(times, default=None), "requests": len(times),
+            "post": min(posts, default=None)}
 
 
 def _arrivals(fakes: dict[str, Any], since: float) -> dict[str, Any]:
@@ -155,7 +160,8 @@ class FakesProcess:
         self._ask("reset")
 
     def marked(self, since: float, marker: str) -> dict[str, Any]:
-        """First and last accepted request carrying ``marker`` since ``since`` (epoch seconds)."""
+        """First and last accepted request to a customer carrying ``marker`` since ``since`` (epoch
+        seconds), and the first public post carrying it."""
         return self._ask("marked", (since, marker))
 
     def arrivals(self, since: float) -> dict[str, Any]:

@@ -60,8 +60,9 @@ def _policy(tmp: Path) -> Path:
 class Trigger:
     """Starts outage notices one way or the other and times them at the fakes."""
 
-    def __init__(self, fakes: FakesProcess, env: dict[str, str], web: str, tmp: Path) -> None:
+    def __init__(self, fakes: FakesProcess, env: dict[str, str], web: str, tmp: Path, post: bool) -> None:
         self.fakes, self.env, self.web, self.tmp, self.count = fakes, env, web, tmp, 0
+        self.post = post  # the public post on the social channel that a trigger makes by default
 
     def sample(self, how: str) -> dict[str, Any]:
         self.count += 1
@@ -73,7 +74,7 @@ class Trigger:
             "summary": "Sign-in fails for some customers",
             "segment": "us_east_outage",
             "status_page_url": f"https://status.example.com/{marker}",
-            "social_post": False,  # as the commands' --no-post: the first request is a customer's message
+            "social_post": self.post,
         }
         started = time.time()
         child = None
@@ -103,7 +104,7 @@ class Trigger:
                     "us_east_outage",
                     "--status-page-url",
                     incident["status_page_url"],
-                    "--no-post",
+                    *([] if self.post else ["--no-post"]),
                     "--json",
                     *(["--in-process"] if how == "inproc" else []),
                 ],
@@ -122,6 +123,7 @@ class Trigger:
             "first_s": first["first"] - started if first["first"] else None,
             "last_s": done["last"] - started if done["last"] else None,
             "requests": done["requests"],
+            "post_s": done["post"] - started if done["post"] else None,
         }
 
     def _wait(self, since: float, marker: str, ready: Any, timeout: float) -> dict[str, Any]:
@@ -169,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n": args.n,
         "backend": args.backend,
         "rates": RATES,
+        "post": args.post,
         "samples": [],
     }
     with (
@@ -205,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             _wait_for(f"{web}/healthz")
             time.sleep(args.warm_up)  # the web app loads what a notice needs in the background
-            trigger = Trigger(fakes, env, web, tmp)
+            trigger = Trigger(fakes, env, web, tmp, args.post)
             for phase in ("idle", "campaign"):
                 campaign = None
                 if phase == "campaign":
@@ -283,8 +286,10 @@ def write(results: dict[str, Any], out: Path) -> None:
         f"{results['started']} UTC, {results['backend']}, {results['n']:,} customers (the affected tenth: "
         f"{results['n'] // 10:,}), lane rates {results['rates']} declared and enforced by the fakes (429 "
         f"above); load average {results['load'][0]:.2f} at start, {results['load'][-1]:.2f} at end. From "
-        "the trigger to the first / last request of the notice received by a fake provider, with a "
-        "running Prefect server; no public post. `web`: `POST /incidents` (the web app creates the flow run "
+        "the trigger to the first / last request of the notice to a customer received by a fake provider, "
+        "with a running Prefect server; "
+        f"{'with' if results.get('post') else 'no'} public post (`--post`). `web`: `POST /incidents` (the "
+        "web app creates the flow run "
         "and runs it at once); `cli`: `orchestrator outage notify` handing the trigger to the web app "
         "(`ORCH_SERVICE_URL`); `inproc`: `orchestrator outage notify --in-process` (a new process runs the "
         "flow itself).",
@@ -355,6 +360,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument(
         "--warm-up", type=float, default=5.0, help="seconds between the web app start and the first trigger"
+    )
+    parser.add_argument(
+        "--post", action="store_true",
+        help="triggers make their public post on the social channel, as they do by default (the times "
+             "are still to the first and last message to a customer)",
     )
     parser.add_argument("--out", type=Path, help="default bench/ (quick: ./bench-quick/)")
     args = parser.parse_args(argv)

@@ -85,10 +85,14 @@ def warm_up(api_url: str | None) -> None:
             from orchestrator.outage_notice import TOPIC
             from orchestrator.policy.plan import plan_audience
             from orchestrator.templating.environment import get_template_set
+            from orchestrator.templating.lengths import x_weighted_length
 
             templates = get_template_set()
             for name in templates.env.list_templates():  # compiled once per process (about 0.1 s)
                 templates.compile(name)
+            # The update's public post is measured by twitter-text, whose loading (0.4 s) would
+            # otherwise share the first notice's time with its first messages.
+            x_weighted_length("")
             installed_channels()  # loads every adapter that declares a channel
         # A dry run for one customer (writes nothing): loads the policy, opens the database and
         # prepares the decision's queries.

@@ -149,3 +149,30 @@ def test_a_trigger_sent_again_after_its_notice_failed_starts_it_again(prefect_ha
     assert again != failed and retried == again
     assert finished(again).state.is_completed()
     assert len(fake_sendgrid.accepted()) == 3  # each customer once
+
+
+WARM_UP = """
+import sys
+from flows.trigger import warm_up
+warm_up(sys.argv[1])
+print(" ".join(m for m in ("flows.outage", "prefect.task_engine", "twitter_text") if m in sys.modules))
+"""
+
+
+def test_the_web_apps_warm_up_loads_what_the_first_notice_and_its_public_post_need(
+        prefect_harness, sqlite_url, tmp_path):
+    """Checked in a fresh process, as the web app starts: otherwise the first trigger pays for it
+    (twitter-text, which measures the public post, took 0.4 s to load)."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ORCH_"))}
+    env |= {"ORCH_DATABASE_URL": sqlite_url}
+    done = subprocess.run([sys.executable, "-c", WARM_UP, str(PREFECT_API_URL.value())], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "failed" not in done.stderr, done.stderr[-3000:]  # warm_up logs what went wrong, and goes on
+    assert done.stdout.split() == ["flows.outage", "prefect.task_engine", "twitter_text"]
