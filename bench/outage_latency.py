@@ -2,8 +2,9 @@
 
 Measures, with a running Prefect server and the fake providers in a process of their own (which
 answer 429 above the lane rates the policy declares: email 200 requests/s, SMS 1,000/s), the time
-from support's trigger to the first request of the notice received by a fake provider, and to the
-last:
+from support's trigger to the first request of the notice to a customer received by a fake provider,
+and to the last (``--post``: the triggers also make their public post on the social channel, as
+they do by default, and each sample says when it arrived):
 
 - ``web``: ``POST /incidents`` to ``orchestrator serve`` (the flow run is created on the server and
   run at once by the web app's process, ``flows.trigger``);
