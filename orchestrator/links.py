@@ -13,14 +13,12 @@ import json
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 
 from channels.base import one_click_allowed
 from orchestrator.settings import get_settings
 
 DEFAULT_TTL_SECONDS = 60 * 24 * 3600  # links in an email stay valid for 60 days
-# Every marketing message signs two links: one encoder and one keyed MAC (copied per token) save
-# building them each time.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class InvalidToken(ValueError):
@@ -46,6 +44,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _sign(payload: str) -> str:
+    # A copy of one keyed MAC: hmac.digest() is quicker alone but several times slower when threads
+    # sign at once (8 threads signing: 28-29 -> 49-56 us per pair of links).
     mac = _keyed_mac(get_settings().secret_key.get_secret_value()).copy()
     mac.update(payload.encode())
     return _b64(mac.digest())
@@ -56,12 +56,19 @@ def _keyed_mac(key: str) -> hmac.HMAC:
     return hmac.new(key.encode(), digestmod=hashlib.sha256)
 
 
+def _json_string(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)  # as json.dumps writes it
+
+
 def make_token(claims: LinkClaims, ttl_seconds: int = DEFAULT_TTL_SECONDS, now: float | None = None) -> str:
-    body = {"p": claims.purpose, "c": claims.customer_id, "t": claims.topic, "ch": claims.channel,
-            "exp": int((now or time.time()) + ttl_seconds)}
+    # Every marketing message signs two links, so the payload's compact JSON is written here
+    # directly (the bytes json.dumps(..., separators=(",", ":")) gives, at a third of its cost).
+    body = (f'{{"p":{_json_string(claims.purpose)},"c":{int(claims.customer_id)},'
+            f'"t":{_json_string(claims.topic)},"ch":{_json_string(claims.channel)},'
+            f'"exp":{int((now or time.time()) + ttl_seconds)}')
     if claims.message_id is not None:
-        body["m"] = claims.message_id
-    payload = _b64(_COMPACT_JSON.encode(body).encode())
+        body += f',"m":{int(claims.message_id)}'
+    payload = _b64(f"{body}}}".encode())
     return f"{payload}.{_sign(payload)}"  # base64url and ".": safe in a URL path as they are
 
 

@@ -118,12 +118,19 @@ def render_many(items: list[Item], templates: TemplateSet | None = None) -> list
     groups: dict[Hashable, _Group] = {}
     read = templates.customer_fields_read
     encoded: dict[int, tuple[Any, str]] = {}  # the brand, one object for the whole batch, is encoded once
+    targets: dict[tuple[str, str | None, str, str | None, str | None], Target | TemplateProblem] = {}
     for index, item in enumerate(items):
-        try:
-            target = resolve(templates, item.message, tone=item.tone, channel=item.channel,
-                             locale=item.locale, kind=item.kind)
-        except TemplateProblem as exc:
-            outcomes[index].problem = exc
+        wanted = (item.message, item.tone, item.channel, item.locale, item.kind)
+        target = targets.get(wanted)
+        if target is None:  # a batch has a few distinct targets: each is resolved once
+            try:
+                target = resolve(templates, item.message, tone=item.tone, channel=item.channel,
+                                 locale=item.locale, kind=item.kind)
+            except TemplateProblem as exc:
+                target = exc
+            targets[wanted] = target
+        if isinstance(target, TemplateProblem):
+            outcomes[index].problem = target
             continue
         key = (item.message, target.vkey, target.variant.tone, target.variant.locale,
                _shape(item.context, read, encoded))
