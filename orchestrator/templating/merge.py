@@ -52,6 +52,8 @@ PERSONAL: dict[str, tuple[str, ...] | None] = {
     "message_id": (),
 }
 _PROCESS_TOKEN = secrets.token_hex(4)  # tags no template text or customer value can guess
+# json.dumps(value, sort_keys=True, default=repr), whose encoder is built once instead of per message
+_SHAPE_JSON = json.JSONEncoder(sort_keys=True, default=repr)
 _groups = count(1)
 
 
@@ -259,7 +261,7 @@ def _encoded(value: Any, seen: dict[int, tuple[Any, str]] | None) -> Hashable:
     hit = seen.get(id(value)) if seen is not None else None
     if hit is not None and hit[0] is value:
         return hit[1]
-    text = json.dumps(value, sort_keys=True, default=repr)
+    text = _SHAPE_JSON.encode(value)
     if seen is not None:
         seen[id(value)] = (value, text)  # the value is kept: its id cannot be reused meanwhile
     return text
