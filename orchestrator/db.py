@@ -168,10 +168,20 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, InterfaceError):
         return True
-    if not isinstance(exc, OperationalError):
-        return False
-    if type(exc.orig).__module__.startswith("sqlite3"):  # SQLite says "no such table" this way too
-        text = str(exc.orig).lower()
+    if isinstance(exc, OperationalError):
+        return _not_now(exc.orig)
+    # Raised while the driver was handling a lost connection: the pool's ping on a connection whose
+    # server session had just been killed fails, and restoring the connection's autocommit then
+    # raises psycopg's ProgrammingError ("can't change 'autocommit' now").
+    lost = exc.orig.__context__ if isinstance(exc, DBAPIError) and exc.orig is not None else None
+    return lost is not None and any(kind.__name__ == "OperationalError" for kind in type(lost).__mro__) \
+        and _not_now(lost)
+
+
+def _not_now(error: BaseException | None) -> bool:
+    """Whether the driver's OperationalError is a lock or a lost connection."""
+    if type(error).__module__.startswith("sqlite3"):  # SQLite says "no such table" this way too
+        text = str(error).lower()
         return any(word in text for word in ("locked", "busy", "disk i/o", "unable to open"))
     return True
 

@@ -110,3 +110,37 @@ def test_a_read_only_session_reads_on_postgresql_too(pg_url):
     with session_scope(pg_url) as s:
         s.add(Customer(external_id="c1", name="Ada"))
     assert _names(read_scope, pg_url, select) == ["Ada"]
+
+
+def _raised_while_handling(lost: BaseException, then: BaseException) -> BaseException:
+    try:
+        try:
+            raise lost
+        finally:
+            raise then  # as the driver's cleanup does when the connection has just gone
+    except BaseException as exc:
+        return exc
+
+
+def test_an_error_raised_while_the_connection_was_being_lost_is_a_blip_to_wait_out():
+    """psycopg: the pool's ping fails on a connection whose session the server killed, and
+    restoring its autocommit raises a ProgrammingError that hides the lost connection."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import ProgrammingError
+
+    from orchestrator.db import is_unavailable
+
+    autocommit = psycopg.ProgrammingError("can't change 'autocommit' now: connection in transaction "
+                                          "status ACTIVE")
+    lost = _raised_while_handling(psycopg.OperationalError("connection socket closed"), autocommit)
+    assert is_unavailable(ProgrammingError(";", None, lost))
+    assert is_unavailable(ProgrammingError(";", None, _raised_while_handling(
+        psycopg.errors.AdminShutdown("terminating connection"), psycopg.ProgrammingError("x"))))
+    # what is not about the connection stays an error at once
+    assert not is_unavailable(ProgrammingError(";", None, psycopg.ProgrammingError("syntax error")))
+    assert not is_unavailable(ProgrammingError(";", None, _raised_while_handling(
+        sqlite3.OperationalError("no such table: message"), sqlite3.ProgrammingError("x"))))
+    assert is_unavailable(ProgrammingError(";", None, _raised_while_handling(
+        sqlite3.OperationalError("database is locked"), sqlite3.ProgrammingError("x"))))
