@@ -134,8 +134,8 @@ def test_an_error_raised_while_the_connection_was_being_lost_is_a_blip_to_wait_o
 
     autocommit = psycopg.ProgrammingError("can't change 'autocommit' now: connection in transaction "
                                           "status ACTIVE")
-    lost = _raised_while_handling(psycopg.OperationalError("connection socket closed"), autocommit)
-    assert is_unavailable(ProgrammingError(";", None, lost))
+    hiding = _raised_while_handling(psycopg.OperationalError("connection socket closed"), autocommit)
+    assert is_unavailable(ProgrammingError(";", None, hiding))
     assert is_unavailable(ProgrammingError(";", None, _raised_while_handling(
         psycopg.errors.AdminShutdown("terminating connection"), psycopg.ProgrammingError("x"))))
     # what is not about the connection stays an error at once
