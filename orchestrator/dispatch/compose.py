@@ -70,6 +70,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
             if address:
                 by_channel.setdefault(m.channel, set()).add(address)
         blocked = {ch: suppressed_addresses(session, ch, addrs) for ch, addrs in by_channel.items()}
+    opt_in = {ch: opt_in_required(ch) for ch in channels}  # asked once per batch, not per message
     out = Composed([], [])
     renderable: list[tuple[ClaimedMessage, Any, str]] = []
     for mid, m in messages.items():
@@ -81,7 +82,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
                               f"deadline {m.deadline:%Y-%m-%d %H:%M} UTC passed")
         elif customer is None or not address:
             outcome = settled(m, MessageStatus.failed, NO_ADDRESS.code(m.channel), "no address on file")
-        elif not consent_allows(consent, customer.id, m.channel, m.topic, opt_in_required(m.channel)):
+        elif not consent_allows(consent, customer.id, m.channel, m.topic, opt_in[m.channel]):
             outcome = settled(m, MessageStatus.suppressed, OPTED_OUT,
                               f"opted out of {m.topic} on {m.channel} since the decision")
         elif customer.id in do_not_contact and m.topic not in required_topics:
