@@ -332,3 +332,24 @@ def test_bad_campaign_parameters_fail_before_prefect_is_loaded(sqlite_url):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_plan_command_names_the_adapter_rate_that_paces_the_notice(db_url, tmp_path, monkeypatch,
+                                                                    fake_twilio):
+    """No `rates:` in the policy, Twilio set up at its long code's 1 SMS a second: 30 customers
+    reached only by SMS take about half a minute, and the command says whose rate that is."""
+    from tests.test_twilio_default_rate import use_fake_twilio, use_rates
+
+    use_rates(tmp_path, monkeypatch, None)
+    use_fake_twilio(monkeypatch, fake_twilio, "1")
+    with session_scope() as s:
+        s.add_all([Customer(external_id=f"sms-only-{i}", phone=f"+1555{i:07d}", timezone="UTC")
+                   for i in range(30)])
+    args = ["plan", "--segment", "all", "--template", "outage_notice", "--sample-data",
+            "--at", "2026-05-06T12:00:00+00:00"]
+    summary = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert summary["channels"] == {"sms": 30} and summary["paced_by"] == "sms"
+    last = datetime.fromisoformat(summary["last_send_at"]) - datetime(2026, 5, 6, 12, tzinfo=UTC)
+    assert timedelta(seconds=25) <= last <= timedelta(seconds=30)
+    table = CliRunner().invoke(app, args)
+    assert "paced by the sending adapter's own rate for 'sms'" in " ".join(table.stdout.split())

@@ -91,3 +91,26 @@ def test_a_rate_in_the_policy_replaces_the_adapter_default(sqlite_url, tmp_path,
     most, average = sent_per_second(fake_twilio)
     assert fake_twilio.rate_limited == 0 and most <= 40 + 4
     assert average > 5  # far faster than the default's 1 a second
+
+
+def test_plan_counts_the_adapter_default_where_the_policy_is_silent(tmp_path, monkeypatch, fake_twilio):
+    """`orchestrator plan` says when the last message goes out at the rates dispatch will keep: with
+    Twilio set up and no SMS rate in the policy, its long code's rate; a policy rate replaces it;
+    without Twilio the SMS go to the local outbox, which has no rate."""
+    from collections import Counter
+    from datetime import UTC, datetime, timedelta
+
+    from orchestrator.policy.config import load_policy
+    from orchestrator.policy.plan import last_send_estimate
+
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    sending = Counter(sms=121, email=50)
+    use_rates(tmp_path, monkeypatch, None)
+    assert last_send_estimate(load_policy(), "outage", sending, at) == (None, None)  # no Twilio: the outbox
+    use_fake_twilio(monkeypatch, fake_twilio, "2")
+    last, by = last_send_estimate(load_policy(), "outage", sending, at)
+    # 121 messages at 2 a second, the first two at once (the burst): the last about a minute later.
+    assert by == "sms" and timedelta(seconds=58) <= last - at <= timedelta(seconds=61)
+    use_rates(tmp_path, monkeypatch, {"twilio": "10/s"})
+    last, by = last_send_estimate(load_policy(), "outage", sending, at)
+    assert by == "twilio" and last - at <= timedelta(seconds=13)

@@ -110,8 +110,12 @@ def plan(
         reasons.add_row(name, str(n))
     console.print(outcomes, channels, reasons)
     if summary.last_send_at is not None:
+        from orchestrator.policy.config import load_policy
+
+        whose = ("the rate" if summary.paced_by in load_policy().rates.rules
+                 else "the sending adapter's own rate for")  # e.g. Twilio's 1 SMS a second
         console.print(f"At the declared rates the last message sent at once goes out about "
-                      f"{summary.last_send_at:%Y-%m-%d %H:%M:%S} UTC (paced by the rate "
+                      f"{summary.last_send_at:%Y-%m-%d %H:%M:%S} UTC (paced by {whose} "
                       f"{summary.paced_by!r}, pace:{summary.paced_by}).")
 
 

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from orchestrator.ledger.queue import last_waiting_at
 from orchestrator.pacing.budget import Demand, slow_down, take
-from orchestrator.policy.rates import RateRule, Rates, Unit, adapter_default
+from orchestrator.policy.rates import RateRule, Rates
 from orchestrator.reasons import PACE
 
 T = TypeVar("T")
@@ -53,13 +53,7 @@ class Pacer:
         self.bulk_max_wait, self.urgent_max_wait = bulk_max_wait, urgent_max_wait
 
     def rules_for(self, channel: str, adapter: Any, topic: str) -> list[RateRule]:
-        name = getattr(adapter, "name", "")
-        rules = self.rates.for_message(channel, name, topic)
-        declared = getattr(getattr(adapter, "limits", None), "rate_per_second", None)
-        if declared and not self.rates.declares_lane(channel, name):
-            unit: Unit = getattr(adapter.limits, "rate_unit", "messages")
-            rules.append(adapter_default(channel, channel, name, float(declared), unit))
-        return rules
+        return self.rates.for_lane(channel, adapter, topic)
 
     def urgent(self, priority: int) -> bool:
         return priority >= self.rates.urgent_priority

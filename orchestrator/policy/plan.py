@@ -13,6 +13,7 @@ from sqlmodel import Session
 from orchestrator.db import get_engine
 from orchestrator.policy.config import Policy, load_policy
 from orchestrator.policy.intents import Intent
+from orchestrator.policy.rates import RateRule
 from orchestrator.policy.reserve import decide_chunk
 
 
@@ -114,24 +115,51 @@ def plan_audience(
 
 def last_send_estimate(policy: Policy, topic: str, sending: Counter[str], at: datetime
                        ) -> tuple[datetime | None, str | None]:
-    """When the last of ``sending`` (messages per channel, all of ``topic``) goes out at the policy's
-    rates, and which rate decides it. Requests are counted as SendGrid merges them (up to
-    ``ORCH_SENDGRID_BATCH_SIZE`` a request); traffic already queued is not counted."""
-    from channels.channel_set import declaring_adapter
+    """When the last of ``sending`` (messages per channel, all of ``topic``) goes out at the rates
+    in force: the policy's, and the default rate of the adapter each channel would send through
+    now (Twilio's 1 message a second, unless the policy names the lane). Requests are counted as
+    SendGrid merges them (up to ``ORCH_SENDGRID_BATCH_SIZE`` a request); traffic already queued is
+    not counted. Returns that time and the rate that sets it."""
     from channels.sendgrid.settings import SendGridSettings
-    from channels.settings import AdapterChoice, current
+    from channels.settings import current
 
-    chosen = current(AdapterChoice).channel_adapters
     email_batch_size = current(SendGridSettings).batch_size
     units: dict[str, float] = {}
+    rules: dict[str, RateRule] = dict(policy.rates.rules)
     for channel, n in sending.items():
-        adapter = chosen.get(channel) or declaring_adapter(channel) or ""
-        for rule in policy.rates.for_message(channel, adapter, topic):
+        for rule in policy.rates.for_lane(channel, _sending_adapter(channel), topic):
+            rules.setdefault(rule.name, rule)
             per_request = max(1, email_batch_size) if channel == "email" else 1
             units[rule.name] = units.get(rule.name, 0.0) + (
                 -(-n // per_request) if rule.unit == "requests" else n)
     if not units:
         return None, None
-    ends = {name: policy.rates.rules[name].finish(at, amount) for name, amount in units.items()}
+    ends = {name: rules[name].finish(at, amount) for name, amount in units.items()}
     name = max(ends, key=lambda k: ends[k])
     return ends[name], name
+
+
+class _NamedAdapter:
+    """An adapter chosen by name that could not be set up here: its name still selects the
+    policy's rates for it, but it declares no rate of its own."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _sending_adapter(channel: str) -> object:
+    """The adapter a dispatch would send ``channel`` through now (as ``channels.registry`` chooses
+    it), for its name and declared rate; it is closed again at once, having sent nothing."""
+    from channels.base import ConfigurationError
+    from channels.channel_set import declaring_adapter
+    from channels.registry import adapter_for
+    from channels.settings import AdapterChoice, current
+    from orchestrator.settings import get_settings
+
+    try:
+        adapter = adapter_for(channel, get_settings())
+    except ConfigurationError:  # dispatch would report the set-up problem; the policy's rates still apply
+        return _NamedAdapter(current(AdapterChoice).channel_adapters.get(channel)
+                             or declaring_adapter(channel) or "")
+    adapter.close()  # only its name and limits are read
+    return adapter

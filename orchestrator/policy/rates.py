@@ -178,6 +178,19 @@ class Rates(_Strict):
     def declares_lane(self, channel: str, adapter: str) -> bool:
         return any(r.lane and (r.channel == channel or r.adapter == adapter) for r in self.rules.values())
 
+    def for_lane(self, channel: str, adapter: Any, topic: str) -> list[RateRule]:
+        """The rates a message of ``topic`` sent by ``adapter`` (an adapter object, or None) on
+        ``channel`` waits for: ``for_message``, plus the adapter's own default rate
+        (``Limits.rate_per_second``) when no rate here names its channel or adapter."""
+        name = getattr(adapter, "name", "")
+        rules = self.for_message(channel, name, topic)
+        limits = getattr(adapter, "limits", None)
+        declared = getattr(limits, "rate_per_second", None)
+        if declared and not self.declares_lane(channel, name):
+            unit: Unit = getattr(limits, "rate_unit", "messages")
+            rules.append(adapter_default(channel, channel, name, float(declared), unit))
+        return rules
+
 
 def parse_rates(value: Any, *, topics: set[str], adapters: set[str]) -> Rates:
     """Validates the ``rates:`` mapping; raises ValueError naming ``rates.<key>...`` at fault."""
