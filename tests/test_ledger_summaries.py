@@ -1,0 +1,43 @@
+"""Where a campaign's or notice's rows stand, counted by the database (``ledger.summaries``)."""
+
+from __future__ import annotations
+
+from orchestrator.db import session_scope
+from orchestrator.ledger.summaries import ledger_summary
+from orchestrator.models import Campaign, MessageStatus
+from tests.support.ledger import add_customers, add_messages
+
+
+def test_rows_are_counted_per_channel_status_and_standing_reason_with_distinct_customers(db_url):
+    with session_scope() as s:
+        campaign = Campaign(name="spring", segment="all", topic="marketing", template="promo")
+        other = Campaign(name="autumn", segment="all", topic="marketing", template="promo")
+        s.add_all([campaign, other])
+        s.flush()
+        campaign_id, other_id = campaign.id, other.id
+    ada, bo, cy = add_customers(3)
+    sent = MessageStatus.sent
+    add_messages([ada, bo], template="promo", status=sent, campaign_id=campaign_id, dedupe="a",
+                 reason_codes=["route:email", "preference:email"])
+    add_messages([cy], template="promo", status=sent, campaign_id=campaign_id, dedupe="b",
+                 reason_codes=["route:email"])
+    add_messages([ada], channel="sms", template="promo", status=MessageStatus.suppressed,
+                 campaign_id=campaign_id, dedupe="c", reason_codes=["route:sms", "consent:opted_out"])
+    add_messages([bo, cy], channel="sms", template="promo", status=MessageStatus.deferred,
+                 campaign_id=campaign_id, dedupe="d", reason_codes=["quiet_hours:sms"])
+    add_messages([bo], channel="sms", template="promo", status=MessageStatus.deferred,
+                 campaign_id=campaign_id, dedupe="e", reason_codes=[], attempts=1,
+                 last_error="transient:rate_limited: slow down")
+    add_messages([ada, bo, cy], template="promo", status=sent, campaign_id=other_id, dedupe="f")
+
+    summary = ledger_summary(campaign_id=campaign_id)
+
+    assert summary.customers == 3
+    assert dict(summary.rows) == {
+        ("email", "sent", ""): 3,
+        ("sms", "suppressed", "consent:opted_out"): 1,
+        ("sms", "deferred", "quiet_hours:sms"): 2,
+        ("sms", "deferred", "retry:transient"): 1,
+    }
+    assert summary.as_dict()["customers"] == 3
+    assert ledger_summary(campaign_id=campaign_id, dedupe_prefix="d-").customers == 2
