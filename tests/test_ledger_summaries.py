@@ -41,3 +41,39 @@ def test_rows_are_counted_per_channel_status_and_standing_reason_with_distinct_c
     }
     assert summary.as_dict()["customers"] == 3
     assert ledger_summary(campaign_id=campaign_id, dedupe_prefix="d-").customers == 2
+
+
+def test_the_summary_neither_waits_for_nor_holds_up_sqlites_writer(sqlite_url):
+    """A campaign's closing summary reads the last commit while another run (an outage notice)
+    holds the write lock, instead of queueing behind it."""
+    import threading
+
+    with session_scope() as s:
+        campaign = Campaign(name="spring", segment="all", topic="marketing", template="promo")
+        s.add(campaign)
+        s.flush()
+        campaign_id = campaign.id
+    ada, bo = add_customers(2)
+    add_messages([ada], template="promo", status=MessageStatus.sent, campaign_id=campaign_id)
+    writing, summarised = threading.Event(), threading.Event()
+    counted: list[int] = []
+
+    def writer() -> None:
+        with session_scope() as s:
+            s.add(Campaign(name="outage-write", segment="all", topic="outage", template="promo"))
+            s.flush()  # BEGIN IMMEDIATE: the write lock is held until the commit
+            writing.set()
+            summarised.wait(20)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert writing.wait(10)
+    reader = threading.Thread(
+        target=lambda: counted.append(ledger_summary(campaign_id=campaign_id).customers))
+    reader.start()
+    reader.join(5)
+    finished_while_locked = not reader.is_alive()
+    summarised.set()
+    reader.join(30)
+    thread.join(30)
+    assert finished_while_locked and counted == [1]

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import String, cast, distinct, func, select
 
-from orchestrator.db import session_scope
+from orchestrator.db import read_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import MessageStatus
 from orchestrator.reasons import HOW_IT_GOES, RETRY, WHY_IT_WAITS, has_kind
@@ -89,7 +89,9 @@ def ledger_summary(
     grouped = (select(m.channel, m.status, codes, m.last_error, m.attempts, func.count())
                .where(*conditions).group_by(m.channel, m.status, codes, m.last_error, m.attempts))
     summary = LedgerSummary()
-    with session_scope(url) as session:
+    # A reader: at a run's end a campaign's summary must not hold up an outage notice's writes
+    # (on SQLite a writer's transaction would take the one write lock while it counts).
+    with read_scope(url) as session:
         connection = session.connection()
         for channel, status, text, last_error, attempts, n in connection.execute(grouped):
             reason = standing_reason(status, json.loads(text) if text else [], last_error, attempts)
