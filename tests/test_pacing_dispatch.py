@@ -11,10 +11,13 @@ from datetime import timedelta
 
 import pytest
 import yaml
+from sqlalchemy import update
 
 from orchestrator.db import session_scope
+from orchestrator.dispatch import run as dispatch_run
 from orchestrator.dispatch.run import dispatch_due
-from orchestrator.models import MessageStatus, utcnow
+from orchestrator.ledger.queue import claim_due
+from orchestrator.models import Message, MessageStatus, utcnow
 from orchestrator.policy.explain import explain_customer
 from orchestrator.settings import REPO_ROOT, get_settings
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
@@ -233,3 +236,39 @@ def test_a_provider_that_answers_429_slows_the_lane_and_nothing_is_lost(sqlite_u
     assert fake_twilio.rate_limited > 0 and lane["rate_limited"] > 0
     accepted = {r.message_id for r in fake_twilio.accepted()}
     assert len(accepted) == 40 and len(fake_twilio.accepted()) == 40
+
+
+def test_a_dispatch_stops_following_messages_another_worker_took_or_a_cancel_ended(sqlite_url, tmp_path,
+                                                                                monkeypatch):
+    use_rates(tmp_path, monkeypatch, {"sms": "2/s"})
+    cids = add_customers(3)
+    ids = add_messages(cids, channel="sms", topic="loyalty", priority=30)
+    adapter = RecordingAdapter("sms")
+    claims = []
+
+    def counted_claim(**kwargs):
+        claims.append(kwargs)
+        return claim_due(**kwargs)
+
+    monkeypatch.setattr(dispatch_run, "claim_due", counted_claim)
+
+    def elsewhere(report) -> None:
+        # The first batch sent one message (the lane's burst) and left two waiting for their rate;
+        # meanwhile another worker sends one of them and an operator cancels the other.
+        waiting = sorted(report.waiting)
+        if len(waiting) == 2:
+            with session_scope() as s:
+                s.execute(update(Message).where(Message.id == waiting[0])
+                          .values(status=MessageStatus.sent, sent_at=utcnow()))
+                s.execute(update(Message).where(Message.id == waiting[1])
+                          .values(status=MessageStatus.cancelled))
+
+    report = dispatch_due(adapters={"sms": adapter}, message_ids=ids, pace_wait=0, pace_patience=5,
+                          on_progress=elsewhere)
+
+    assert len(adapter.sent) == 1
+    assert report.total("sent") == 1
+    assert report.total("deferred") == 0 and not report.left_waiting  # neither is this dispatch's to report
+    # It looked for them once more, found them gone and stopped (it used to ask again and again
+    # until its patience ran out).
+    assert len(claims) <= 3, len(claims)

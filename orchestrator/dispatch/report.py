@@ -52,6 +52,11 @@ class DispatchReport:
         """When the first message still waiting for its rate is expected to go."""
         return min((at for _, at in self.waiting.values()), default=None)
 
+    def forget_waiting(self, due_by: datetime, kept: set[int]) -> None:
+        """Stops waiting for the messages due by ``due_by`` that a claim did not return (``kept``)."""
+        for mid in [mid for mid, (_, at) in self.waiting.items() if at <= due_by and mid not in kept]:
+            del self.waiting[mid]
+
     def settle_waiting(self) -> None:
         """The dispatch is over: messages still waiting for their rate count as deferred."""
         for channel, _ in self.waiting.values():

@@ -93,9 +93,13 @@ def dispatch_due(
             # Messages waiting for their rate are claimed a little before their time and the pacer
             # waits in-process for their exact slots: one claim, compose and record serve many slots.
             at = clock()
-            early = claim_due(now=at, due_by=at + timedelta(seconds=PACE_AHEAD), limit=count,
-                              channels=channels, url=url,
+            due_by = at + timedelta(seconds=PACE_AHEAD)
+            early = claim_due(now=at, due_by=due_by, limit=count, channels=channels, url=url,
                               message_ids=[i for i in report.waiting if given is None or i in given])
+            if len(early) < count:
+                # Those due by now that the claim did not return were taken by another worker or
+                # ended (cancelled, sent): no longer ours to wait for.
+                report.forget_waiting(due_by, kept={m.id for m in early})
         if len(early) >= count:
             return early
         return early + claim_due(now=clock(), limit=count - len(early), channels=channels,
