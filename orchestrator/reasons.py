@@ -78,6 +78,7 @@ DO_NOT_CONTACT = Reason("do_not_contact", Kind.suppression, lambda a: "asked not
 NO_ADDRESS = Reason("no_address", Kind.suppression, lambda a: f"no {_channel(a)} address on file")
 SUPPRESSED = Reason("suppressed", Kind.suppression, lambda a: f"address suppressed ({a})")
 SUPERSEDED = Reason("superseded", Kind.suppression, lambda a: f"cancelled: the incident was {a} first")
+CANCELLED = Reason("cancelled", Kind.suppression, lambda a: f"cancelled: an operator stopped the {a}")
 HOLDOUT = Reason("holdout", Kind.suppression,
                  lambda a: f"in the holdout group of campaign {a} (kept from it to measure its effect)")
 DEADLINE = Reason("deadline", Kind.suppression,
@@ -94,7 +95,7 @@ RECONCILE = Reason("reconcile", Kind.failure,
 VOCABULARY: dict[str, Reason] = {r.name: r for r in (
     ROUTE, PREFERENCE, BYPASS, HIGH_TOUCH, FALLBACK, ESCALATION, SEND_TIME,
     QUIET_HOURS, DEFER, PACE, RETRY, TRANSIENT, NOT_SENT,
-    CAP, CONSENT, DO_NOT_CONTACT, NO_ADDRESS, SUPPRESSED, SUPERSEDED, HOLDOUT, DEADLINE,
+    CAP, CONSENT, DO_NOT_CONTACT, NO_ADDRESS, SUPPRESSED, SUPERSEDED, CANCELLED, HOLDOUT, DEADLINE,
     PERMANENT, GAVE_UP, EXPIRED, RENDER_ERROR, RECONCILE,
 )}
 

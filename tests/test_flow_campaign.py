@@ -301,3 +301,31 @@ def test_a_campaign_waits_between_chunks_while_urgent_work_runs(prefect_harness,
     assert outcome and outcome[0].is_completed()
     assert {m.status for m in ledger().values()} == {MessageStatus.sent}
     assert len(sendgrid.requests) >= 1
+
+
+def test_a_scheduled_campaign_cancelled_before_its_time_sends_nothing_and_cannot_run_again(
+        prefect_harness, sqlite_url, providers):
+    sendgrid, twilio = providers
+    add_customer("ada", email="ada@example.com")
+    add_customer("bo", email="bo@example.com")
+    add_customer("cy", phone="+14155550102")
+    later = (utcnow() + timedelta(hours=3)).isoformat()
+
+    result = run_campaign(send_time=later).result()
+
+    assert result["dispatched"].get("sent", 0) == 0
+    assert {m.status for m in ledger("campaign:spring").values()} == {MessageStatus.deferred}
+    cancelled = CliRunner().invoke(app, ["campaign", "cancel", "spring"])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "3 message(s) that had not gone out now never will" in " ".join(cancelled.stdout.split())
+
+    with session_scope() as s:  # its time comes
+        s.execute(update(Message).values(send_at=utcnow() - timedelta(seconds=1)))
+    assert dispatch_due_flow(return_state=True).result()["sent"] == 0
+    assert sendgrid.requests == [] and twilio.requests == []
+    rows = ledger("campaign:spring")
+    assert {(m.status, m.reason_codes[-1]) for m in rows.values()} == {("cancelled", "cancelled:campaign")}
+
+    again = run_campaign(send_time="now")
+    assert again.is_failed() and "cannot run again" in str(again.message)
+    assert ledger("campaign:spring").keys() == rows.keys()  # nothing new reserved

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli.flow_runs import parse_pairs, print_flow_summary, run_flow
-from orchestrator.cli.output import err_console, fail, print_json
+from orchestrator.cli.output import console, err_console, fail, print_json
 
 campaign_app = typer.Typer(help="Campaigns: one message to a segment, within caps, quiet hours and consent.",
                            no_args_is_help=True)
@@ -92,6 +92,38 @@ def run(
                       variants=[v.model_dump() for v in variants] or None,
                       holdout=experiment.holdout_percent, goal_event=goal, attribution_days=attribution_days)
     print_json(result) if as_json else print_flow_summary(result, f"Campaign {name}")
+
+
+@campaign_app.command("cancel")
+def cancel(
+    name: str = typer.Argument(..., help="The campaign's name."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Cancel a campaign: what has not gone out never will, a run still going stops reserving, and
+    the name cannot be run again."""
+    from dataclasses import asdict
+
+    from orchestrator.ledger.campaigns import UnknownCampaign, cancel_campaign
+
+    try:
+        done = cancel_campaign(name)
+    except UnknownCampaign as exc:
+        fail(str(exc), 1)
+    if as_json:
+        print_json(asdict(done))
+        return
+    statuses = done.statuses
+    gone = sum(statuses.get(s, 0) for s in ("sent", "delivered", "bounced"))  # providers accepted them
+    lines = [f"Campaign {name} {'was already' if done.already_cancelled else 'is'} cancelled: "
+             f"{done.cancelled} message(s) that had not gone out now never will "
+             f"({statuses.get('cancelled', 0)} cancelled in all).",
+             f"{gone} had already been sent."]
+    if statuses.get("sending"):
+        lines.append(f"{statuses['sending']} were being sent at that moment and may still go out.")
+    lines.append(f"Why each customer did or did not hear: `orchestrator report campaign {name}`, "
+                 "`orchestrator explain <customer id>`.")
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _warn_without_one_click(template: str, others: list[str]) -> None:

@@ -1,12 +1,43 @@
-"""Campaign records: the row a campaign's ledger messages hang on (``message.campaign_id``)."""
+"""Campaign records: the row a campaign's ledger messages hang on (``message.campaign_id``).
+
+An operator may cancel a campaign (``cancel_campaign``): what has not gone out is cancelled, a run
+still going reserves nothing more (``cancelled_campaigns``, read by the reservation in its own
+transaction), and the name cannot be run again.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from orchestrator.db import session_scope
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from orchestrator.db import is_sqlite, session_scope
+from orchestrator.ledger.cancel import cancel_waiting
+from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Campaign, utcnow
+from orchestrator.reasons import CANCELLED
+
+CANCELLED_STATUS = "cancelled"
+CANCELLED_BY_OPERATOR = CANCELLED.code("campaign")
+
+
+class CampaignCancelled(ValueError):
+    """The campaign was cancelled: its name cannot be run again."""
+
+
+class UnknownCampaign(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class CampaignCancel:
+    name: str
+    cancelled: int  # messages that had not gone out, cancelled now
+    already_cancelled: bool  # an earlier cancel did it
+    statuses: dict[str, int]  # the campaign's messages by status, after the cancel
 
 
 def upsert_campaign(name: str, segment: str, topic: str, template: str, tone: str | None,
@@ -17,6 +48,9 @@ def upsert_campaign(name: str, segment: str, topic: str, template: str, tone: st
         try:
             with session_scope() as session:
                 campaign = session.exec(select(Campaign).where(Campaign.name == name)).first()
+                if campaign is not None and campaign.status == CANCELLED_STATUS:
+                    raise CampaignCancelled(f"campaign {name!r} was cancelled: it cannot run again "
+                                            "(give the campaign a new name)")
                 if campaign is None:
                     campaign = Campaign(name=name, segment=segment, topic=topic, template=template)
                 campaign.segment, campaign.topic, campaign.template = segment, topic, template
@@ -32,8 +66,45 @@ def upsert_campaign(name: str, segment: str, topic: str, template: str, tone: st
 
 
 def set_campaign_status(campaign_id: int, status: str) -> None:
+    """Records where a run of the campaign stands; a cancelled campaign stays cancelled."""
     with session_scope() as session:
         campaign = session.get(Campaign, campaign_id)
-        if campaign is not None:
+        if campaign is not None and campaign.status != CANCELLED_STATUS:
             campaign.status, campaign.updated_at = status, utcnow()
             session.add(campaign)
+
+
+def cancel_campaign(name: str) -> CampaignCancel:
+    """Cancels the campaign: its messages that have not gone out (``planned``, ``deferred``) are
+    cancelled, and a run still going reserves nothing more. Messages already claimed for sending
+    (``sending``) still go. Cancelling again changes nothing."""
+    with session_scope() as session:
+        query = select(Campaign).where(col(Campaign.name) == name)
+        if not is_sqlite(session.get_bind()):
+            query = query.with_for_update()  # waits for reservations reading it (cancelled_campaigns)
+        campaign = session.exec(query).first()
+        if campaign is None or campaign.id is None:
+            raise UnknownCampaign(f"no campaign named {name!r}")
+        already = campaign.status == CANCELLED_STATUS
+        campaign.status, campaign.updated_at = CANCELLED_STATUS, utcnow()
+        session.add(campaign)
+        session.flush()
+        ours = MESSAGE.c.campaign_id == campaign.id
+        cancelled = cancel_waiting(session, ours, reason=CANCELLED_BY_OPERATOR)
+        counted = session.connection().execute(
+            select(MESSAGE.c.status, func.count()).where(ours).group_by(MESSAGE.c.status))
+        statuses = {str(status): int(n) for status, n in counted}
+    return CampaignCancel(name, cancelled, already, statuses)
+
+
+def cancelled_campaigns(session: Session, campaign_ids: Iterable[int]) -> set[int]:
+    """Which of the campaigns were cancelled, read in the caller's transaction. On PostgreSQL the
+    rows are share-locked, so a cancel either waits for this transaction (and then cancels what it
+    reserved) or is seen by it; SQLite has one writer at a time."""
+    ids = sorted(set(campaign_ids))
+    if not ids:
+        return set()
+    query = select(col(Campaign.id), col(Campaign.status)).where(col(Campaign.id).in_(ids))
+    if not is_sqlite(session.get_bind()):
+        query = query.with_for_update(read=True)
+    return {cid for cid, status in session.exec(query) if cid is not None and status == CANCELLED_STATUS}

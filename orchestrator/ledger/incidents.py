@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, distinct, func, or_, select, update
+from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
+from orchestrator.ledger.cancel import cancel_waiting
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Incident, IncidentUpdate, MessageStatus, utcnow
 from orchestrator.reasons import SUPERSEDED
@@ -93,25 +94,9 @@ def cancel_superseded(incident_pk: int, keep_key: str) -> int:
     Only ``planned`` and ``deferred`` rows change (a dispatcher that claimed one first sends it).
     """
     m = MESSAGE.c
-    waiting = [MessageStatus.planned.value, MessageStatus.deferred.value]
     with session_scope() as session:
-        query = select(m.id, m.reason_codes).where(
-            m.incident_id == incident_pk, m.status.in_(waiting), m.dedupe_key != keep_key,
-            ~m.dedupe_key.startswith(keep_key, autoescape=True),
-        )
-        if not is_sqlite(session.get_bind()):
-            query = query.with_for_update(skip_locked=True)
-        rows = session.connection().execute(query).all()
-        if rows:
-            now = utcnow()
-            session.connection().execute(
-                update(MESSAGE)
-                .where(m.id == bindparam("b_id"), or_(*(m.status == s for s in waiting)))
-                .values(status=MessageStatus.cancelled.value, reason_codes=bindparam("b_codes"),
-                        updated_at=now),
-                [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), RESOLVED_FIRST]} for r in rows],
-            )
-    return len(rows)
+        return cancel_waiting(session, m.incident_id == incident_pk, m.dedupe_key != keep_key,
+                              ~m.dedupe_key.startswith(keep_key, autoescape=True), reason=RESOLVED_FIRST)
 
 
 def _heard(incident_pk: int, resolved_key: str) -> list[Any]:

@@ -18,6 +18,7 @@ from orchestrator.clock_times import clock_or_none
 from orchestrator.consent import current_consent
 from orchestrator.contact_points import channel_columns, contact_points
 from orchestrator.db import get_engine, member_of
+from orchestrator.ledger.campaigns import cancelled_campaigns
 from orchestrator.ledger.reservations import RowEncoder, insert_reserved
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import (
@@ -46,6 +47,10 @@ class ReservedRow:
     message_id: int | None
     dedupe_key: str = ""
     send_at: datetime | None = None
+
+
+# Counted in a result, never written: intents of a campaign an operator cancelled.
+CAMPAIGN_CANCELLED = "cancelled"
 
 
 @dataclass
@@ -214,6 +219,10 @@ def reserve_in(session: Session, intents: list[Intent], now: datetime, policy: P
     """
     validate_intents(intents, policy)
     result = ReserveResult()
+    stopped = cancelled_campaigns(session, (i.campaign_id for i in intents if i.campaign_id is not None))
+    if stopped:  # an operator cancelled the campaign: nothing more is reserved for it
+        result.counts[CAMPAIGN_CANCELLED] = sum(1 for i in intents if i.campaign_id in stopped)
+        intents = [i for i in intents if i.campaign_id not in stopped]
     if not intents:
         return result
     sqlite = session.get_bind().dialect.name == "sqlite"
