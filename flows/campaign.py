@@ -8,6 +8,7 @@ the due-sweeper (``flows/dispatch_due.py``). The campaign's record: ``orchestrat
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from math import ceil
 from typing import Any
 
@@ -20,10 +21,10 @@ from flows.common import (
     summary_table_artifact,
     tag_flow_run,
 )
-from flows.pipeline import audience_size, chunk_ranges, publish, run_pipeline
+from flows.pipeline import ChunkRange, audience_size, chunk_ranges, publish, run_pipeline
 from orchestrator.campaign_params import CampaignError, check_campaign
 from orchestrator.experiments import Percent, VariantSpec, build_experiment, save_experiment
-from orchestrator.ledger.campaigns import set_campaign_status, upsert_campaign
+from orchestrator.ledger.campaigns import is_cancelled, set_campaign_status, upsert_campaign
 from orchestrator.ledger.summaries import ledger_summary
 from orchestrator.policy.intents import IntentRecipe
 from orchestrator.policy.plan import plan_audience
@@ -102,11 +103,20 @@ def campaign(
     tag_flow_run(topic, f"campaign:{name}")
     progress = Progress(f"campaign-{name}-progress", total, description=f"Campaign {name}: customers done")
     # bulk: an outage notice meanwhile goes first (flows.pipeline)
-    run = run_pipeline(chunk_ranges(SegmentAudience(segment), recipe, chunk_size), traffic="bulk",
-                       progress=progress)
+    chunks = _until_cancelled(chunk_ranges(SegmentAudience(segment), recipe, chunk_size), campaign_id)
+    run = run_pipeline(chunks, traffic="bulk", progress=progress)
     set_campaign_status(campaign_id, "dispatched")
     ledger = ledger_summary(campaign_id=campaign_id)
     publish(f"campaign-{name}", f"Campaign {name}", facts, ledger, run)
     return {"flow": "campaign", "name": name, "campaign_id": campaign_id, "dry_run": False,
             "audience": total, **run.as_dict(), "ledger": ledger.as_dict()}
 
+
+def _until_cancelled(chunks: Iterable[ChunkRange], campaign_id: int) -> Iterator[ChunkRange]:
+    """The chunks, until an operator cancels the campaign (``orchestrator campaign cancel``): the run
+    then stops at its next chunk (chunks already reserving reserve nothing more)."""
+    for chunk in chunks:
+        if is_cancelled(campaign_id):
+            get_run_logger().warning("the campaign was cancelled: no more chunks are reserved")
+            return
+        yield chunk

@@ -329,3 +329,32 @@ def test_a_scheduled_campaign_cancelled_before_its_time_sends_nothing_and_cannot
     again = run_campaign(send_time="now")
     assert again.is_failed() and "cannot run again" in str(again.message)
     assert ledger("campaign:spring").keys() == rows.keys()  # nothing new reserved
+
+
+def test_a_campaign_cancelled_while_it_runs_stops_at_its_next_chunk(prefect_harness, sqlite_url, providers,
+                                                                    monkeypatch):
+    from orchestrator.ledger.campaigns import cancel_campaign
+
+    for i in range(12):
+        add_customer(f"c{i}", email=f"c{i}@example.com")
+    calls: list[int] = []
+    one_at_a_time = threading.Lock()
+    reserve_chunk = pipeline.reserve_chunk
+
+    def reserve_then_cancel(intents):
+        with one_at_a_time:  # the first chunk's reservation and the cancel, before any other chunk
+            result = reserve_chunk(intents)
+            calls.append(len(intents))
+            if len(calls) == 1:
+                cancel_campaign("spring")
+            return result
+
+    monkeypatch.setattr(pipeline, "reserve_chunk", reserve_then_cancel)
+
+    result = run_campaign(chunk_size=1).result()
+
+    # 12 chunks of one customer; at most the window of 4 was reserving when the cancel came.
+    assert len(calls) <= 5, calls
+    rows = ledger("campaign:spring")
+    assert len(rows) == 1 and {m.status for m in rows.values()} == {MessageStatus.cancelled}
+    assert result["reserved"].get("cancelled", 0) == len(calls) - 1  # counted, not written

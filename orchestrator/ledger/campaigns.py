@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from orchestrator.db import is_sqlite, session_scope
+from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
 from orchestrator.ledger.cancel import cancel_waiting
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Campaign, utcnow
@@ -95,6 +95,12 @@ def cancel_campaign(name: str) -> CampaignCancel:
             select(MESSAGE.c.status, func.count()).where(ours).group_by(MESSAGE.c.status))
         statuses = {str(status): int(n) for status, n in counted}
     return CampaignCancel(name, cancelled, already, statuses)
+
+
+def is_cancelled(campaign_id: int) -> bool:
+    """Whether an operator cancelled the campaign (a quick read; a run asks before each chunk)."""
+    query = select(col(Campaign.status)).where(col(Campaign.id) == campaign_id)
+    return bool(ShortTransactionReader().execute(query).scalar() == CANCELLED_STATUS)
 
 
 def cancelled_campaigns(session: Session, campaign_ids: Iterable[int]) -> set[int]:
