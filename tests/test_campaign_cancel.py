@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.db import session_scope
+from orchestrator.dispatch.run import dispatch_due
 from orchestrator.ledger.campaigns import CampaignCancelled, cancel_campaign, upsert_campaign
 from orchestrator.models import Campaign, Message, MessageStatus
 from orchestrator.policy import Intent, load_policy, reserve_chunk
@@ -22,6 +23,8 @@ from orchestrator.policy import reserve as reserve_module
 from orchestrator.policy.explain import explain_customer
 from orchestrator.reasons import describe
 from orchestrator.settings import REPO_ROOT
+from tests.support.ledger import add_messages, use_mini_templates
+from tests.support.recording_adapter import RecordingAdapter
 from tests.test_policy_reserve import add_customers
 
 POLICY = load_policy(REPO_ROOT / "policy.yaml")
@@ -135,3 +138,25 @@ def test_a_cancel_during_a_reservation_waits_for_it_and_cancels_what_it_reserved
     assert outcome["reserved"].count("planned") == 20
     assert outcome["cancel"].cancelled == 20
     assert {m.status for m in statuses(campaign_id).values()} == {"cancelled"}
+
+
+def test_a_message_that_was_being_sent_at_the_cancel_and_came_back_for_a_retry_is_cancelled(
+        db_url, tmp_path, monkeypatch):
+    use_mini_templates(tmp_path / "templates", monkeypatch)
+    campaign_id = new_campaign()
+    ids = add_customers(2)
+    in_flight, _ = add_messages(ids, template="promo", dedupe="campaign:spring", campaign_id=campaign_id)
+    with session_scope() as s:
+        s.execute(update(Message).where(Message.id == in_flight).values(status=MessageStatus.sending))
+    assert cancel("spring").exit_code == 0
+    assert statuses(campaign_id)[ids[0]].status == "sending"  # it may be at the provider: left alone
+    with session_scope() as s:  # the provider said "later": the message waits for a retry
+        s.execute(update(Message).where(Message.id == in_flight).values(status=MessageStatus.deferred))
+    adapter = RecordingAdapter("email")
+
+    report = dispatch_due(adapters={"email": adapter})
+
+    assert adapter.sent == [] and report.total("sent") == 0
+    assert statuses(campaign_id)[ids[1]].status == "cancelled"  # never claimed: cancelled at once
+    again = statuses(campaign_id)[ids[0]]
+    assert again.status == "cancelled" and again.reason_codes[-1] == "cancelled:campaign"

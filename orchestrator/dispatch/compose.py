@@ -1,8 +1,8 @@
 """Compose: the claimed messages as their customers will see them, or the reason they cannot go out.
 
 Customers, consent and suppressions are loaded in bulk; each message is rendered for its
-channel, tone and locale. A message that cannot go out (past its deadline, no address, opted
-out, suppressed address, render error) is settled here without a provider call.
+channel, tone and locale. A message that cannot go out (its campaign cancelled, past its deadline,
+no address, opted out, suppressed address, render error) is settled here without a provider call.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from channels.base import OutboundMessage
 from orchestrator.consent import consent_allows, current_consent, opt_in_required, suppressed_addresses
 from orchestrator.contact_points import channel_columns, reach_of
 from orchestrator.db import member_of, session_scope
+from orchestrator.ledger.campaigns import CANCELLED_BY_OPERATOR, cancelled_campaigns
 from orchestrator.ledger.changes import LedgerChange, settled
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.links import unsubscribe_url
@@ -70,6 +71,7 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
             if address:
                 by_channel.setdefault(m.channel, set()).add(address)
         blocked = {ch: suppressed_addresses(session, ch, addrs) for ch, addrs in by_channel.items()}
+        stopped = cancelled_campaigns(session, {m.campaign_id for m in messages.values() if m.campaign_id})
     opt_in = {ch: opt_in_required(ch) for ch in channels}  # asked once per batch, not per message
     out = Composed([], [])
     renderable: list[tuple[ClaimedMessage, Any, str]] = []
@@ -77,7 +79,9 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         customer = customers.get(m.customer_id)
         address = address_of[mid]
         outcome: LedgerChange
-        if m.deadline is not None and m.deadline < now:
+        if m.campaign_id in stopped:  # e.g. deferred by a provider's "later", then cancelled
+            outcome = settled(m, MessageStatus.cancelled, CANCELLED_BY_OPERATOR, "the campaign was cancelled")
+        elif m.deadline is not None and m.deadline < now:
             outcome = settled(m, MessageStatus.failed, EXPIRED.code("deadline"),
                               f"deadline {m.deadline:%Y-%m-%d %H:%M} UTC passed")
         elif customer is None or not address:

@@ -36,7 +36,7 @@ from orchestrator.privacy import redact_text
 from orchestrator.reasons import GAVE_UP, NOT_SENT, PACE, PERMANENT, TRANSIENT, reason_of
 
 # Outcomes that end a message's journey without a send: their reason joins the row's reason codes.
-TERMINAL = (MessageStatus.failed, MessageStatus.suppressed, MessageStatus.reconcile)
+TERMINAL = (MessageStatus.failed, MessageStatus.suppressed, MessageStatus.cancelled, MessageStatus.reconcile)
 
 
 @dataclass
