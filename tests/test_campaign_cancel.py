@@ -42,7 +42,7 @@ def intents(ids: list[int], campaign_id: int | None, key: str = "campaign:spring
                    campaign_id=campaign_id) for i in ids]
 
 
-def statuses(campaign_id: int) -> dict[int, Message]:
+def campaign_rows(campaign_id: int) -> dict[int, Message]:
     with session_scope() as s:
         rows = s.exec(select(Message).where(Message.campaign_id == campaign_id)).all()
         return {m.customer_id: m for m in rows}
@@ -56,7 +56,7 @@ def test_cancel_stops_what_has_not_gone_out_and_explain_says_why(db_url):
     campaign_id = new_campaign()
     ids = add_customers(5)
     reserve_chunk(intents(ids, campaign_id), now=NOON, policy=POLICY)
-    rows = statuses(campaign_id)
+    rows = campaign_rows(campaign_id)
     # One went out, one is being sent, one waits for its slot; two are planned.
     set_to = {ids[0]: MessageStatus.sent, ids[1]: MessageStatus.sending, ids[2]: MessageStatus.deferred}
     with session_scope() as s:
@@ -69,7 +69,7 @@ def test_cancel_stops_what_has_not_gone_out_and_explain_says_why(db_url):
     answer = json.loads(result.stdout)
     assert answer["cancelled"] == 3 and answer["already_cancelled"] is False
     assert answer["statuses"] == {"sent": 1, "sending": 1, "cancelled": 3}
-    after = statuses(campaign_id)
+    after = campaign_rows(campaign_id)
     assert {cid: m.status for cid, m in after.items()} == {
         ids[0]: "sent", ids[1]: "sending", ids[2]: "cancelled", ids[3]: "cancelled", ids[4]: "cancelled"}
     assert after[ids[3]].reason_codes[-1] == "cancelled:campaign"
@@ -100,7 +100,7 @@ def test_a_cancelled_campaign_reserves_nothing_more_and_cannot_run_again(db_url)
                            now=NOON, policy=POLICY)
 
     assert result.counts.get("cancelled") == 2  # counted, not written
-    assert statuses(campaign_id) == {}
+    assert campaign_rows(campaign_id) == {}
     assert len([r for r in result.rows if r.message_id is not None]) == 2  # other work goes on
     with pytest.raises(CampaignCancelled, match="was cancelled: it cannot run again"):
         upsert_campaign("spring", "all", "marketing", "promo", None, "now")
@@ -137,7 +137,7 @@ def test_a_cancel_during_a_reservation_waits_for_it_and_cancels_what_it_reserved
     assert waited
     assert outcome["reserved"].count("planned") == 20
     assert outcome["cancel"].cancelled == 20
-    assert {m.status for m in statuses(campaign_id).values()} == {"cancelled"}
+    assert {m.status for m in campaign_rows(campaign_id).values()} == {"cancelled"}
 
 
 def test_a_message_that_was_being_sent_at_the_cancel_and_came_back_for_a_retry_is_cancelled(
@@ -149,7 +149,7 @@ def test_a_message_that_was_being_sent_at_the_cancel_and_came_back_for_a_retry_i
     with session_scope() as s:
         s.execute(update(Message).where(Message.id == in_flight).values(status=MessageStatus.sending))
     assert cancel("spring").exit_code == 0
-    assert statuses(campaign_id)[ids[0]].status == "sending"  # it may be at the provider: left alone
+    assert campaign_rows(campaign_id)[ids[0]].status == "sending"  # it may be at the provider: left alone
     with session_scope() as s:  # the provider said "later": the message waits for a retry
         s.execute(update(Message).where(Message.id == in_flight).values(status=MessageStatus.deferred))
     adapter = RecordingAdapter("email")
@@ -157,6 +157,6 @@ def test_a_message_that_was_being_sent_at_the_cancel_and_came_back_for_a_retry_i
     report = dispatch_due(adapters={"email": adapter})
 
     assert adapter.sent == [] and report.total("sent") == 0
-    assert statuses(campaign_id)[ids[1]].status == "cancelled"  # never claimed: cancelled at once
-    again = statuses(campaign_id)[ids[0]]
+    assert campaign_rows(campaign_id)[ids[1]].status == "cancelled"  # never claimed: cancelled at once
+    again = campaign_rows(campaign_id)[ids[0]]
     assert again.status == "cancelled" and again.reason_codes[-1] == "cancelled:campaign"

@@ -328,6 +328,9 @@ def test_a_scheduled_campaign_cancelled_before_its_time_sends_nothing_and_cannot
 
     again = run_campaign(send_time="now")
     assert again.is_failed() and "cannot run again" in str(again.message)
+    refused = CliRunner().invoke(app, ["campaign", "run", "spring", "--segment", "all", "--template",
+                                       "spring_sale", "--sample-data"])  # refused before Prefect starts
+    assert refused.exit_code == 2 and "was cancelled: it cannot run again" in " ".join(refused.output.split())
     assert ledger("campaign:spring").keys() == rows.keys()  # nothing new reserved
 
 

@@ -71,9 +71,12 @@ def run(
     """Run a campaign: decide, reserve and send, a chunk of customers at a time."""
     from orchestrator.campaign_params import check_campaign
     from orchestrator.experiments import build_experiment, parse_variant_option
+    from orchestrator.ledger.campaigns import refuse_if_cancelled
 
     facts = read_facts(template, data, data_file, sample_data)
     try:  # bad input fails here, before a Prefect run starts
+        if not dry_run:
+            refuse_if_cancelled(name)
         topic_used = check_campaign(template, topic, facts, send_time, tone)
         variants = [parse_variant_option(text) for text in variant or []]
         experiment = build_experiment(variants, holdout)

@@ -40,6 +40,17 @@ class CampaignCancel:
     statuses: dict[str, int]  # the campaign's messages by status, after the cancel
 
 
+def refuse_if_cancelled(name: str, status: str | None = None) -> None:
+    """Raises ``CampaignCancelled`` for a cancelled campaign's name (``status``: the campaign's, if
+    already read; otherwise it is read)."""
+    if status is None:
+        query = select(col(Campaign.status)).where(col(Campaign.name) == name)
+        status = ShortTransactionReader().execute(query).scalar()
+    if status == CANCELLED_STATUS:
+        raise CampaignCancelled(f"campaign {name!r} was cancelled: it cannot run again (give the campaign a "
+                                "new name)")
+
+
 def upsert_campaign(name: str, segment: str, topic: str, template: str, tone: str | None,
                     send_time: str) -> int | None:
     """The campaign row's id for ``name``, created or updated (a re-run reuses it); None when
@@ -48,9 +59,8 @@ def upsert_campaign(name: str, segment: str, topic: str, template: str, tone: st
         try:
             with session_scope() as session:
                 campaign = session.exec(select(Campaign).where(Campaign.name == name)).first()
-                if campaign is not None and campaign.status == CANCELLED_STATUS:
-                    raise CampaignCancelled(f"campaign {name!r} was cancelled: it cannot run again "
-                                            "(give the campaign a new name)")
+                if campaign is not None:
+                    refuse_if_cancelled(name, campaign.status)
                 if campaign is None:
                     campaign = Campaign(name=name, segment=segment, topic=topic, template=template)
                 campaign.segment, campaign.topic, campaign.template = segment, topic, template
