@@ -79,6 +79,7 @@ def test_cancel_stops_what_has_not_gone_out_and_explain_says_why(db_url):
         [latest] = explain_customer(s, ids[2])[:1]
     assert latest.status == "cancelled"
     assert describe(latest.reason_codes[-1]) == "cancelled: an operator stopped the campaign"
+    assert latest.reason_text == f"{rows[ids[2]].reason_text} Cancelled: an operator stopped the campaign."
 
     again = cancel("spring")
     assert again.exit_code == 0, again.output

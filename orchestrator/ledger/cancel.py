@@ -13,24 +13,28 @@ from sqlmodel import Session
 from orchestrator.db import is_sqlite
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import MessageStatus, utcnow
+from orchestrator.reasons import describe
 
 NOT_GONE_OUT = (MessageStatus.planned.value, MessageStatus.deferred.value)
 
 
 def cancel_waiting(session: Session, *where: ColumnElement[bool], reason: str) -> int:
     """Cancels the rows matching ``where`` that have not gone out, adding ``reason`` to their
-    reason codes, in the caller's transaction. Returns how many."""
+    reason codes and its words to their explanation, in the caller's transaction. Returns how many."""
     m = MESSAGE.c
-    query = select(m.id, m.reason_codes).where(*where, m.status.in_(NOT_GONE_OUT))
+    query = select(m.id, m.reason_codes, m.reason_text).where(*where, m.status.in_(NOT_GONE_OUT))
     if not is_sqlite(session.get_bind()):
         query = query.with_for_update(skip_locked=True)
     rows = session.connection().execute(query).all()
+    said = describe(reason)
+    said = f"{said[:1].upper()}{said[1:]}."  # the decision's words, then this sentence
     if rows:
         session.connection().execute(
             update(MESSAGE)
             .where(m.id == bindparam("b_id"), or_(*(m.status == s for s in NOT_GONE_OUT)))
             .values(status=MessageStatus.cancelled.value, reason_codes=bindparam("b_codes"),
-                    updated_at=utcnow()),
-            [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), reason]} for r in rows],
+                    reason_text=bindparam("b_text"), updated_at=utcnow()),
+            [{"b_id": r.id, "b_codes": [*(r.reason_codes or []), reason],
+              "b_text": f"{r.reason_text} {said}".strip()} for r in rows],
         )
     return len(rows)
