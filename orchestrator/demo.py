@@ -103,8 +103,6 @@ def examples(dedupe_keys: list[str], limit: int = 5) -> list[tuple[str, Example]
                 address = {"email": customer.email, "sms": customer.phone, "phone": customer.phone,
                            "social": handle}.get(message.channel)
                 why = message.reason_text or ", ".join(message.reason_codes)
-                if message.status == MessageStatus.cancelled:
-                    why = f"{why} Cancelled: the incident was resolved before it went out."
                 out.append((label, Example(customer.external_id, message.channel,
                                            mask_address(message.channel, address), message.status,
                                            why.strip())))
