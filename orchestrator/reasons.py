@@ -123,6 +123,14 @@ def has_kind(code: str, kinds: frozenset[Kind]) -> bool:
     return kind_of(code) in kinds
 
 
+def says_why(code: str, status: str) -> bool:
+    """Whether ``code`` says why a message stands at ``status``: why a deferred one waits, why any
+    other was not sent. Route, preference and bypass codes say how a message goes, never why."""
+    if status == "deferred":
+        return has_kind(code, WHY_IT_WAITS)
+    return not has_kind(code, HOW_IT_GOES)
+
+
 def describe(code: str) -> str:
     """A code in words: ``quiet_hours:sms`` -> "quiet hours for SMS (...)"; unknown codes unchanged."""
     reason = reason_of(code)

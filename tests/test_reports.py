@@ -62,8 +62,10 @@ def seed() -> dict[str, int]:
             "dropped": message(4, "failed", **camp),
             "sms": message(5, "delivered", channel="sms", delivered=10, locale="es", **camp),
             "deferred": message(6, "deferred", channel="sms", sent=None,
-                                reason_codes=["quiet_hours:sms", "send_time:10:00"], **camp),
-            "suppressed": message(7, "suppressed", sent=None, reason_codes=["do_not_contact"], **camp),
+                                reason_codes=["consent:opted_out", "fallback:email->sms", "route:sms",
+                                              "quiet_hours:sms", "send_time:10:00"], **camp),
+            "suppressed": message(7, "suppressed", sent=None, reason_codes=["preference:email", "do_not_contact"],
+                                  **camp),
             "notice": message(0, "delivered", delivered=1, topic="outage", template="outage_notice",
                               tone="urgent", incident_id=outage.id),
             "call": message(1, "sent", channel="phone", topic="outage", template="outage_notice",
@@ -111,6 +113,7 @@ def test_a_campaign_report_counts_every_stage_once_per_message(db_url):
         "cancelled": 0, "sent": 6, "delivered": 4, "opened": 2, "machine_opened": 2, "clicked": 1,
         "bounced": 1, "dropped": 1, "spam_reports": 1, "unsubscribed": 2, "failed": 1, "reconcile": 0,
         "replies": 1, "phone_tasks_opened": 0, "phone_tasks_done_within_sla": 0}
+    # Only the codes that say why: not the route it would take, nor why it left email for SMS.
     assert funnel["deferred_by_reason"] == {"quiet_hours:sms": 1, "send_time:10:00": 1}
     assert funnel["suppressed_by_reason"] == {"do_not_contact": 1}
     found = {name: (r["value"], r["numerator"], r["denominator"]) for name, r in report["rates"].items()}

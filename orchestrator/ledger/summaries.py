@@ -13,7 +13,7 @@ from sqlalchemy import String, cast, distinct, func, select
 from orchestrator.db import read_scope
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import MessageStatus
-from orchestrator.reasons import HOW_IT_GOES, RETRY, WHY_IT_WAITS, has_kind
+from orchestrator.reasons import RETRY, says_why
 
 NOT_YET_SENT = {MessageStatus.planned.value, MessageStatus.sending.value}
 REACHED = {MessageStatus.sent.value, MessageStatus.delivered.value}
@@ -24,11 +24,11 @@ def standing_reason(status: str, codes: list[str], last_error: str | None, attem
     if status in NOT_YET_SENT or status in REACHED:
         return ""
     if status == MessageStatus.deferred:
-        reasons = [c for c in codes if has_kind(c, WHY_IT_WAITS)]
+        reasons = [c for c in codes if says_why(c, status)]
         if attempts > 0 and last_error:
             reasons.append(RETRY.code(last_error.split(":", 1)[0]))  # a provider said "later"
     else:
-        reasons = sorted({c for c in codes if not has_kind(c, HOW_IT_GOES)})
+        reasons = sorted({c for c in codes if says_why(c, status)})
     return " + ".join(reasons)
 
 

@@ -39,6 +39,7 @@ from orchestrator.models import (
     PhoneTask,
     table_of,
 )
+from orchestrator.reasons import says_why
 
 M = MESSAGE
 E = table_of(DeliveryEvent)
@@ -184,14 +185,15 @@ def audience(session: Session, where: ColumnElement[bool]) -> int:
 
 
 def reasons(session: Session, where: ColumnElement[bool], status: MessageStatus) -> dict[str, int]:
-    """Messages per reason code among those with ``status`` (a message may carry several)."""
+    """Messages per reason code among those with ``status`` (a message may carry several): only the
+    codes that say why they stand there, not how they would go (``route:sms``)."""
     dialect = session.get_bind().dialect.name
     elements = func.json_each if dialect == "sqlite" else func.json_array_elements_text
     code = elements(M.c.reason_codes).table_valued("value").alias("code")
     query = (select(code.c.value, func.count()).select_from(M).join(code, true())
              .where(where, M.c.status == status.value).group_by(code.c.value))
     found = sorted(session.execute(query).all(), key=lambda r: (-r[1], r[0]))
-    return {str(value): int(n) for value, n in found}
+    return {str(value): int(n) for value, n in found if says_why(str(value), status.value)}
 
 
 def phone_tasks(session: Session, where: ColumnElement[bool]) -> dict[str, int]:
