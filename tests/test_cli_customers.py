@@ -73,6 +73,8 @@ def test_show_masks_contact_details_unless_revealed(imported):
     assert revealed["profile"]["email"] == "ananya.singh@example.org"
     text = run("customers", "show", "cust-0004")
     assert text.exit_code == 0 and "ananya.singh@example.org" not in text.stdout
+    assert ("Preferences: preferred channels: social, email; frequency: any; quiet hours: none of their own; "
+            "do not contact: no") in " ".join(text.stdout.split())
     assert run("customers", "show", "nobody").exit_code == 1
 
 

@@ -139,6 +139,15 @@ def import_command(
     if report.imported + report.updated + report.unchanged == 0:
         fail("nothing was imported" + (": every row was rejected" if report.rejected else ""), 1)
 
+def preference_words(prefs: dict[str, Any]) -> str:
+    """A customer's own preferences as people read them."""
+    own_quiet = prefs["quiet_start"] and prefs["quiet_end"]
+    quiet = f"{prefs['quiet_start']}-{prefs['quiet_end']} local" if own_quiet else "none of their own"
+    return "; ".join((f"preferred channels: {', '.join(prefs['preferred_channels']) or 'none'}",
+                      f"frequency: {prefs['frequency']}", f"quiet hours: {quiet}",
+                      f"do not contact: {'yes' if prefs['do_not_contact'] else 'no'}"))
+
+
 @customers_app.command("show")
 def show_command(
     external_id: str = typer.Argument(..., help="The customer's external_id."),
@@ -180,7 +189,7 @@ def show_command(
             {"channel": channel, "topic": topic, "state": state}
             for (_, channel, topic), state in sorted(consent.items())
         ],
-        "preferences": preference.model_dump(include=set(PREFERENCE_COLUMNS)) if preference else None,
+        "preferences": {k: getattr(preference, k) for k in PREFERENCE_COLUMNS} if preference else None,
         "messages": [
             {"id": m.id, "created_at": m.created_at, "channel": m.channel, "topic": m.topic,
              "template": m.template, "status": m.status, "send_at": m.send_at,
@@ -212,7 +221,7 @@ def show_command(
         consent_table.add_row(entry["channel"], entry["topic"], entry["state"])
     console.print(consent_table if data["consent"] else "No consent records (allowed by default).")
     prefs = data["preferences"]
-    shown = ", ".join(f"{k}={v}" for k, v in prefs.items()) if prefs else "none recorded (defaults)"
+    shown = preference_words(prefs) if prefs else "none recorded (defaults)"
     console.print(Text.assemble("Preferences: ", plain(shown)), highlight=False)
     ledger = DataTable(title="Last 10 ledger rows")
     for column in ("id", "created", "channel", "topic", "status", "send at", "reasons"):
