@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli.flow_runs import parse_pairs, print_flow_summary, run_flow
-from orchestrator.cli.output import console, err_console, fail, print_json
+from orchestrator.cli.output import console, err_console, fail, print_json, print_progress_table
 
 campaign_app = typer.Typer(help="Campaigns: one message to a segment, within caps, quiet hours and consent.",
                            no_args_is_help=True)
@@ -107,6 +107,7 @@ def cancel(
     from dataclasses import asdict
 
     from orchestrator.ledger.campaigns import UnknownCampaign, cancel_campaign
+    from orchestrator.ledger.summaries import progress
 
     try:
         done = cancel_campaign(name)
@@ -116,7 +117,7 @@ def cancel(
         print_json(asdict(done))
         return
     statuses = done.statuses
-    gone = sum(statuses.get(s, 0) for s in ("sent", "delivered", "bounced"))  # providers accepted them
+    gone = progress(statuses)["sent"]
     lines = [f"Campaign {name} {'was already' if done.already_cancelled else 'is'} cancelled: "
              f"{done.cancelled} message(s) that had not gone out now never will "
              f"({statuses.get('cancelled', 0)} cancelled in all).",
@@ -127,6 +128,28 @@ def cancel(
                  "`orchestrator explain <customer id>`.")
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@campaign_app.command("list")
+def list_command(
+    limit: int = typer.Option(20, "--limit", min=1, help="How many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The latest campaigns: where each stands and its messages sent, waiting, suppressed, cancelled."""
+    from orchestrator.ledger.campaigns import list_campaigns
+    from orchestrator.ledger.summaries import progress
+
+    listed = list_campaigns(limit)
+    rows = [{"name": c.name, "status": c.status, "segment": c.segment, "topic": c.topic,
+             "template": c.template, "tone": c.tone, "send_time": c.send_time,
+             "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
+             "messages": entry.statuses, **progress(entry.statuses)}
+            for entry in listed for c in (entry.campaign,)]
+    if as_json:
+        print_json(rows)
+        return
+    print_progress_table("Campaigns, newest first", rows, ("name", "status"),
+                         "orchestrator report campaign <name>")
 
 
 def _warn_without_one_click(template: str, others: list[str]) -> None:

@@ -13,7 +13,7 @@ import typer
 
 from orchestrator.cli.flow_runs import parse_pairs, print_flow_summary, run_flow
 from orchestrator.cli.local_prefect import start_local_server
-from orchestrator.cli.output import console, err_console, fail, print_json
+from orchestrator.cli.output import console, err_console, fail, print_json, print_progress_table
 from orchestrator.outage_notice import Severity, Status
 
 outage_app = typer.Typer(help="Outage and incident notices: fast, once per update, closed when resolved.",
@@ -88,6 +88,27 @@ def _handed_over(service_url: str, token: str | None, incident: dict[str, Any], 
                  f"who was notified: `orchestrator report incident {incident_id}`."):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     return True
+
+
+@outage_app.command("list")
+def list_command(
+    limit: int = typer.Option(20, "--limit", min=1, help="How many, the latest updated first."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The latest incidents: their updates and their notices sent, waiting, suppressed, cancelled."""
+    from orchestrator.ledger.incidents import list_incidents
+    from orchestrator.ledger.summaries import progress
+
+    rows = [{"incident": i.incident_key, "title": i.title, "severity": i.severity, "status": i.status,
+             "updates": entry.updates, "created_at": i.created_at.isoformat(),
+             "updated_at": i.updated_at.isoformat(), "messages": entry.statuses, **progress(entry.statuses)}
+            for entry in list_incidents(limit) for i in (entry.incident,)]
+    if as_json:
+        print_json(rows)
+        return
+    columns = ("incident", "status", "severity")
+    details = "orchestrator report incident <incident>"
+    print_progress_table("Incidents, latest updated first", rows, columns, details)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 from rich.table import Table
@@ -63,6 +64,32 @@ class DataTable(Table):
 
 console = SafeConsole()
 err_console = SafeConsole(stderr=True)
+
+
+PROGRESS_WORDS = {"sent": "sent", "waiting": "waiting", "suppressed": "suppressed", "cancelled": "cancelled",
+                  "failed": "failed", "to_reconcile": "to reconcile"}
+
+
+def print_progress_table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...],
+                         details: str) -> None:
+    """Campaigns or incidents, one per row: ``columns`` of their own, then their messages by progress
+    (``orchestrator.ledger.summaries.progress``, groups with none left out), and where to look closer."""
+    if not rows:
+        console.print("None yet.")
+        return
+    table = DataTable(title=title, box=box.SIMPLE_HEAD)
+    table.add_column(columns[0], overflow="fold")  # the name to type next: folded, never cut
+    for column in (*columns[1:], "created (UTC)", "messages"):
+        table.add_column(column)
+    for row in rows:
+        counts = [f"{row[key]} {words}" for key, words in PROGRESS_WORDS.items() if row[key] or key == "sent"]
+        created = row["created_at"][:16].replace("T", " ")
+        table.add_row(*(str(row[c] or "") for c in columns), created, ", ".join(counts))
+    console.print(table)
+    notes = ["sent: the provider took them; waiting: planned, deferred or being sent.", f"Details: {details}"]
+    if any(row["to_reconcile"] for row in rows):
+        notes.append("To reconcile after a crash: orchestrator reconcile list")
+    console.print(" ".join(notes), markup=False, highlight=False)
 
 
 def print_json(data: Any) -> None:

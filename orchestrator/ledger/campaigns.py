@@ -14,8 +14,9 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
+from orchestrator.db import ShortTransactionReader, is_sqlite, read_scope, session_scope
 from orchestrator.ledger.cancel import cancel_waiting
+from orchestrator.ledger.summaries import statuses_per
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Campaign, utcnow
 from orchestrator.reasons import CANCELLED
@@ -105,6 +106,23 @@ def cancel_campaign(name: str) -> CampaignCancel:
             select(MESSAGE.c.status, func.count()).where(ours).group_by(MESSAGE.c.status))
         statuses = {str(status): int(n) for status, n in counted}
     return CampaignCancel(name, cancelled, already, statuses)
+
+
+@dataclass(frozen=True)
+class CampaignListing:
+    campaign: Campaign
+    statuses: dict[str, int]  # its messages by status
+
+
+def list_campaigns(limit: int = 20) -> list[CampaignListing]:
+    """The most recently created campaigns, newest first, with their messages by status."""
+    with read_scope() as session:
+        campaigns = list(session.exec(select(Campaign).order_by(col(Campaign.created_at).desc(),
+                                                                col(Campaign.id).desc()).limit(limit)))
+        ids = [c.id for c in campaigns if c.id is not None]
+        counts = statuses_per(session, MESSAGE.c.campaign_id, ids)
+        session.expunge_all()
+    return [CampaignListing(c, counts.get(c.id, {}) if c.id is not None else {}) for c in campaigns]
 
 
 def is_cancelled(campaign_id: int) -> bool:

@@ -17,8 +17,9 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from orchestrator.db import ShortTransactionReader, is_sqlite, session_scope
+from orchestrator.db import ShortTransactionReader, is_sqlite, read_scope, session_scope
 from orchestrator.ledger.cancel import cancel_waiting
+from orchestrator.ledger.summaries import statuses_per
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Incident, IncidentUpdate, MessageStatus, utcnow
 from orchestrator.reasons import SUPERSEDED
@@ -42,6 +43,30 @@ class RecordedUpdate:
     # a "resolved" sent with a summary only still names the problem and links the status page.
     title: str | None
     status_page_url: str | None
+
+
+@dataclass(frozen=True)
+class IncidentListing:
+    incident: Incident
+    updates: list[str]  # the statuses notified, in order
+    statuses: dict[str, int]  # its notices by status
+
+
+def list_incidents(limit: int = 20) -> list[IncidentListing]:
+    """The most recently updated incidents, newest first, with their updates and notices by status."""
+    with read_scope() as session:
+        incidents = list(session.scalars(select(Incident).order_by(col(Incident.updated_at).desc(),
+                                                                   col(Incident.id).desc()).limit(limit)))
+        ids = [i.id for i in incidents if i.id is not None]
+        counts = statuses_per(session, MESSAGE.c.incident_id, ids)
+        updates: dict[int, list[str]] = {}
+        if ids:
+            query = (select(col(IncidentUpdate.incident_id), col(IncidentUpdate.status))
+                     .where(col(IncidentUpdate.incident_id).in_(ids)).order_by(col(IncidentUpdate.id)))
+            for incident_pk, status in session.execute(query):
+                updates.setdefault(incident_pk, []).append(status)
+        session.expunge_all()
+    return [IncidentListing(i, updates.get(i.id or 0, []), counts.get(i.id or 0, {})) for i in incidents]
 
 
 def record_update(incident_id: str, status: str, severity: str, summary: str, *, title: str | None,

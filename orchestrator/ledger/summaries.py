@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, distinct, func, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
 
 from orchestrator.db import read_scope
 from orchestrator.ledger.tables import MESSAGE
@@ -17,6 +19,35 @@ from orchestrator.reasons import RETRY, says_why
 
 NOT_YET_SENT = {MessageStatus.planned.value, MessageStatus.sending.value}
 REACHED = {MessageStatus.sent.value, MessageStatus.delivered.value}
+
+
+# How an operator's listing groups a run's messages by status.
+PROGRESS = {
+    "sent": (MessageStatus.sent, MessageStatus.delivered, MessageStatus.bounced),  # the provider took them
+    "waiting": (MessageStatus.planned, MessageStatus.deferred, MessageStatus.sending),
+    "suppressed": (MessageStatus.suppressed,),
+    "cancelled": (MessageStatus.cancelled,),
+    "failed": (MessageStatus.failed,),
+    "to_reconcile": (MessageStatus.reconcile,),
+}
+
+
+def progress(statuses: dict[str, int]) -> dict[str, int]:
+    """Messages by status -> the listing's groups (``PROGRESS``)."""
+    return {group: sum(statuses.get(s.value, 0) for s in members) for group, members in PROGRESS.items()}
+
+
+def statuses_per(session: Session, owner: ColumnElement[Any], ids: list[int]) -> dict[int, dict[str, int]]:
+    """Messages by status for each id of ``owner`` (``message.campaign_id`` or ``incident_id``), in
+    one grouped query."""
+    if not ids:
+        return {}
+    counted = session.connection().execute(
+        select(owner, MESSAGE.c.status, func.count()).where(owner.in_(ids)).group_by(owner, MESSAGE.c.status))
+    out: dict[int, dict[str, int]] = {i: {} for i in ids}
+    for owner_id, status, n in counted:
+        out[int(owner_id)][str(status)] = int(n)
+    return out
 
 
 def standing_reason(status: str, codes: list[str], last_error: str | None, attempts: int) -> str:
