@@ -57,6 +57,7 @@ def test_the_demo_runs_end_to_end_explains_itself_and_never_sends_twice(demo_env
     assert "Not sent (yet), and why" in out and "asked not to be contacted" in out
     assert "Public social post: posted" in out
     assert "Earlier notices cancelled before they went out:" in out
+    assert "orchestrator dispatch-due" in out  # how what waits goes out, without a Prefect worker
     assert first.stdout.count("Cancelled:") == 1  # the cancelled example says why once, from the ledger
     assert str(root / "outbox") in first.stdout.replace("\n", "")
     sent = outbox_lines(root)

@@ -20,9 +20,11 @@ from prefect.client.schemas.filters import (
 from prefect.logging.handlers import APILogHandler
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
+from typer.testing import CliRunner
 
 from flows.common import artifact_key, dispatch_markdown, run_name
 from flows.dispatch_due import DispatchConfigurationError, dispatch_due_flow
+from orchestrator.cli import app
 from orchestrator.db import session_scope
 from orchestrator.dispatch.report import DispatchReport
 from orchestrator.ledger.changes import Failure
@@ -260,3 +262,34 @@ def test_the_dispatch_task_retries_database_hiccups_but_not_bugs(prefect_harness
     with pytest.raises(ValueError, match="limit"):
         one_chunk(limit=-1)
     assert len(calls) == 1
+
+
+def test_the_command_sends_what_is_due_and_says_when_the_rest_falls_due(prefect_harness, sqlite_url):
+    cids = add_customers(3)
+    due = add_messages(cids[:2], status=MessageStatus.deferred, send_at=utcnow() - timedelta(minutes=1))
+    later_at = (utcnow() + timedelta(hours=2)).replace(microsecond=0)
+    later = add_messages(cids[2:], status=MessageStatus.deferred, send_at=later_at, dedupe="later")
+
+    result = CliRunner().invoke(app, ["dispatch-due", "--json"])
+
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert (answer["sent"], answer["waiting_later"]) == (2, 1)
+    assert answer["next_due_at"] == later_at.isoformat()
+    assert {m.status for m in messages(due).values()} == {MessageStatus.sent}
+    assert {m.status for m in messages(later).values()} == {MessageStatus.deferred}
+    text = " ".join(CliRunner().invoke(app, ["dispatch-due"]).stdout.split())
+    assert "nothing was due" in text and f"the first falls due at {later_at:%Y-%m-%d %H:%M} UTC" in text
+
+
+def test_the_command_names_an_unconfigured_channel_and_fails(prefect_harness, sqlite_url, monkeypatch):
+    from orchestrator.settings import get_settings
+
+    monkeypatch.setenv("ORCH_CHANNEL_ADAPTERS", '{"email": "no-such-adapter"}')
+    get_settings.cache_clear()
+    ids = add_messages(add_customers(1))
+
+    result = CliRunner().invoke(app, ["dispatch-due"])
+
+    assert result.exit_code == 1 and "no-such-adapter" in result.stderr
+    assert {m.status for m in messages(ids).values()} == {MessageStatus.deferred}

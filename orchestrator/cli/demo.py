@@ -96,7 +96,8 @@ def demo(
         outcome = label if label == ex.status else f"{label} ({ex.status})"
         table.add_row(ex.customer, outcome, ex.channel, ex.address, ex.why)
     console.print(table)
-    console.print("Ask about anyone: [bold]orchestrator explain <customer id>[/]")
+    console.print("Ask about anyone: [bold]orchestrator explain <customer id>[/]. What waits (quiet hours, "
+                  "send times) goes out when it falls due: [bold]orchestrator dispatch-due[/].")
 
     new = sum(n for _, r in runs for s, n in r.get("reserved", {}).items() if s != "duplicate")
     if not new:

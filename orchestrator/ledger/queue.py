@@ -10,7 +10,7 @@ after it leaves ``sending`` rows, which ``reconcile.reconcile_stuck`` flags inst
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import String, and_, func, or_, select, update
@@ -119,6 +119,20 @@ def count_due(
     )
     with session_scope(url) as session:
         return int(session.execute(query).scalar_one())
+
+
+def waiting_later(*, now: datetime | None = None, channels: Iterable[str] | None = None,
+                  url: str | None = None) -> tuple[int, datetime | None]:
+    """Deferred messages not due yet: how many, and when the first of them falls due (UTC)."""
+    query = select(func.count(), func.min(MESSAGE.c.send_at)).where(
+        MESSAGE.c.status == MessageStatus.deferred, MESSAGE.c.send_at > (now or utcnow()))
+    if channels is not None:
+        query = query.where(MESSAGE.c.channel.in_(list(channels)))
+    with session_scope(url) as session:
+        waiting, first = session.execute(query).one()
+    if first is not None and first.tzinfo is None:
+        first = first.replace(tzinfo=UTC)  # SQLite keeps the ledger's UTC times naive
+    return int(waiting), first
 
 
 def due_conditions(
