@@ -264,7 +264,10 @@ def test_ledger_never_holds_a_dedupe_key_twice_per_customer(db_url):
     assert sorted(n for _, n in counts) == [1] * 5
 
 
-def test_plan_command_for_a_segment_writes_nothing(db_url):
+def test_plan_command_for_a_segment_writes_nothing(db_url, monkeypatch):
+    from orchestrator.cli.output import console
+
+    monkeypatch.setattr(console, "_width", 200)  # the reasons' words on one line each
     premium = add_customers(3, tier="premium", timezone="Asia/Kathmandu")
     add_customers(2)
     with session_scope() as s:
@@ -280,6 +283,9 @@ def test_plan_command_for_a_segment_writes_nothing(db_url):
     assert summary["reasons"]["send_time:10:00"] == 3 and summary["reasons"]["consent:opted_out"] == 1
     table = runner.invoke(app, args)
     assert table.exit_code == 0 and "defer" in table.stdout
+    shown = " ".join(table.stdout.split())
+    assert "scheduled for 10:00 in the customer's own time zone" in shown  # each code in words
+    assert "opted out of this topic or channel" in shown
     assert ledger() == []
     unknown = runner.invoke(app, ["plan", "--segment", "nope", "--template", "spring_sale", "--sample-data"])
     assert unknown.exit_code == 2 and "unknown segment 'nope'" in unknown.output

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from orchestrator.cli.campaign import FactsFileOption, FactsOption, SampleFactsOption, read_facts
 from orchestrator.cli.output import DataTable, console, fail, plain, print_json
+from orchestrator.reasons import describe
 
 
 def _parse_at(value: str | None) -> datetime | None:
@@ -103,12 +104,14 @@ def plan(
     channels.add_column("customers", justify="right")
     for name, n in summary.channels.most_common():
         channels.add_row(name, str(n))
-    reasons = Table(title="Reasons")
+    reasons = DataTable(title="Reasons")
     reasons.add_column("reason code")
+    reasons.add_column("meaning", overflow="fold")
     reasons.add_column("customers", justify="right")
     for name, n in summary.reasons.most_common():
-        reasons.add_row(name, str(n))
-    console.print(outcomes, channels, reasons)
+        reasons.add_row(name, describe(name), str(n))
+    nobody = "Channels: none (nobody would be sent anything)."
+    console.print(outcomes, channels if summary.channels else nobody, reasons)
     if summary.last_send_at is not None:
         from orchestrator.policy.config import load_policy
 
