@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from orchestrator.db import ShortTransactionReader, is_sqlite, read_scope, session_scope
 from orchestrator.ledger.cancel import cancel_waiting
-from orchestrator.ledger.summaries import statuses_per
+from orchestrator.ledger.summaries import latest_with_statuses, statuses_per
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Campaign, utcnow
 from orchestrator.reasons import CANCELLED
@@ -102,9 +101,7 @@ def cancel_campaign(name: str) -> CampaignCancel:
         session.flush()
         ours = MESSAGE.c.campaign_id == campaign.id
         cancelled = cancel_waiting(session, ours, reason=CANCELLED_BY_OPERATOR)
-        counted = session.connection().execute(
-            select(MESSAGE.c.status, func.count()).where(ours).group_by(MESSAGE.c.status))
-        statuses = {str(status): int(n) for status, n in counted}
+        statuses = statuses_per(session, MESSAGE.c.campaign_id, [campaign.id])[campaign.id]
     return CampaignCancel(name, cancelled, already, statuses)
 
 
@@ -117,12 +114,10 @@ class CampaignListing:
 def list_campaigns(limit: int = 20) -> list[CampaignListing]:
     """The most recently created campaigns, newest first, with their messages by status."""
     with read_scope() as session:
-        campaigns = list(session.exec(select(Campaign).order_by(col(Campaign.created_at).desc(),
-                                                                col(Campaign.id).desc()).limit(limit)))
-        ids = [c.id for c in campaigns if c.id is not None]
-        counts = statuses_per(session, MESSAGE.c.campaign_id, ids)
+        newest = col(Campaign.created_at)
+        latest = latest_with_statuses(session, Campaign, newest, MESSAGE.c.campaign_id, limit)
         session.expunge_all()
-    return [CampaignListing(c, counts.get(c.id, {}) if c.id is not None else {}) for c in campaigns]
+    return [CampaignListing(campaign, statuses) for campaign, statuses in latest]
 
 
 def is_cancelled(campaign_id: int) -> bool:

@@ -19,7 +19,7 @@ from sqlmodel import col
 
 from orchestrator.db import ShortTransactionReader, is_sqlite, read_scope, session_scope
 from orchestrator.ledger.cancel import cancel_waiting
-from orchestrator.ledger.summaries import statuses_per
+from orchestrator.ledger.summaries import latest_with_statuses
 from orchestrator.ledger.tables import MESSAGE
 from orchestrator.models import Incident, IncidentUpdate, MessageStatus, utcnow
 from orchestrator.reasons import SUPERSEDED
@@ -55,10 +55,9 @@ class IncidentListing:
 def list_incidents(limit: int = 20) -> list[IncidentListing]:
     """The most recently updated incidents, newest first, with their updates and notices by status."""
     with read_scope() as session:
-        incidents = list(session.scalars(select(Incident).order_by(col(Incident.updated_at).desc(),
-                                                                   col(Incident.id).desc()).limit(limit)))
-        ids = [i.id for i in incidents if i.id is not None]
-        counts = statuses_per(session, MESSAGE.c.incident_id, ids)
+        newest = col(Incident.updated_at)
+        latest = latest_with_statuses(session, Incident, newest, MESSAGE.c.incident_id, limit)
+        ids = [incident.id for incident, _ in latest]
         updates: dict[int, list[str]] = {}
         if ids:
             query = (select(col(IncidentUpdate.incident_id), col(IncidentUpdate.status))
@@ -66,7 +65,8 @@ def list_incidents(limit: int = 20) -> list[IncidentListing]:
             for incident_pk, status in session.execute(query):
                 updates.setdefault(incident_pk, []).append(status)
         session.expunge_all()
-    return [IncidentListing(i, updates.get(i.id or 0, []), counts.get(i.id or 0, {})) for i in incidents]
+    return [IncidentListing(incident, updates.get(incident.id or 0, []), statuses)
+            for incident, statuses in latest]
 
 
 def record_update(incident_id: str, status: str, severity: str, summary: str, *, title: str | None,

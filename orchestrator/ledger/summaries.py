@@ -37,6 +37,16 @@ def progress(statuses: dict[str, int]) -> dict[str, int]:
     return {group: sum(statuses.get(s.value, 0) for s in members) for group, members in PROGRESS.items()}
 
 
+def latest_with_statuses(session: Session, model: Any, newest_first: Any, owner: ColumnElement[Any],
+                         limit: int) -> list[tuple[Any, dict[str, int]]]:
+    """The ``limit`` newest rows of ``model`` (campaigns, incidents) by ``newest_first``, each with its
+    messages by status (``owner``: the message column naming it)."""
+    query = select(model).order_by(newest_first.desc(), model.id.desc()).limit(limit)
+    rows = list(session.scalars(query))
+    counts = statuses_per(session, owner, [row.id for row in rows])
+    return [(row, counts[row.id]) for row in rows]
+
+
 def statuses_per(session: Session, owner: ColumnElement[Any], ids: list[int]) -> dict[int, dict[str, int]]:
     """Messages by status for each id of ``owner`` (``message.campaign_id`` or ``incident_id``), in
     one grouped query."""
