@@ -84,7 +84,7 @@ def _read_to_close(sock: socket.socket) -> bytes:
 
 def _health_answer(sock: socket.socket) -> bytes:
     answer = b""
-    while not answer.endswith(b'{"ok":true}'):
+    while not answer.endswith(b'{"ok":true,"database":"ok"}'):
         chunk = sock.recv(65536)
         assert chunk, answer
         answer += chunk
