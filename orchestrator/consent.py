@@ -172,8 +172,10 @@ def opt_out(session: Session, customer_id: int, channel: str, topic: str, source
     changed = record_consent(session, customer_id, channel, topic, ConsentState.opted_out, source)
     session.flush()
     consent = current_consent(session, [customer_id])
-    channels = [channel] if channel != ANY else list(installed_channels())
-    topics = [topic] if topic != ANY else sorted({t for (_, _, t) in consent if t != ANY})
+    # "Everything" overrides the broad records too: "SMS, every topic: yes" and "every channel,
+    # marketing: yes" would each beat "every channel, every topic: no".
+    channels = [channel] if channel != ANY else [ANY, *installed_channels()]
+    topics = [topic] if topic != ANY else [ANY, *sorted({t for (_, _, t) in consent if t != ANY})]
     for ch in channels:
         for tp in topics:
             if consent_allows(consent, customer_id, ch, tp, opt_in_required(ch)):

@@ -257,6 +257,21 @@ def close_calls_for_incident(session: Session, incident_pk: int, note: str, *,
     return closed, rewritten
 
 
+def erase_calls(session: Session, customer_id: int, note: str, *, now: datetime | None = None) -> int:
+    """The customer's personal data is being erased: calls not made yet are closed (``cancelled``,
+    ``note`` as their outcome), and every call's script and notes, which name and quote the
+    customer, are emptied. Returns how many calls there were."""
+    now = now or utcnow()
+    tasks = list(session.scalars(select(PhoneTask).where(col(PhoneTask.customer_id) == customer_id)
+                                 .order_by(col(PhoneTask.id)).with_for_update()))
+    for task in tasks:
+        if task.status in ACTIVE:
+            task.status = TaskStatus.cancelled.value
+        task.script, task.outcome, task.updated_at = "", note, now
+        session.add(task)
+    return len(tasks)
+
+
 def close_incident_calls(incident_pk: int, note: str) -> tuple[int, int]:
     """``close_calls_for_incident`` in a transaction of its own."""
     with session_scope() as session:

@@ -79,6 +79,7 @@ NO_ADDRESS = Reason("no_address", Kind.suppression, lambda a: f"no {_channel(a)}
 SUPPRESSED = Reason("suppressed", Kind.suppression, lambda a: f"address suppressed ({a})")
 SUPERSEDED = Reason("superseded", Kind.suppression, lambda a: f"cancelled: the incident was {a} first")
 CANCELLED = Reason("cancelled", Kind.suppression, lambda a: f"cancelled: an operator stopped the {a}")
+ERASED = Reason("erased", Kind.suppression, lambda a: "cancelled: the customer's personal data was erased")
 HOLDOUT = Reason("holdout", Kind.suppression,
                  lambda a: f"in the holdout group of campaign {a} (kept from it to measure its effect)")
 DEADLINE = Reason("deadline", Kind.suppression,
@@ -95,7 +96,7 @@ RECONCILE = Reason("reconcile", Kind.failure,
 VOCABULARY: dict[str, Reason] = {r.name: r for r in (
     ROUTE, PREFERENCE, BYPASS, HIGH_TOUCH, FALLBACK, ESCALATION, SEND_TIME,
     QUIET_HOURS, DEFER, PACE, RETRY, TRANSIENT, NOT_SENT,
-    CAP, CONSENT, DO_NOT_CONTACT, NO_ADDRESS, SUPPRESSED, SUPERSEDED, CANCELLED, HOLDOUT, DEADLINE,
+    CAP, CONSENT, DO_NOT_CONTACT, NO_ADDRESS, SUPPRESSED, SUPERSEDED, CANCELLED, ERASED, HOLDOUT, DEADLINE,
     PERMANENT, GAVE_UP, EXPIRED, RENDER_ERROR, RECONCILE,
 )}
 

@@ -139,6 +139,7 @@ def import_command(
     if report.imported + report.updated + report.unchanged == 0:
         fail("nothing was imported" + (": every row was rejected" if report.rejected else ""), 1)
 
+
 def preference_words(prefs: dict[str, Any]) -> str:
     """A customer's own preferences as people read them."""
     own_quiet = prefs["quiet_start"] and prefs["quiet_end"]
@@ -260,6 +261,39 @@ def list_command(
         print_json({"segment": chosen.name, "count": total, "customers": rows})
         return
     console.print(customers_table(rows, title=f"Segment {chosen.name}: {len(rows)} of {total}"))
+
+
+@customers_app.command("erase")
+def erase_command(
+    external_id: str = typer.Argument(..., help="The customer's external_id."),
+    yes: bool = typer.Option(False, "--yes", help="Erase without asking (scripts, a request queue)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Erase a customer's personal data on their request: profile, addresses, their own words, the
+    facts of their messages. What they were sent, when and why stays, naming no one; they are opted
+    out of everything, so nothing more goes to them."""
+    from orchestrator.audience.erasure import UnknownCustomer, erase_customer
+
+    question = f"Erase the personal data of customer {external_id}? This cannot be undone"
+    if not yes and not typer.confirm(question):
+        fail("nothing was erased", 1)
+    try:
+        with database_errors():
+            done = erase_customer(external_id)
+    except UnknownCustomer as exc:
+        fail(str(exc), 1)
+    if as_json:
+        print_json(done.as_dict())
+        return
+    lines = [f"Customer {external_id}: personal data erased. They are opted out of everything and marked "
+             "do-not-contact; the next import of this external id applies only what it changes.",
+             f"Messages: {done.messages} kept without their facts ({done.cancelled} that had not gone out "
+             f"cancelled); addresses on other channels: {done.contact_points} deleted; their own words: "
+             f"{done.feedback}; calls: {done.phone_tasks}; provider reports: {done.delivery_events}; "
+             f"outbox copies: {done.outbox_entries} deleted.",
+             "Providers keep their own copies of what was sent (SendGrid, Twilio, X): erase there too."]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

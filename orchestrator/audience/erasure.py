@@ -1,0 +1,113 @@
+"""Erasing a customer's personal data on request (the right to erasure), in one transaction.
+
+This module is the one list of where a customer's personal data lives; a table that starts holding
+some must be added here (``tests/test_customer_erasure.py`` fails for a table it does not know).
+
+Goes: name, email, phone, X ids, attributes, customer-since date, time zone and locale (the row keeps
+its external id, so a later import finds it); addresses on other channels (``contact_point``); the
+facts of every ledger row; the customer's own words (SMS replies, survey comments: the scores stay);
+call scripts and agents' notes; what providers reported about the messages (the events' payloads:
+their kinds and times stay, so reports still count them); the local outbox's copies. What had not
+gone out is cancelled, calls not made are closed.
+
+Stays, naming no one: the ledger rows (when, which channel, which template, why), conversions, and
+the consent and preference history, which ends with an opt-out from everything and do-not-contact:
+the proof that we must not write again, and what keeps a re-import of the same customer from
+undoing it (an import applies only what differs from what it said last). Suppressed addresses stay
+too: they keep bounced and complaining addresses from being mailed by anyone's import.
+
+Providers keep their own copies of what was sent (SendGrid, Twilio, X): erase there as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlmodel import col
+
+from orchestrator.consent import ANY, opt_out, update_preferences
+from orchestrator.db import is_sqlite, session_scope
+from orchestrator.ledger.erasure import erase_messages
+from orchestrator.ledger.tables import MESSAGE
+from orchestrator.models import (
+    ContactPoint,
+    Customer,
+    CustomerFeedback,
+    DeliveryEvent,
+    OutboxEntry,
+    table_of,
+    utcnow,
+)
+from orchestrator.phone_tasks import erase_calls
+
+SOURCE_ERASURE = "erasure"
+ERASED_NOTE = "closed: the customer's personal data was erased"
+
+# Every table with a customer or message column, and what erasure does with it (checked by a test).
+ERASED_WHERE = {
+    "customer": "personal fields cleared",
+    "contact_point": "deleted",
+    "message": "facts emptied, what had not gone out cancelled (orchestrator.ledger.erasure)",
+    "customer_feedback": "the customer's words emptied",
+    "phone_task": "scripts and notes emptied, calls not made closed (orchestrator.phone_tasks)",
+    "delivery_event": "provider payloads emptied",
+    "outbox_entry": "deleted",
+    "consent_event": "kept: ends with an opt-out from everything",
+    "preference_event": "kept: ends with do-not-contact",
+    "contact_preference": "kept: do-not-contact",
+    "conversion_event": "kept: names no one",
+}
+
+
+class UnknownCustomer(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Erasure:
+    external_id: str
+    erased_at: datetime
+    messages: int  # ledger rows whose facts were emptied
+    cancelled: int  # of them, those that had not gone out
+    contact_points: int
+    feedback: int
+    phone_tasks: int
+    delivery_events: int
+    outbox_entries: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "erased_at": self.erased_at.isoformat()}
+
+
+def erase_customer(external_id: str, *, now: datetime | None = None) -> Erasure:
+    """Erases the personal data of the customer with ``external_id``; running it again is harmless."""
+    now = now or utcnow()
+    with session_scope() as session:
+        query = select(Customer).where(col(Customer.external_id) == external_id)
+        if not is_sqlite(session.get_bind()):
+            query = query.with_for_update()  # an import writing the same customer waits
+        customer = session.scalars(query).first()
+        if customer is None or customer.id is None:
+            raise UnknownCustomer(f"no customer with external id {external_id!r}")
+        cid = customer.id
+        cancelled, messages = erase_messages(session, cid)
+        theirs = select(MESSAGE.c.id).where(MESSAGE.c.customer_id == cid)
+        events, outbox = table_of(DeliveryEvent), table_of(OutboxEntry)
+        points, feedback = table_of(ContactPoint), table_of(CustomerFeedback)
+        run = session.connection().execute
+        reports = run(update(events).where(events.c.message_id.in_(theirs)).values(payload={})).rowcount
+        copies = run(delete(outbox).where(outbox.c.message_id.in_(theirs))).rowcount
+        addresses = run(delete(points).where(points.c.customer_id == cid)).rowcount
+        words = run(update(feedback).where(feedback.c.customer_id == cid).values(body="")).rowcount
+        calls = erase_calls(session, cid, ERASED_NOTE, now=now)
+        opt_out(session, cid, ANY, ANY, SOURCE_ERASURE)
+        update_preferences(session, cid, SOURCE_ERASURE, do_not_contact=True)
+        customer.name, customer.email, customer.phone = "", None, None
+        customer.x_user_id = customer.x_handle = None
+        customer.attributes, customer.customer_since = {}, None
+        customer.timezone, customer.locale, customer.updated_at = "UTC", "en", now
+        session.add(customer)
+    return Erasure(external_id, now, messages, cancelled, addresses, words, calls, reports, copies)
