@@ -114,6 +114,9 @@ def test_erasure_removes_what_names_her_and_keeps_what_we_did(db_url):
 
     again = erase("anna", "--yes", "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["cancelled"] == 0
+    shown = CliRunner().invoke(app, ["customers", "show", "anna", "--json"])
+    assert json.loads(shown.stdout)["erased_at"] == json.loads(again.stdout)["erased_at"]  # the latest
+    assert "Personal data erased on" in CliRunner().invoke(app, ["customers", "show", "anna"]).stdout
 
 
 def test_a_reimport_restores_what_the_file_says_but_not_consent(db_url, tmp_path: Path):

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlmodel import col
+from sqlalchemy import delete, func, select, update
+from sqlmodel import Session, col
 
 from orchestrator.consent import ANY, opt_out, update_preferences
 from orchestrator.db import is_sqlite, session_scope
@@ -38,6 +38,7 @@ from orchestrator.models import (
     CustomerFeedback,
     DeliveryEvent,
     OutboxEntry,
+    PreferenceEvent,
     table_of,
     utcnow,
 )
@@ -82,6 +83,13 @@ class Erasure:
         return {**asdict(self), "erased_at": self.erased_at.isoformat()}
 
 
+def erased_at(session: Session, customer_id: int) -> datetime | None:
+    """When the customer's personal data was last erased, if ever (the audit trail says)."""
+    query = select(func.max(col(PreferenceEvent.created_at))).where(
+        col(PreferenceEvent.customer_id) == customer_id, col(PreferenceEvent.source) == SOURCE_ERASURE)
+    return session.execute(query).scalar_one_or_none()
+
+
 def erase_customer(external_id: str, *, now: datetime | None = None) -> Erasure:
     """Erases the personal data of the customer with ``external_id``; running it again is harmless."""
     now = now or utcnow()
@@ -105,6 +113,9 @@ def erase_customer(external_id: str, *, now: datetime | None = None) -> Erasure:
         calls = erase_calls(session, cid, ERASED_NOTE, now=now)
         opt_out(session, cid, ANY, ANY, SOURCE_ERASURE)
         update_preferences(session, cid, SOURCE_ERASURE, do_not_contact=True)
+        # Each erasure on the record, even a repeated one.
+        session.add(PreferenceEvent(customer_id=cid, changes={"personal_data": "erased"},
+                                    source=SOURCE_ERASURE, created_at=now))
         customer.name, customer.email, customer.phone = "", None, None
         customer.x_user_id = customer.x_handle = None
         customer.attributes, customer.customer_since = {}, None

@@ -159,6 +159,7 @@ def show_command(
     ledger rows."""
     from sqlmodel import col, select
 
+    from orchestrator.audience.erasure import erased_at
     from orchestrator.consent import current_consent
     from orchestrator.contact_points import addresses_of, point_rows
     from orchestrator.customer_import.columns import PREFERENCE_COLUMNS
@@ -177,7 +178,9 @@ def show_command(
         messages = session.exec(latest.limit(10)).all()
         addresses = addresses_of(session, [customer])[customer_id]
         points = {p.channel: p for p in point_rows(session, customer_id)}
+        erased = erased_at(session, customer_id)
     data: dict[str, Any] = {  # what --json prints
+        "erased_at": erased.isoformat() if erased else None,
         "profile": {**customer_row(customer, reveal=reveal), "x_user_id": customer.x_user_id},
         "attributes": customer.attributes,
         "contact_points": [
@@ -207,6 +210,9 @@ def show_command(
     attributes = {f"attr.{k}": v for k, v in customer.attributes.items()}
     for key, value in {**data["profile"], **attributes}.items():
         profile.add_row(key, "" if value is None else str(value))
+    if erased is not None:
+        console.print(f"Personal data erased on {erased:%Y-%m-%d %H:%M} UTC at the customer's request.",
+                      markup=False, highlight=False)
     console.print(profile)
     reach = DataTable(title="Addresses per channel")
     for column in ("channel", "address", "verified", "source"):
