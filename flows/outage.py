@@ -170,6 +170,7 @@ def outage_notice(
              "social post": posted.get("post_id") or posted.get("reason")}
     publish(f"outage-{label}", f"Incident {incident_id}: {status}", facts, ledger, run)
     return {"flow": "outage-notice", "incident_id": incident_id, "status": status, "severity": severity,
-            "new_update": recorded, "audience": total, "cancelled": cancelled, "post": posted,
+            "new_update": recorded, "first_update": update.first_status, "audience": total,
+            "cancelled": cancelled, "post": posted,
             "calls_closed": calls[0], "calls_rewritten": calls[1],
             **run.as_dict(), "ledger": ledger.as_dict()}

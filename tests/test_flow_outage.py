@@ -102,6 +102,21 @@ def test_resolved_cancels_notices_still_waiting_and_tells_everyone_who_heard(pre
     assert [r.address for r in sendgrid.requests] == ["ada@example.com", "ada@example.com"]
     assert twilio.requests == []  # the night owl hears nothing at all: neither the notice nor the all-clear
     assert len(x.posts()) == 2 and "faulty configuration change" in x.posts()[1]
+    assert result["first_update"] == "investigating"
+
+
+def test_a_resolution_nobody_was_told_about_reaches_no_one_and_says_why(prefect_harness, sqlite_url,
+                                                                        providers, capsys):
+    from orchestrator.cli.flow_runs import print_flow_summary
+
+    sendgrid, _, _ = providers
+    add_customer("ada", email="ada@example.com", region="eu")
+
+    result = notify("resolved", summary="a blip", social_post=False).result()
+
+    assert (result["first_update"], result["audience"], sendgrid.requests) == ("resolved", 0, [])
+    print_flow_summary(result, "Incident inc-42: resolved")
+    assert "No earlier update of this incident was sent" in " ".join(capsys.readouterr().out.split())
 
 
 def test_resolved_without_a_title_says_what_was_resolved_and_closes_the_agents_calls(

@@ -75,6 +75,9 @@ def print_flow_summary(result: dict[str, Any], title: str) -> None:
     if result.get("fallbacks"):
         console.print("Fell back to another channel: "
                       + ", ".join(f"{n} {s}" for s, n in sorted(result["fallbacks"].items())))
+    if result.get("status") == "resolved" and result.get("first_update") == "resolved":
+        console.print("No earlier update of this incident was sent, so its resolution reaches no customer: "
+                      "it goes to those told of an earlier update.")
     if "cancelled" in result and result.get("status") == "resolved":
         console.print(f"Earlier notices cancelled before they went out: {result['cancelled']}")
         if result.get("calls_closed") or result.get("calls_rewritten"):
