@@ -292,7 +292,8 @@ def erase_command(
         print_json(done.as_dict())
         return
     lines = [f"Customer {external_id}: personal data erased. They are opted out of everything and marked "
-             "do-not-contact; the next import of this external id applies only what it changes.",
+             "do-not-contact. An import that still holds them would bring their profile back (not their "
+             "consent): erase them at the source too.",
              f"Messages: {done.messages} kept without their facts ({done.cancelled} that had not gone out "
              f"cancelled); addresses on other channels: {done.contact_points} deleted; their own words: "
              f"{done.feedback}; calls: {done.phone_tasks}; provider reports: {done.delivery_events}; "
