@@ -7,6 +7,7 @@ file, unknown format, no external_id column, unknown segment).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -269,6 +270,38 @@ def list_command(
     console.print(customers_table(rows, title=f"Segment {chosen.name}: {len(rows)} of {total}"))
 
 
+@customers_app.command("export")
+def export_command(
+    external_id: str = typer.Argument(..., help="The customer's external_id."),
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the JSON here (readable by you only), not to the terminal.")] = None,
+) -> None:
+    """Everything held about a customer, unmasked, as one JSON document: for their request to see
+    their data or take it elsewhere."""
+    import os
+
+    from orchestrator.audience.export import export_customer
+    from orchestrator.audience.personal_data import UnknownCustomer
+
+    try:
+        with database_errors():
+            document = export_customer(external_id)
+    except UnknownCustomer as exc:
+        fail(str(exc), 1)
+    if out is None:
+        print_json(document)
+        return
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}", 2)
+    console.print(f"Wrote the data held about customer {external_id} to {out}.", markup=False,
+                  highlight=False)
+
+
 @customers_app.command("erase")
 def erase_command(
     external_id: str = typer.Argument(..., help="The customer's external_id."),
@@ -278,7 +311,8 @@ def erase_command(
     """Erase a customer's personal data on their request: profile, addresses, their own words, the
     facts of their messages. What they were sent, when and why stays, naming no one; they are opted
     out of everything, so nothing more goes to them."""
-    from orchestrator.audience.erasure import UnknownCustomer, erase_customer
+    from orchestrator.audience.erasure import erase_customer
+    from orchestrator.audience.personal_data import UnknownCustomer
 
     question = f"Erase the personal data of customer {external_id}? This cannot be undone"
     if not yes and not typer.confirm(question):

@@ -1,5 +1,6 @@
-"""``orchestrator customers erase``: a customer's personal data goes, what we sent them and why stays
-(naming no one), nothing more reaches them, and a re-import does not undo the opt-out."""
+"""A customer's personal data: ``customers export`` shows all of it; after ``customers erase`` none of
+it is left, what we sent them and why stays (naming no one), nothing more reaches them, and a
+re-import does not undo the opt-out."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from channels.channel_set import installed_channels
-from orchestrator.audience.erasure import ERASED_WHERE
+from orchestrator.audience.personal_data import WHERE_IT_LIVES
 from orchestrator.cli import app
 from orchestrator.consent import consent_allows, current_consent, record_consent
 from orchestrator.customer_import.run import import_customers
@@ -26,6 +27,7 @@ from orchestrator.models import (
     MessageStatus,
     OutboxEntry,
     PhoneTask,
+    Suppression,
 )
 from orchestrator.phone_tasks import TaskRequest, open_tasks
 from orchestrator.policy import Intent, load_policy, reserve_chunk
@@ -119,6 +121,37 @@ def test_erasure_removes_what_names_her_and_keeps_what_we_did(db_url):
     assert "Personal data erased on" in CliRunner().invoke(app, ["customers", "show", "anna"]).stdout
 
 
+def export(external_id: str, tmp_path: Path) -> tuple[dict, str]:
+    out = tmp_path / f"{external_id}.json"
+    result = CliRunner().invoke(app, ["customers", "export", external_id, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o077 == 0  # readable by its owner only
+    return json.loads(out.read_text(encoding="utf-8")), out.read_text(encoding="utf-8")
+
+
+def test_the_export_holds_everything_about_her_and_after_erasure_nothing_that_names_her(db_url, tmp_path):
+    seed_anna()
+    with session_scope() as s:
+        s.add(Suppression(channel="email", address=ANNA["email"], reason="bounce", source="webhook:sendgrid"))
+    personal = [ANNA["email"], "Kowalska", ANNA["phone"][3:], "annak", "Kraków", "late again", "late parcel"]
+
+    before, text = export("anna", tmp_path)
+
+    assert {h.export for h in WHERE_IT_LIVES.values()} <= set(before)
+    assert all(value in text for value in personal)
+    assert before["profile"]["email"] == ANNA["email"] and len(before["messages"]) == 3
+    assert before["contact_points"][0]["address"] == "whatsapp:+48601234567"
+    assert before["suppressed_addresses"][0]["reason"] == "bounce"
+    assert "ada1@example.com" not in text  # nobody else's data
+
+    assert erase("anna", "--yes").exit_code == 0
+    after, text = export("anna", tmp_path)
+
+    assert [value for value in personal if value in text] == []
+    assert len(after["messages"]) == 3 and after["suppressed_addresses"] == []
+    assert CliRunner().invoke(app, ["customers", "export", "nobody"]).exit_code == 1
+
+
 def test_a_reimport_restores_what_the_file_says_but_not_consent(db_url, tmp_path: Path):
     source = tmp_path / "crm.csv"
     source.write_text("external_id,name,email,email_opt_in,marketing_opt_in\n"
@@ -148,9 +181,9 @@ def test_erase_asks_first_and_refuses_an_unknown_customer(db_url):
     assert confirmed.exit_code == 0 and "Providers keep their own copies" in confirmed.stdout
 
 
-def test_every_table_that_can_hold_a_customers_data_is_known_to_erasure(db_url):
-    """A new table with a customer or message column must say what erasure does with it."""
+def test_every_table_that_can_hold_a_customers_data_is_known_to_export_and_erasure(db_url):
+    """A new table with a customer or message column must say what export and erasure do with it."""
     tables = inspect(get_engine()).get_table_names()
     holding = {t for t in tables
                if {"customer_id", "message_id"} & {c["name"] for c in inspect(get_engine()).get_columns(t)}}
-    assert holding | {"customer"} == set(ERASED_WHERE)
+    assert holding | {"customer"} == set(WHERE_IT_LIVES)
