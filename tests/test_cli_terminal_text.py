@@ -7,6 +7,8 @@ Rich markup. The CLI prints them as visible symbols and literal brackets.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -61,6 +63,27 @@ def test_customer_text_is_printed_as_text(hostile_customer, command):
     assert "[red]x[/]" in result.output and "[link=https://evil.example]" in result.output  # not markup
     if command[0] in ("customers", "segments") and "show" not in command:  # addresses, masked
         assert "␛***@e***" in result.output
+
+
+@pytest.mark.parametrize("command", [
+    ["customers", "show", "c-hostile", "--reveal", "--json"],
+    ["customers", "export", "c-hostile"],
+    ["tasks", "list", "--json"],
+])
+def test_json_output_escapes_what_a_terminal_would_obey_and_keeps_the_data(hostile_customer, command):
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    for sequence in OBEYED:
+        assert sequence not in result.output
+    assert HOSTILE in _strings(json.loads(result.output))  # a JSON reader gets the name as it was stored
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
 
 
 def test_errors_quote_input_as_text(sqlite_url):

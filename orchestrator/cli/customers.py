@@ -7,7 +7,6 @@ file, unknown format, no external_id column, unknown segment).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +16,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.output import DataTable, console, database_errors, err_console, fail, plain, print_json
+from orchestrator.cli.output import (
+    DataTable,
+    console,
+    database_errors,
+    err_console,
+    fail,
+    json_text,
+    plain,
+    print_json,
+)
 from orchestrator.privacy import mask_address
 
 if TYPE_CHECKING:  # every command's start imports this module: the database layer loads late
@@ -291,7 +299,7 @@ def export_command(
     if out is None:
         print_json(document)
         return
-    text = json.dumps(document, indent=2, ensure_ascii=False)
+    text = json_text(document)
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

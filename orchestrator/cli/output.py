@@ -92,8 +92,19 @@ def print_progress_table(title: str, rows: list[dict[str, Any]], columns: tuple[
     console.print(" ".join(notes), markup=False, highlight=False)
 
 
+# What JSON itself leaves raw in a string but a terminal may obey: DEL, C1 controls, bidi overrides.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(data: Any) -> str:
+    """Indented JSON that a terminal can show safely: every control character escaped (``\\u009b``),
+    the same data for any JSON reader."""
+    text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    typer.echo(json_text(data))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
