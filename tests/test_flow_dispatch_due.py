@@ -280,6 +280,9 @@ def test_the_command_sends_what_is_due_and_says_when_the_rest_falls_due(prefect_
     assert {m.status for m in messages(later).values()} == {MessageStatus.deferred}
     text = " ".join(CliRunner().invoke(app, ["dispatch-due"]).stdout.split())
     assert "nothing was due" in text and f"the first falls due at {later_at:%Y-%m-%d %H:%M} UTC" in text
+    typo = CliRunner().invoke(app, ["dispatch-due", "--channel", "fax"])
+    assert typo.exit_code == 2
+    assert "unknown channel 'fax' (installed channels: " in " ".join(typo.output.split())
 
 
 def test_the_command_names_an_unconfigured_channel_and_fails(prefect_harness, sqlite_url, monkeypatch):

@@ -22,6 +22,12 @@ def dispatch_due(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Send what has fallen due (deferred past quiet hours, a cap slot, a send time, a retry), once."""
+    from orchestrator.policy.config import known_channel
+
+    try:  # a typo fails before Prefect loads
+        channels = [known_channel(name) for name in channel or []] or None
+    except ValueError as exc:
+        fail(str(exc), 2)
     from flows.garbage_collection import loading_for_good
 
     with loading_for_good():
@@ -29,10 +35,10 @@ def dispatch_due(
     from orchestrator.ledger.queue import waiting_later
 
     try:
-        result = run_flow(dispatch_due_flow, max_messages=max_messages, channels=channel or None)
+        result = run_flow(dispatch_due_flow, max_messages=max_messages, channels=channels)
     except DispatchConfigurationError as exc:
         fail(str(exc), 1)
-    waiting, first = waiting_later(channels=channel or None)
+    waiting, first = waiting_later(channels=channels)
     result |= {"waiting_later": waiting, "next_due_at": first.isoformat() if first else None}
     if as_json:
         print_json(result)
