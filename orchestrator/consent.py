@@ -5,7 +5,7 @@ Consent and preference changes are appended (audit trail), never overwritten sil
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -187,3 +187,31 @@ def opt_in(session: Session, customer_id: int, channel: str, topic: str, source:
     """The customer asked to hear from us again on ``channel`` about ``topic``."""
     return record_consent(session, customer_id, channel, topic, ConsentState.opted_in, source)
 
+
+def keep_consent(
+    session: Session, customer_id: int, channels: Iterable[str], topics: Iterable[str]
+) -> Callable[[str], None]:
+    """Remembers whether each of ``topics`` may reach the customer on ``channels``; the
+    returned function restores that after a broad channel opt-out, so leaving a channel
+    does not silence those topics there (nor re-enable what was opted out before)."""
+    before = current_consent(session, [customer_id])
+    allowed = {(ch, t): consent_allows(before, customer_id, ch, t, opt_in_required(ch))
+               for ch in channels for t in topics}
+
+    def restore(source: str) -> None:
+        session.flush()
+        after = current_consent(session, [customer_id])
+        for (ch, t), was_allowed in allowed.items():
+            if consent_allows(after, customer_id, ch, t, opt_in_required(ch)) != was_allowed:
+                state = ConsentState.opted_in if was_allowed else ConsentState.opted_out
+                record_consent(session, customer_id, ch, t, state, source)
+
+    return restore
+
+
+def leave_channel(session: Session, customer_id: int, channel: str, keep: Iterable[str], source: str) -> None:
+    """Opts the customer out of every message on ``channel`` but those of the ``keep`` topics
+    (required notices such as security alerts), which keep the consent they had."""
+    restore = keep_consent(session, customer_id, [channel], keep)
+    opt_out(session, customer_id, channel, ANY, source)
+    restore(source)

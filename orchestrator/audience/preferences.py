@@ -6,7 +6,6 @@ customer who leaves a channel; service topics keep their consent when a channel 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
@@ -17,6 +16,8 @@ from orchestrator.consent import (
     ANY,
     consent_allows,
     current_consent,
+    keep_consent,
+    leave_channel,
     opt_in_required,
     opt_out,
     record_consent,
@@ -72,9 +73,7 @@ def unsubscribe(session: Session, customer_id: int, channel: str | None, topic: 
     if topic and topic != ANY:
         opt_out(session, customer_id, channel, topic, SOURCE_UNSUBSCRIBE_LINK)
         return f"You will no longer receive {CHOOSABLE_TOPICS.get(topic, topic).lower()} by {label}."
-    restore = _keep_consent(session, customer_id, [channel], required_topics())
-    opt_out(session, customer_id, channel, ANY, SOURCE_UNSUBSCRIBE_LINK)
-    restore(SOURCE_UNSUBSCRIBE_LINK)
+    leave_channel(session, customer_id, channel, required_topics(), SOURCE_UNSUBSCRIBE_LINK)
     return f"You will no longer receive {label} from us, except required notices such as security alerts."
 
 
@@ -140,27 +139,6 @@ def service_topics() -> list[str]:
     return [name for name in load_policy().topics if name not in CHOOSABLE_TOPICS]
 
 
-def _keep_consent(
-    session: Session, customer_id: int, channels: Iterable[str], topics: Iterable[str]
-) -> Callable[[str], None]:
-    """Remembers whether each of ``topics`` may reach the customer on ``channels``; the
-    returned function restores that after a broad channel opt-out, so leaving a channel
-    does not silence those topics there (nor re-enable what was opted out before)."""
-    before = current_consent(session, [customer_id])
-    allowed = {(ch, t): consent_allows(before, customer_id, ch, t, opt_in_required(ch))
-               for ch in channels for t in topics}
-
-    def restore(source: str) -> None:
-        session.flush()
-        after = current_consent(session, [customer_id])
-        for (ch, t), was_allowed in allowed.items():
-            if consent_allows(after, customer_id, ch, t, opt_in_required(ch)) != was_allowed:
-                state = ConsentState.opted_in if was_allowed else ConsentState.opted_out
-                record_consent(session, customer_id, ch, t, state, source)
-
-    return restore
-
-
 def save_choices(session: Session, customer: Customer, choices: PreferenceChoices,
                  source: str = SOURCE_PREFERENCE_CENTRE) -> None:
     """Writes the preference centre's choices as consent and preferences (both audited).
@@ -178,7 +156,7 @@ def save_choices(session: Session, customer: Customer, choices: PreferenceChoice
         raise ValueError(f"unknown choice(s): {', '.join(sorted(unknown))}")
     switched_off = current_choices(session, customer).switched_off - choices.turn_back_on
     unticked = [ch for ch in labels if ch not in choices.channels]
-    restore = _keep_consent(session, cid, unticked, service_topics())
+    restore = keep_consent(session, cid, unticked, service_topics())
     for ch in labels:
         state = ConsentState.opted_in if ch in choices.channels else ConsentState.opted_out
         record_consent(session, cid, ch, ANY, state, source)
