@@ -79,7 +79,7 @@ class ProviderEvent:
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """A message a customer sent us (an SMS reply)."""
+    """A message a customer sent us (an SMS reply, an email reply)."""
 
     provider: str
     channel: str
@@ -87,6 +87,8 @@ class InboundMessage:
     sender: str
     body: str
     keyword: SmsKeyword | None = None  # the provider already recognised the body as a keyword
+    subject: str | None = None  # an email's
+    automatic: bool = False  # sent by a machine (an out-of-office reply), not by the customer
 
 
 def parse_message_id(value: Any) -> int | None:

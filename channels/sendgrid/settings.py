@@ -19,3 +19,4 @@ class SendGridSettings(BaseSettings):
     sandbox: bool = False
     batch_size: int = 1000  # merged messages per Mail Send request (1: one by one)
     webhook_public_key: str | None = None  # verifies the signed Event Webhook
+    inbound_token: SecretStr | None = None  # the password of the Inbound Parse webhook's URL

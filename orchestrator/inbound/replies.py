@@ -1,4 +1,5 @@
-"""What an inbound SMS asks for: opt out, opt back in, help, or nothing (a reply to keep as feedback).
+"""What an inbound SMS (or an email reply) asks for: opt out, opt back in, help, or nothing (a reply
+to keep as feedback).
 
 Since 11 April 2025 a revocation "by any reasonable means" counts (47 CFR 64.1200(a)(10)), not only
 the single keywords carriers act on. The rule, in order:
@@ -7,7 +8,7 @@ the single keywords carriers act on. The rule, in order:
    "all", "me", "texts"...) are set aside, a reply made only of one keyword class is that class:
    "STOP", '"stop."', "Stop please!", "STOP STOP", "cancel all", "HELP".
 2. **Revocation phrases** anywhere in a reply opt out: "opt out", "unsubscribe", "revoke" (my
-   consent), "stop texting/messaging/sending/contacting", "no more texts", "don't text me",
+   consent), "stop texting/messaging/sending/contacting/emailing", "no more texts", "don't text me",
    "remove me", "take me off" (your list)...
 3. **Negation.** A phrase right after "don't", "do not", "never", "not"... ("don't stop the
    service", "please do not unsubscribe me") is not a revocation. A keyword inside a sentence
@@ -37,7 +38,7 @@ _COURTESY = frozenset({
     "please", "pls", "plz", "thanks", "thank", "you", "thx", "ty", "now", "all", "me", "it", "this",
     "sms", "text", "texts", "message", "messages", "ok", "okay", "asap", "immediately",
 })
-_THEM = r"(me|us|texts?|sms|messages?|these|this|them|it|the (texts?|messages?|sms))"
+_THEM = r"(me|us|texts?|sms|messages?|e ?mails?|these|this|them|it|the (texts?|messages?|sms|e ?mails?))"
 _REVOCATIONS = [
     r"opt(ing)? (me )?out",
     r"unsubscribe",
@@ -45,10 +46,10 @@ _REVOCATIONS = [
     r"revoke",
     r"revoking",
     r"withdraw (my )?consent",
-    r"stop (texting|messaging|sending|contacting|sms|txting|spamming)",
+    r"stop (texting|messaging|sending|contacting|sms|txting|spamming|e ?mailing|mailing)",
     rf"stop {_THEM}",
-    r"no more (texts?|messages?|sms)",
-    r"(do not|don ?t|dont) (text|message|sms|contact) (me|us)",
+    r"no more (texts?|messages?|sms|e ?mails?)",
+    r"(do not|don ?t|dont) (text|message|sms|contact|e ?mail) (me|us)",
     r"remove (me|my (number|phone))",
     r"take (me|my (number|phone)) off",
     r"leave me alone",

@@ -74,7 +74,7 @@ class InboundOutcome:
     phone_task_id: int | None = None
 
 
-def _reply_owner(session: Session, customer_ids: list[int], channel: str) -> int | None:
+def reply_owner(session: Session, customer_ids: list[int], channel: str) -> int | None:
     """Of the customers sharing a number, the one we last texted (else the oldest record)."""
     if len(customer_ids) <= 1:
         return customer_ids[0] if customer_ids else None
@@ -115,7 +115,7 @@ def handle_inbound_sms(session: Session, message: InboundMessage, *, now: dateti
             # In the customer's own words: the provider did not see an opt-out, so we confirm it
             # (once), and the words are kept.
             outcome.reply = brand_reply(OPTED_OUT_TEMPLATE) if first else None
-            owner = _reply_owner(session, customer_ids, channel)
+            owner = reply_owner(session, customer_ids, channel)
             feedback = CustomerFeedback(customer_id=owner, channel=channel, body=body,
                                         source=SOURCE_SMS_OPT_OUT)
             session.add(feedback)
@@ -130,12 +130,12 @@ def handle_inbound_sms(session: Session, message: InboundMessage, *, now: dateti
             session.delete(row)
     elif keyword == "help":
         outcome.reply = brand_reply(HELP_TEMPLATE)
-    elif (answer := answer_from_sms(session, _reply_owner(session, customer_ids, channel), body, now)
+    elif (answer := answer_from_sms(session, reply_owner(session, customer_ids, channel), body, now)
           ) is not None:
         outcome.kind, outcome.feedback_id, outcome.phone_task_id = (
             "survey_answer", answer.feedback.id, answer.phone_task_id)
     else:
-        owner = _reply_owner(session, customer_ids, channel)
+        owner = reply_owner(session, customer_ids, channel)
         source = SOURCE_SMS_REPLY if owner is not None else f"{SOURCE_SMS_REPLY}:unknown_number"
         feedback = CustomerFeedback(customer_id=owner, channel=channel, body=body, source=source)
         session.add(feedback)

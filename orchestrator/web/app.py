@@ -17,6 +17,7 @@ from orchestrator.web import (
     preference_centre,
     ratings,
     sendgrid_events,
+    sendgrid_inbound,
     twilio_callbacks,
     unsubscribe,
 )
@@ -32,8 +33,8 @@ def create_app(launch_incident: IncidentLauncher | None = None) -> FastAPI:
     app = FastAPI(title="Orchestrator feedback loop", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.launch_incident = launch_incident
     app.add_middleware(BodySizeLimit)
-    modules = (sendgrid_events, twilio_callbacks, unsubscribe, preference_centre, incidents, events,
-               ratings)
+    modules = (sendgrid_events, sendgrid_inbound, twilio_callbacks, unsubscribe, preference_centre, incidents,
+               events, ratings)
     # Outermost, so it logs refusals too; it matches those against the routes to name them.
     app.add_middleware(AccessLog, routes=[route for module in modules for route in module.router.routes])
     for module in modules:

@@ -2,7 +2,8 @@
 
 256 KiB for everything, except where a provider is known to send more in one request: the
 SendGrid Event Webhook flushes a batch at about 768 KB, so refusing that would lose events
-(SendGrid would retry the same too-large batch until it gives up).
+(SendGrid would retry the same too-large batch until it gives up), and Inbound Parse posts a reply
+with its attachments.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 256 * 1024
-LARGER_LIMITS = {"/webhooks/sendgrid/events": 1024 * 1024}
+# Inbound Parse posts an email with its attachments: up to 30 MB at SendGrid (attachments are not read).
+LARGER_LIMITS = {"/webhooks/sendgrid/events": 1024 * 1024, "/webhooks/sendgrid/inbound": 32 * 1024 * 1024}
 
 
 class _TooLarge(Exception):
