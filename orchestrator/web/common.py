@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
 
+from orchestrator.db import session_scope
 from orchestrator.settings import get_settings
+
+T = TypeVar("T")
 
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 
@@ -55,3 +62,12 @@ def form_pairs(form) -> list[tuple[str, str]]:
     if any(not isinstance(value, str) for _, value in pairs):
         raise HTTPException(400, "file uploads are not accepted")
     return pairs
+
+
+async def in_transaction(work: Callable[[Session], T]) -> T:
+    """``work`` in a transaction of its own, committed, in a worker thread (off the event loop)."""
+    def run() -> T:
+        with session_scope() as session:
+            return work(session)
+
+    return await run_in_threadpool(run)

@@ -12,13 +12,12 @@ import time
 from dataclasses import asdict
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 
 from channels.sendgrid import webhook as sendgrid
 from channels.sendgrid.settings import SendGridSettings
 from channels.settings import current
-from orchestrator.db import session_scope
 from orchestrator.inbound.delivery_events import apply_provider_events
+from orchestrator.web.common import in_transaction
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -58,10 +57,6 @@ async def sendgrid_events(request: Request) -> dict:
     except ValueError as exc:
         raise HTTPException(400, f"malformed event batch: {exc}") from None
 
-    def apply():
-        with session_scope() as session:
-            return apply_provider_events(session, events)
-
-    report = await run_in_threadpool(apply)
+    report = await in_transaction(lambda session: apply_provider_events(session, events))
     log.info("SendGrid events: %s", report)
     return asdict(report)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 
 from channels.sendgrid import inbound as sendgrid
 from channels.sendgrid.settings import SendGridSettings
 from channels.settings import current
-from orchestrator.db import session_scope
 from orchestrator.inbound.email import handle_inbound_email
+from orchestrator.web.common import in_transaction
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -40,9 +39,5 @@ async def sendgrid_inbound(request: Request) -> dict:
     except ValueError as exc:
         raise HTTPException(400, f"malformed inbound email: {exc}") from None
 
-    def apply():
-        with session_scope() as session:
-            return handle_inbound_email(session, message)
-
-    outcome = await run_in_threadpool(apply)
+    outcome = await in_transaction(lambda session: handle_inbound_email(session, message))
     return {"kind": outcome.kind, "feedback_id": outcome.feedback_id, "phone_task_id": outcome.phone_task_id}

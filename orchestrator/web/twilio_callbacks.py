@@ -11,15 +11,13 @@ import logging
 from dataclasses import asdict
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from channels.settings import current
 from channels.twilio import webhook as twilio
 from channels.twilio.settings import TwilioSettings
-from orchestrator.db import session_scope
 from orchestrator.inbound.delivery_events import apply_provider_events
 from orchestrator.inbound.sms import handle_inbound_sms
-from orchestrator.web.common import form_pairs, public_url
+from orchestrator.web.common import form_pairs, in_transaction, public_url
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -73,11 +71,7 @@ async def twilio_status(request: Request) -> dict:
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
 
-    def apply():
-        with session_scope() as session:
-            return apply_provider_events(session, [event])
-
-    return asdict(await run_in_threadpool(apply))
+    return asdict(await in_transaction(lambda session: apply_provider_events(session, [event])))
 
 
 @router.post("/webhooks/twilio/inbound")
@@ -87,9 +81,5 @@ async def twilio_inbound(request: Request) -> Response:
         message = twilio.inbound_message(params)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    def apply():
-        with session_scope() as session:
-            return handle_inbound_sms(session, message)
-
-    outcome = await run_in_threadpool(apply)
+    outcome = await in_transaction(lambda session: handle_inbound_sms(session, message))
     return Response(twilio.twiml_reply(outcome.reply), media_type="application/xml")
