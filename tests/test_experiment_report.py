@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert
+from sqlmodel import select
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
@@ -127,7 +128,7 @@ def test_survey_scores_per_variant_and_per_channel_and_tone_count_the_latest_ans
     seed_experiment({"appreciative": 0.0, "professional": 0.0}, {"appreciative": 3, "professional": 2},
                     seed=1)
     with session_scope() as s:
-        messages = {m.customer_id: m for m in s.query(Message).all()}
+        messages = {m.customer_id: m for m in s.exec(select(Message))}
         answers = [(1, "csat", 5), (1, "csat", 2), (2, "csat", 4), (3, "csat", 5),  # appreciative: 2, 4, 5
                    (4, "nps", 10), (5, "nps", 3)]  # professional: NPS one promoter, one detractor
         for cid, scale, score in answers:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from sqlmodel import select
+
 from orchestrator.consent import consent_allows, current_consent, record_consent
 from orchestrator.contact_points import set_contact_point
 from orchestrator.db import session_scope
@@ -32,16 +34,16 @@ def test_a_customer_writing_on_whatsapp_opens_the_window_and_is_heard(web, sqlit
     cid = whatsapp_customer()
     assert inbound(web, "Is the outage over?").status_code == 200
     with session_scope() as session:
-        point = session.query(ContactPoint).one()
-        [feedback] = session.query(CustomerFeedback).all()
+        point = session.exec(select(ContactPoint)).one()
+        [feedback] = session.exec(select(CustomerFeedback)).all()
     assert point.verified and point.last_inbound_at is not None
     assert (feedback.customer_id, feedback.channel, feedback.body) == (cid, "whatsapp", "Is the outage over?")
     # The same delivery again changes nothing.
     first = point.last_inbound_at
     inbound(web, "Is the outage over?")
     with session_scope() as session:
-        assert session.query(CustomerFeedback).count() == 1
-        assert session.query(ContactPoint).one().last_inbound_at == first
+        assert len(session.exec(select(CustomerFeedback)).all()) == 1
+        assert session.exec(select(ContactPoint)).one().last_inbound_at == first
 
 
 def test_stop_on_whatsapp_leaves_whatsapp_and_keeps_sms(web, sqlite_url):
