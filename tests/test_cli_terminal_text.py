@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.cli.output import console, err_console, neutralise
 from orchestrator.db import session_scope
-from orchestrator.models import Customer, Message, MessageStatus, utcnow
+from orchestrator.models import Customer, CustomerFeedback, Message, MessageStatus, utcnow
 from orchestrator.phone_tasks import TaskRequest, open_tasks
 
 HOSTILE = "Ada\x1b[2J\x1b]0;owned\x07 [red]x[/] [link=https://evil.example]y[/link] \u202egnp.exe\x9b31m"
@@ -42,6 +42,7 @@ def hostile_customer(sqlite_url) -> int:
                       send_at=utcnow()))
         open_tasks(s, [TaskRequest(customer_id=customer.id, topic="support", reason=f"SMS reply: {HOSTILE}",
                                    script=f"Call {HOSTILE} back.")])
+        s.add(CustomerFeedback(customer_id=customer.id, channel="sms", body=HOSTILE, source="sms_reply"))
         return customer.id
 
 
@@ -53,6 +54,7 @@ def hostile_customer(sqlite_url) -> int:
     ["explain", "c-hostile"],
     ["segments", "preview", "all"],
     ["customers", "list"],
+    ["feedback", "list"],
 ])
 def test_customer_text_is_printed_as_text(hostile_customer, command):
     result = CliRunner().invoke(app, command, env={"COLUMNS": "500"})
@@ -69,6 +71,7 @@ def test_customer_text_is_printed_as_text(hostile_customer, command):
     ["customers", "show", "c-hostile", "--reveal", "--json"],
     ["customers", "export", "c-hostile"],
     ["tasks", "list", "--json"],
+    ["feedback", "list", "--json"],
 ])
 def test_json_output_escapes_what_a_terminal_would_obey_and_keeps_the_data(hostile_customer, command):
     result = CliRunner().invoke(app, command)
