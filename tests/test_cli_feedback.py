@@ -53,3 +53,5 @@ def test_feedback_newest_first_with_who_said_it_and_what_it_answers(db_url, monk
     assert "Where is my parcel?" in table and "5 (csat)" in table and "unknown" in table
     bad = feedback("--since", "yesterday")
     assert bad.exit_code == 2 and "is not a period" in bad.output
+    typo = feedback("--channel", "fax")
+    assert typo.exit_code == 2 and "unknown channel 'fax'" in typo.output

@@ -24,10 +24,12 @@ def list_command(
     from orchestrator.db import read_scope
     from orchestrator.inbound.heard import recent_feedback
     from orchestrator.models import utcnow
+    from orchestrator.policy.config import known_channel
     from orchestrator.reports import parse_period
 
     try:
         start = utcnow() - parse_period(since)
+        channel = known_channel(channel) if channel is not None else None
     except ValueError as exc:
         fail(str(exc), 2)
     with database_errors(), read_scope() as session:
