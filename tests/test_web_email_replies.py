@@ -135,5 +135,7 @@ def test_own_words_stop_at_the_quoted_email():
     assert own_words("Yes please\n-----Original Message-----\nFrom: x") == "Yes please"
     assert own_words("> quoted only\nMine") == "Mine"
     assert own_words("Fine.\n" + "_" * 32 + "\nFrom: Example Co") == "Fine."
+    wrapped = "Sure\n\nOn Tue, Dec 1, 2026 at 10:00 AM Example Co <hello@example.com>\nwrote:\n\n> old"
+    assert own_words(wrapped) == "Sure"
 
 

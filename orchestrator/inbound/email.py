@@ -35,9 +35,11 @@ EMAIL_REPLY_TASK_TOPIC = "support"
 EMAIL_REPLY_TASK_REASON = "customer replied by email"
 EMAIL_REPLY_TASK_PRIORITY = 60  # as an SMS reply's
 
-# Where the quoted email starts: "On <date>, <name> wrote:", Outlook's separator and header block.
+# Where the quoted email starts: "On <date>, <name> wrote:" (on one line or wrapped onto a second),
+# Outlook's separator and header block.
 _QUOTE_STARTS = re.compile(
-    r"^\s*(On\b.{0,300}\bwrote:\s*$|-{2,}\s*Original Message\s*-{2,}|_{10,}\s*$|From:\s.+$)",
+    r"^\s*(On\b[^\n]{0,300}(\n[^\n]{0,300})?\bwrote:\s*$|-{2,}\s*Original Message\s*-{2,}|_{10,}\s*$"
+    r"|From:\s.+$)",
     re.IGNORECASE | re.MULTILINE)
 
 
