@@ -84,7 +84,7 @@ def test_a_reply_is_kept_in_the_customers_own_words_with_a_task_once(inbound):
 def test_unsubscribe_by_reply_leaves_email_but_not_required_notices(inbound):
     ada = add_customer()
 
-    bare = post(inbound, subject="Unsubscribe", text=QUOTED)
+    bare = post(inbound, subject="Re: A spring thank-you", text="Unsubscribe" + QUOTED)
     worded = post(inbound, subject="Re: offer", message_id="<m2@mail>",
                   text="Please stop emailing me. Also my last invoice is wrong.")
 

@@ -42,6 +42,8 @@ _QUOTE_STARTS = re.compile(
     r"|From:\s.+$)",
     re.IGNORECASE | re.MULTILINE)
 
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|fw|fwd)\s*:", re.IGNORECASE)
+
 
 def own_words(body: str) -> str:
     """The customer's text in a reply: above the quoted email, without quoted (``>``) lines."""
@@ -83,8 +85,10 @@ def handle_inbound_email(session: Session, message: InboundMessage, *, now: date
     session.add(feedback)
     session.flush()
     outcome.feedback_id = feedback.id
-    # "Unsubscribe" alone is said and done; anything more is for a person to read.
-    said_more = not (kind == "opt_out" and all(is_bare_keyword(part) for part in (subject, words) if part))
+    # "Unsubscribe" alone is said and done; anything more is for a person to read. "Re: <our subject>"
+    # is not the customer's.
+    theirs = [part for part in ("" if _REPLY_PREFIX.match(subject) else subject, words) if part]
+    said_more = not (kind == "opt_out" and all(is_bare_keyword(part) for part in theirs))
     if owner is not None and said_more:
         [task] = open_tasks(session, [TaskRequest(
             customer_id=owner, topic=EMAIL_REPLY_TASK_TOPIC, reason=EMAIL_REPLY_TASK_REASON,
