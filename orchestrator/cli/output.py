@@ -66,14 +66,12 @@ console = SafeConsole()
 err_console = SafeConsole(stderr=True)
 
 
-PROGRESS_WORDS = {"sent": "sent", "waiting": "waiting", "suppressed": "suppressed", "cancelled": "cancelled",
-                  "failed": "failed", "to_reconcile": "to reconcile"}
-
-
 def print_progress_table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...],
                          details: str) -> None:
     """Campaigns or incidents, one per row: ``columns`` of their own, then their messages by progress
     (``orchestrator.ledger.summaries.progress``, groups with none left out), and where to look closer."""
+    from orchestrator.ledger.summaries import PROGRESS
+
     if not rows:
         console.print("None yet.")
         return
@@ -82,7 +80,7 @@ def print_progress_table(title: str, rows: list[dict[str, Any]], columns: tuple[
     for column in (*columns[1:], "created (UTC)", "messages"):
         table.add_column(column)
     for row in rows:
-        counts = [f"{row[key]} {words}" for key, words in PROGRESS_WORDS.items() if row[key] or key == "sent"]
+        counts = [f"{row[key]} {key.replace('_', ' ')}" for key in PROGRESS if row[key] or key == "sent"]
         created = row["created_at"][:16].replace("T", " ")
         table.add_row(*(str(row[c] or "") for c in columns), created, ", ".join(counts))
     console.print(table)
