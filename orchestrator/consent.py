@@ -20,6 +20,7 @@ from orchestrator.models import (
     ContactPreference,
     PreferenceEvent,
     Suppression,
+    SuppressionEvent,
     utcnow,
 )
 
@@ -117,20 +118,44 @@ def opt_in_required(channel: str) -> bool:
     return spec is not None and spec.opt_in_required
 
 
-def suppress_address(session: Session, channel: str, address: str, reason: str, source: str) -> bool:
+def suppress_address(session: Session, channel: str, address: str, reason: str, source: str,
+                     note: str | None = None) -> bool:
     """Marks an address unusable (bounce, spam report, invalid number). Idempotent, and safe
     against a concurrent writer: of two webhooks about one address (a bounce and a drop, "STOP"
     and "stop."), one inserts and the other waits for it and changes nothing, instead of both
-    inserting and the second failing on the unique key. Returns whether this call inserted."""
+    inserting and the second failing on the unique key. Returns whether this call inserted (then
+    the suppression history says so too)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = utcnow()
     statement = (
         insert(Suppression)
-        .values(channel=channel, address=address, reason=reason, source=source, created_at=utcnow())
+        .values(channel=channel, address=address, reason=reason, source=source, created_at=now)
         .on_conflict_do_nothing(index_elements=["channel", "address"])
         .returning(col(Suppression.id))
     )
-    return session.connection().execute(statement).first() is not None
+    if session.connection().execute(statement).first() is None:
+        return False
+    session.add(SuppressionEvent(channel=channel, address=address, action="added", reason=reason,
+                                 source=source, note=note, created_at=now))
+    return True
+
+
+def lift_suppression(session: Session, channel: str, address: str, source: str, *, note: str | None = None,
+                     reasons: Iterable[str] | None = None) -> Suppression | None:
+    """Takes an address off the suppression list (only if suppressed for one of ``reasons``, when
+    given) and records it in the history. Returns the row lifted, or None."""
+    query = select(Suppression).where(col(Suppression.channel) == channel,
+                                      col(Suppression.address) == address)
+    if reasons is not None:
+        query = query.where(col(Suppression.reason).in_(list(reasons)))
+    row = session.scalars(query.with_for_update()).first()
+    if row is None:
+        return None
+    session.delete(row)
+    session.add(SuppressionEvent(channel=channel, address=address, action="lifted", reason=row.reason,
+                                 source=source, note=note, created_at=utcnow()))
+    return row
 
 
 def suppressed_addresses(session: Session, channel: str, addresses: Iterable[str]) -> set[str]:

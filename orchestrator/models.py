@@ -160,6 +160,23 @@ class Suppression(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class SuppressionEvent(SQLModel, table=True):
+    """Append-only history of the suppression list: each address added and each one lifted, why and
+    by whom (a lifted address's ``suppression`` row is gone; this says it was there)."""
+
+    __tablename__ = "suppression_event"
+    __table_args__ = (Index("ix_suppression_event_address", "channel", "address", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    address: str = Field(max_length=320)
+    action: str = Field(max_length=16)  # added, lifted
+    reason: str = Field(max_length=64)  # why: bounce, spamreport, unsubscribed, manual...
+    source: str = Field(max_length=64)  # webhook:sendgrid, sms_keyword, dispatch:sms, operator...
+    note: str | None = Field(default=None, max_length=500)  # an operator's words: why
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Campaign(SQLModel, table=True):
     __tablename__ = "campaign"
 

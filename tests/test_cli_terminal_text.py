@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.cli.output import console, err_console, neutralise
+from orchestrator.consent import suppress_address
 from orchestrator.db import session_scope
 from orchestrator.models import Customer, CustomerFeedback, Message, MessageStatus, utcnow
 from orchestrator.phone_tasks import TaskRequest, open_tasks
@@ -43,6 +44,7 @@ def hostile_customer(sqlite_url) -> int:
         open_tasks(s, [TaskRequest(customer_id=customer.id, topic="support", reason=f"SMS reply: {HOSTILE}",
                                    script=f"Call {HOSTILE} back.")])
         s.add(CustomerFeedback(customer_id=customer.id, channel="sms", body=HOSTILE, source="sms_reply"))
+        suppress_address(s, "email", customer.email, "manual", "operator", note=HOSTILE)
         return customer.id
 
 
@@ -55,6 +57,7 @@ def hostile_customer(sqlite_url) -> int:
     ["segments", "preview", "all"],
     ["customers", "list"],
     ["feedback", "list"],
+    ["suppressions", "show", "email", "\x1b[2Jada@example.com", "--reveal"],
 ])
 def test_customer_text_is_printed_as_text(hostile_customer, command):
     result = CliRunner().invoke(app, command, env={"COLUMNS": "500"})
@@ -72,6 +75,7 @@ def test_customer_text_is_printed_as_text(hostile_customer, command):
     ["customers", "export", "c-hostile"],
     ["tasks", "list", "--json"],
     ["feedback", "list", "--json"],
+    ["suppressions", "show", "email", "\x1b[2Jada@example.com", "--json"],
 ])
 def test_json_output_escapes_what_a_terminal_would_obey_and_keeps_the_data(hostile_customer, command):
     result = CliRunner().invoke(app, command)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from channels.channel_set import installed_channels
 from orchestrator.audience.personal_data import WHERE_IT_LIVES
 from orchestrator.cli import app
-from orchestrator.consent import consent_allows, current_consent, record_consent
+from orchestrator.consent import consent_allows, current_consent, record_consent, suppress_address
 from orchestrator.customer_import.run import import_customers
 from orchestrator.db import get_engine, session_scope
 from orchestrator.models import (
@@ -28,6 +28,7 @@ from orchestrator.models import (
     OutboxEntry,
     PhoneTask,
     Suppression,
+    SuppressionEvent,
 )
 from orchestrator.phone_tasks import TaskRequest, open_tasks
 from orchestrator.policy import Intent, load_policy, reserve_chunk
@@ -132,7 +133,8 @@ def export(external_id: str, tmp_path: Path) -> tuple[dict, str]:
 def test_the_export_holds_everything_about_her_and_after_erasure_nothing_that_names_her(db_url, tmp_path):
     seed_anna()
     with session_scope() as s:
-        s.add(Suppression(channel="email", address=ANNA["email"], reason="bounce", source="webhook:sendgrid"))
+        suppress_address(s, "email", ANNA["email"], "bounce", "webhook:sendgrid")
+        suppress_address(s, "sms", ANNA["phone"], "manual", "operator", note="Anna Kowalska asked by phone")
     personal = [ANNA["email"], "Kowalska", ANNA["phone"][3:], "annak", "Kraków", "late again", "late parcel"]
 
     before, text = export("anna", tmp_path)
@@ -141,7 +143,8 @@ def test_the_export_holds_everything_about_her_and_after_erasure_nothing_that_na
     assert all(value in text for value in personal)
     assert before["profile"]["email"] == ANNA["email"] and len(before["messages"]) == 3
     assert before["contact_points"][0]["address"] == "whatsapp:+48601234567"
-    assert before["suppressed_addresses"][0]["reason"] == "bounce"
+    assert [r["reason"] for r in before["suppressed_addresses"]] == ["bounce", "manual"]
+    assert [e["note"] for e in before["suppression_history"]] == [None, "Anna Kowalska asked by phone"]
     assert "ada1@example.com" not in text  # nobody else's data
 
     assert erase("anna", "--yes").exit_code == 0
@@ -149,6 +152,10 @@ def test_the_export_holds_everything_about_her_and_after_erasure_nothing_that_na
 
     assert [value for value in personal if value in text] == []
     assert len(after["messages"]) == 3 and after["suppressed_addresses"] == []
+    with session_scope() as s:  # her addresses stay suppressed, without the operator's words about her
+        kept = s.exec(select(SuppressionEvent)).all()
+        assert [(e.address, e.note) for e in kept] == [(ANNA["email"], None), (ANNA["phone"], None)]
+        assert len(s.exec(select(Suppression)).all()) == 2
     assert CliRunner().invoke(app, ["customers", "export", "nobody"]).exit_code == 1
 
 

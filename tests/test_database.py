@@ -154,3 +154,21 @@ def test_an_error_raised_while_the_connection_was_being_lost_is_a_blip_to_wait_o
         sqlite3.OperationalError("no such table: message"), sqlite3.ProgrammingError("x"))))
     assert is_unavailable(ProgrammingError(";", None, _raised_while_handling(
         sqlite3.OperationalError("database is locked"), sqlite3.ProgrammingError("x"))))
+
+
+def test_addresses_suppressed_before_the_history_start_it(tmp_path):
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0005_contact_points")
+    with get_engine(url).begin() as conn:
+        conn.execute(text("INSERT INTO suppression (channel, address, reason, source, created_at) VALUES "
+                          "('email', 'gone@example.com', 'bounce', 'webhook:sendgrid', '2026-01-02 03:04:05')"
+                          ))
+    upgrade(url)
+    with get_engine(url).connect() as conn:
+        events = conn.execute(text("SELECT channel, address, action, reason, source, note, created_at "
+                                   "FROM suppression_event")).all()
+    assert [tuple(e) for e in events] == [
+        ("email", "gone@example.com", "added", "bounce", "webhook:sendgrid", None, "2026-01-02 03:04:05")]

@@ -7,7 +7,15 @@ from sqlmodel import select
 
 from orchestrator.consent import consent_allows, current_consent, record_consent
 from orchestrator.db import session_scope
-from orchestrator.models import ConsentEvent, CustomerFeedback, DeliveryEvent, Message, PhoneTask, Suppression
+from orchestrator.models import (
+    ConsentEvent,
+    CustomerFeedback,
+    DeliveryEvent,
+    Message,
+    PhoneTask,
+    Suppression,
+    SuppressionEvent,
+)
 from tests.support.signing import TWILIO_ACCOUNT_SID, twilio_headers, twilio_sid
 from tests.support.web import (  # noqa: F401
     PUBLIC_BASE_URL,
@@ -168,6 +176,11 @@ def test_start_lifts_a_provider_opt_out_but_not_a_dead_number(web, sqlite_url):
     inbound(web, "START", sid="SMother", sender="+14155550123")
     assert [(s.address, s.reason) for s in table(Suppression)] == [("+14155550123", "unknown_number")]
     assert sms_consent(customer.id)
+    # The history keeps what the list no longer holds: who put the number there and who lifted it.
+    assert [(e.address, e.action, e.reason, e.source) for e in table(SuppressionEvent)] == [
+        (PHONE, "added", "unsubscribed", "webhook:twilio"),
+        ("+14155550123", "added", "unknown_number", "webhook:twilio"),
+        (PHONE, "lifted", "unsubscribed", "sms_keyword")]
 
 
 @pytest.mark.parametrize("body", ["HELP", " help", "Info "])

@@ -13,7 +13,8 @@ Stays, naming no one: the ledger rows (when, which channel, which template, why)
 the consent and preference history, which ends with an opt-out from everything and do-not-contact:
 the proof that we must not write again, and what keeps a re-import of the same customer from
 undoing it (an import applies only what differs from what it said last). Suppressed addresses stay
-too: they keep bounced and complaining addresses from being mailed by anyone's import.
+too, with their history but without operators' notes: they keep bounced and complaining addresses
+from being mailed by anyone's import.
 
 Providers keep their own copies of what was sent (SendGrid, Twilio, X): erase there as well.
 """
@@ -24,11 +25,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlmodel import Session, col
 
 from orchestrator.audience.personal_data import find_customer
 from orchestrator.consent import ANY, opt_out, update_preferences
+from orchestrator.contact_points import addresses_of
 from orchestrator.db import session_scope
 from orchestrator.ledger.erasure import erase_messages
 from orchestrator.ledger.tables import MESSAGE
@@ -38,6 +40,7 @@ from orchestrator.models import (
     DeliveryEvent,
     OutboxEntry,
     PreferenceEvent,
+    SuppressionEvent,
     table_of,
     utcnow,
 )
@@ -76,6 +79,7 @@ def erase_customer(external_id: str, *, now: datetime | None = None) -> Erasure:
         customer = find_customer(session, external_id, for_update=True)
         assert customer.id is not None  # a stored row
         cid = customer.id
+        _forget_notes_on(session, [(ch, a) for ch, a in addresses_of(session, [customer])[cid].items() if a])
         cancelled, messages = erase_messages(session, cid)
         theirs = select(MESSAGE.c.id).where(MESSAGE.c.customer_id == cid)
         events, outbox = table_of(DeliveryEvent), table_of(OutboxEntry)
@@ -97,3 +101,12 @@ def erase_customer(external_id: str, *, now: datetime | None = None) -> Erasure:
         customer.timezone, customer.locale, customer.updated_at = "UTC", "en", now
         session.add(customer)
     return Erasure(external_id, now, messages, cancelled, addresses, words, calls, reports, copies)
+
+
+def _forget_notes_on(session: Session, addresses: list[tuple[str, str]]) -> None:
+    """Operators' notes in the suppression history of the customer's addresses (they may name them)."""
+    if addresses:
+        history = table_of(SuppressionEvent)
+        session.connection().execute(update(history).where(
+            tuple_(history.c.channel, history.c.address).in_(addresses), history.c.note.is_not(None)
+        ).values(note=None))

@@ -14,7 +14,7 @@ from orchestrator.audience.personal_data import WHERE_IT_LIVES, find_customer
 from orchestrator.contact_points import addresses_of
 from orchestrator.db import read_scope
 from orchestrator.ledger.tables import MESSAGE
-from orchestrator.models import Customer, Suppression, table_of, utcnow
+from orchestrator.models import Customer, Suppression, SuppressionEvent, table_of, utcnow
 
 
 def _plain(value: Any) -> Any:
@@ -28,7 +28,7 @@ def _rows(session: Any, table: Table, *where: Any) -> list[dict[str, Any]]:
 
 def export_customer(external_id: str) -> dict[str, Any]:
     """The customer's export: ``exported_at``, then one section per table holding their data, and the
-    suppressed addresses among theirs."""
+    suppressed addresses among theirs with their history."""
     tables = Customer.metadata.tables
     with read_scope() as session:
         customer = find_customer(session, external_id)
@@ -45,7 +45,8 @@ def export_customer(external_id: str) -> dict[str, Any]:
                 out[holding.export] = _rows(session, table, table.c.message_id.in_(theirs))
         reach = addresses_of(session, [customer])[customer.id]
         addresses = [(channel, address) for channel, address in reach.items() if address]
-        suppression = table_of(Suppression)
-        pairs = tuple_(suppression.c.channel, suppression.c.address)
-        out["suppressed_addresses"] = _rows(session, suppression, pairs.in_(addresses)) if addresses else []
+        for key, model in (("suppressed_addresses", Suppression), ("suppression_history", SuppressionEvent)):
+            table = table_of(model)
+            pairs = tuple_(table.c.channel, table.c.address)
+            out[key] = _rows(session, table, pairs.in_(addresses)) if addresses else []
     return out

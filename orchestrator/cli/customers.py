@@ -169,6 +169,7 @@ def show_command(
     from sqlmodel import col, select
 
     from orchestrator.audience.erasure import erased_at
+    from orchestrator.audience.suppressions import current
     from orchestrator.consent import current_consent
     from orchestrator.contact_points import addresses_of, point_rows
     from orchestrator.customer_import.columns import PREFERENCE_COLUMNS
@@ -187,6 +188,8 @@ def show_command(
         messages = session.exec(latest.limit(10)).all()
         addresses = addresses_of(session, [customer])[customer_id]
         points = {p.channel: p for p in point_rows(session, customer_id)}
+        suppressed = {channel: current(session, channel, address) for channel, address in addresses.items()
+                      if address}
         erased = erased_at(session, customer_id)
     data: dict[str, Any] = {  # what --json prints
         "erased_at": erased.isoformat() if erased else None,
@@ -195,7 +198,8 @@ def show_command(
         "contact_points": [
             {"channel": channel, "address": address if reveal else mask_address(channel, address),
              "verified": points[channel].verified if channel in points else None,
-             "source": points[channel].source if channel in points else "profile"}
+             "source": points[channel].source if channel in points else "profile",
+             "suppressed": stop.as_dict() if (stop := suppressed[channel]) else None}
             for channel, address in addresses.items() if address
         ],
         "consent": [
@@ -224,11 +228,13 @@ def show_command(
                       markup=False, highlight=False)
     console.print(profile)
     reach = DataTable(title="Addresses per channel")
-    for column in ("channel", "address", "verified", "source"):
+    for column in ("channel", "address", "verified", "source", "suppressed"):
         reach.add_column(column)
     for point in data["contact_points"]:
         verified = "" if point["verified"] is None else ("yes" if point["verified"] else "no")
-        reach.add_row(point["channel"], point["address"], verified, point["source"])
+        stop = point["suppressed"]
+        reach.add_row(point["channel"], point["address"], verified, point["source"],
+                      f"{stop['reason']} since {stop['at']:%Y-%m-%d}" if stop else "")
     console.print(reach if data["contact_points"] else "No address on any channel.")
     consent_table = DataTable(title="Consent in force")
     for column in ("channel", "topic", "state"):

@@ -19,11 +19,11 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from channels.events import OPTED_OUT, EventKind, InboundMessage, ProviderEvent, SmsKeyword
-from orchestrator.consent import ANY, opt_out, suppress_address, undo_opt_outs
+from orchestrator.consent import ANY, lift_suppression, opt_out, suppress_address, undo_opt_outs
 from orchestrator.contact_points import record_inbound
 from orchestrator.inbound.delivery_events import record_new_events
 from orchestrator.inbound.replies import is_bare_keyword, reply_intent
-from orchestrator.models import CustomerFeedback, Message, Suppression, utcnow
+from orchestrator.models import CustomerFeedback, Message, utcnow
 from orchestrator.phone_tasks import TaskRequest, open_tasks
 from orchestrator.privacy import mask_address
 from orchestrator.surveys import answer_from_sms
@@ -124,10 +124,7 @@ def handle_inbound_sms(session: Session, message: InboundMessage, *, now: dateti
     elif keyword == "opt_in":
         for customer_id in customer_ids:
             undo_opt_outs(session, customer_id, channel, _THE_NUMBERS_OWN, SOURCE_SMS_KEYWORD)
-        for row in session.exec(select(Suppression).where(
-                col(Suppression.channel) == channel, col(Suppression.address) == sender.strip(),
-                col(Suppression.reason).in_(_LIFTED_BY_OPT_IN))):
-            session.delete(row)
+        lift_suppression(session, channel, sender.strip(), SOURCE_SMS_KEYWORD, reasons=_LIFTED_BY_OPT_IN)
     elif keyword == "help":
         outcome.reply = brand_reply(HELP_TEMPLATE)
     elif (answer := answer_from_sms(session, reply_owner(session, customer_ids, channel), body, now)
