@@ -134,10 +134,13 @@ def suppress_address(session: Session, channel: str, address: str, reason: str, 
         .on_conflict_do_nothing(index_elements=["channel", "address"])
         .returning(col(Suppression.id))
     )
-    if session.connection().execute(statement).first() is None:
+    connection = session.connection()
+    if connection.execute(statement).first() is None:
         return False
-    session.add(SuppressionEvent(channel=channel, address=address, action="added", reason=reason,
-                                 source=source, note=note, created_at=now))
+    # Written at once on the same connection: a caller's savepoint holds both rows or neither.
+    history = insert(SuppressionEvent).values(channel=channel, address=address, action="added", reason=reason,
+                                              source=source, note=note, created_at=now)
+    connection.execute(history)
     return True
 
 
