@@ -85,9 +85,11 @@ def test_customers_show_lists_every_address_masked_unless_revealed(sqlite_url, t
     import_customers(path)
     runner = CliRunner()
     shown = json.loads(runner.invoke(app, ["customers", "show", "w1", "--json"]).stdout)
-    assert {"channel": "whatsapp", "address": "whatsapp:+***01", "verified": False, "source": "import"} \
+    assert {"channel": "whatsapp", "address": "whatsapp:+***01", "verified": False, "source": "import",
+            "suppressed": None} \
         in shown["contact_points"]
-    assert {"channel": "email", "address": "a***@e***", "verified": None, "source": "profile"} \
+    assert {"channel": "email", "address": "a***@e***", "verified": None, "source": "profile",
+            "suppressed": None} \
         in shown["contact_points"]
     revealed = json.loads(runner.invoke(app, ["customers", "show", "w1", "--json", "--reveal"]).stdout)
     assert {p["address"] for p in revealed["contact_points"]} == {"ada@example.com", "whatsapp:+14155550101"}
