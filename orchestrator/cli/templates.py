@@ -1,4 +1,4 @@
-"""``orchestrator templates list|lint|preview``: the message catalog, the tone guard, previews."""
+"""``orchestrator templates list|lint|preview``: the message catalog, the tone guard, previews and proofs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import typer
 import yaml
 from rich.markup import escape
 
-from orchestrator.cli.output import console, fail, print_json
+from orchestrator.cli.output import console, database_errors, fail, print_json
 
 if TYPE_CHECKING:
     from orchestrator.models import Customer
+    from orchestrator.templating.render import Rendered
 
 templates_app = typer.Typer(help="Tone templates: list messages, lint every tone and channel, preview one.",
                             no_args_is_help=True)
@@ -98,8 +99,13 @@ def preview_command(
         "--data", help="YAML/JSON facts overriding the sample data.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Where to write the email HTML (default: the cwd).")] = None,
+    send_to: Annotated[str | None, typer.Option(
+        "--send-to", help="Also send it, marked as a test, to this address (yours) through the channel's "
+                          "provider.")] = None,
 ) -> None:
-    """Print a rendered message with its length figures; for email also write an HTML file."""
+    """Print a rendered message with its length figures; for email also write an HTML file. With
+    --send-to, also send a proof to that address: outside the ledger and caps, never to a suppressed
+    address, an email's subject marked [TEST]."""
     from orchestrator.settings import get_settings
     from orchestrator.templating import TemplateProblem, build_context, message_info, render
     from orchestrator.templating.catalog import get_catalog
@@ -113,6 +119,10 @@ def preview_command(
         if data_file is not None:
             facts.update(_read_data_file(data_file))
         wanted_locale = locale or (stored.locale if stored else None) or get_settings().default_locale
+        if send_to is not None:  # the proof's links must not act on the customer it is rendered for
+            from orchestrator.dispatch.proof import proof_customer
+
+            customer = proof_customer(customer)
         context = build_context(customer, facts, topic=info.topic)
         rendered = render(message, tone=tone, channel=channel, kind=kind, context=context,
                           locale=wanted_locale)
@@ -139,6 +149,35 @@ def preview_command(
         path = out or Path.cwd() / f"preview-{message}-{rendered.tone}-{rendered.locale}.html"
         path.write_text(rendered.html, encoding="utf-8")
         console.print(f"HTML written to {path}", highlight=False, soft_wrap=True)
+    if send_to is not None:
+        _send_proof(rendered, info.topic, send_to)
+
+
+def _send_proof(rendered: Rendered, topic: str, raw_address: str) -> None:
+    from channels.base import ConfigurationError
+    from orchestrator.contact_points import normalise_address
+    from orchestrator.dispatch.proof import ProofRefused, send_proof
+    from orchestrator.privacy import mask_address, redact_text
+    from orchestrator.settings import get_settings
+
+    channel = rendered.channel
+    try:
+        to = normalise_address(channel, raw_address, get_settings().default_phone_region)
+    except ValueError as exc:
+        fail(f"--send-to: {exc}", 2)
+    try:
+        with database_errors():
+            result = send_proof(rendered, to, topic=topic)
+    except ProofRefused as exc:
+        fail(f"no proof sent: {exc}", 1)
+    except ConfigurationError as exc:
+        fail(f"no proof sent: the {channel} channel is not set up: {redact_text(str(exc))}", 1)
+    shown = mask_address(channel, to)
+    if not result.ok:
+        fail(f"the provider ({result.provider}) did not take the proof to {shown}: "
+             f"{redact_text(str(result.error))}", 1)
+    console.print(f"Proof sent to {shown} through {result.provider}, provider id "
+                  f"{result.provider_message_id}.", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
