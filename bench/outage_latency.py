@@ -38,7 +38,7 @@ import yaml
 
 from bench.databases import database
 from bench.fakes_process import FakesProcess
-from bench.measure import RESULT_PREFIX
+from bench.measure import RESULT_PREFIX, compile_sources
 from bench.run import BENCH_DIR, _free_port, log, prefect_server, write_notes_section
 from bench.synth import seed_customers
 from orchestrator.settings import REPO_ROOT
@@ -372,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     args.n = args.n or (2000 if args.quick else 100_000)
     args.samples = args.samples or (3 if args.quick else 9)
     args.out = args.out or (Path("bench-quick") if args.quick else BENCH_DIR)
+    compile_sources()
     results = run(args)
     write(results, args.out)
     print(RESULT_PREFIX + json.dumps(results.get("summary", {})), flush=True)

@@ -44,7 +44,7 @@ from typing import Any
 
 from bench.databases import database, postgres_available
 from bench.fakes_process import FakesProcess
-from bench.measure import RESULT_PREFIX
+from bench.measure import RESULT_PREFIX, compile_sources
 from bench.synth import seed_customers, seed_marketing_history
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -505,6 +505,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    compile_sources()
     results: dict[str, Any] = {"started": f"{datetime.now(UTC):%Y-%m-%d %H:%M}", "load": [os.getloadavg()[0]],
                                "latency_ms": args.latency_ms, "provider_concurrency": args.concurrency,
                                "machine": machine(), "campaign": [], "outage": [], "memory": [],
