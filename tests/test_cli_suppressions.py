@@ -121,3 +121,44 @@ def test_customers_show_says_which_address_is_suppressed(db_url):
     shown = json.loads(CliRunner().invoke(app, ["customers", "show", external_id, "--json"]).stdout)
     by_channel = {p["channel"]: p["suppressed"] for p in shown["contact_points"]}
     assert by_channel["email"]["reason"] == "bounce" and by_channel["sms"] is None
+
+
+def test_a_list_from_another_provider_is_imported_line_by_line(db_url, tmp_path):
+    export = tmp_path / "bounces.csv"
+    lines = ["email,created,reason,status",
+             "Gone@Example.com,1700000000,550 5.1.1 mailbox unknown,bounced",
+             "not-an-email,1700000000,x,bounced",
+             ",1700000000,x,bounced",
+             'legal@example.com,1,"quoted, with a comma",bounced']
+    export.write_bytes(("\n".join(lines) + "\n").encode() + b"bad\xff@example.com,1,x,bounced\n")
+    with session_scope() as s:
+        suppress_address(s, "email", "legal@example.com", "manual", "operator", note="legal hold")
+
+    result = run("import", str(export), "--channel", "email", "--reason", "bounce", "--json")
+
+    assert result.exit_code == 1  # some lines were rejected: said, and the rest imported
+    done = json.loads(result.stdout)
+    assert (done["read"], done["added"], done["already"]) == (5, 1, 1)
+    assert [(r["line"], r["reason"][:20]) for r in done["rejected"]] == [
+        (3, "not a valid email ad"), (4, "no address"), (6, "not valid UTF-8")]
+    assert "not-an-email" not in result.stdout  # the reasons never repeat an address
+    assert listed() == {("email", "Gone@example.com", "bounce"), ("email", "legal@example.com", "manual")}
+    assert history("Gone@example.com") == [("added", "bounce", "import", "550 5.1.1 mailbox unknown")]
+    again = run("import", str(export), "--channel", "email", "--reason", "bounce", "--json")
+    assert (json.loads(again.stdout)["added"], json.loads(again.stdout)["already"]) == (0, 2)  # idempotent
+
+    texts = tmp_path / "stops.csv"
+    texts.write_text("address,channel\n+1 415 555 0100,sms\n+14155550101,fax\n", encoding="utf-8")
+    stops = run("import", str(texts), "--reason", "unsubscribed")
+    assert stops.exit_code == 1 and "line 3: unknown channel 'fax'" in stops.stdout
+    assert ("sms", "+14155550100", "unsubscribed") in listed()
+    assert run("lift", "sms", "+14155550100", "--note", "x").exit_code == 1  # an imported STOP stays one
+
+    for bad, why in ((["--reason", "nope"], "unknown reason 'nope'"), ([], "no channel column")):
+        refused = run("import", str(export), *bad)
+        assert refused.exit_code == 2 and why in refused.output
+    missing = run("import", str(tmp_path / "none.csv"), "--channel", "email")
+    assert missing.exit_code == 2 and "cannot read" in missing.output
+    (tmp_path / "names.csv").write_text("name\nAda\n", encoding="utf-8")
+    no_column = run("import", str(tmp_path / "names.csv"), "--channel", "email")
+    assert no_column.exit_code == 2 and "no address column" in no_column.output

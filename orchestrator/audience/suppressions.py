@@ -23,6 +23,7 @@ from orchestrator.contact_points import customers_with_address
 from orchestrator.models import Customer, Suppression, SuppressionEvent
 
 MANUAL = "manual"
+IMPORTED = "imported"
 SPAM_REPORT = "spamreport"
 SOURCE_OPERATOR = "operator"
 
@@ -40,6 +41,7 @@ WORDS = {
     OPTED_OUT: "the customer texted STOP (or the provider says they opted out)",
     SPAM_REPORT: "the recipient marked our email as spam",
     MANUAL: "added by an operator",
+    IMPORTED: "imported from another list (the note says what it said)",
 }
 
 # Lifting these is the customer's decision, not ours (see the module's docstring).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -16,6 +17,8 @@ suppressions_app = typer.Typer(
 CHANNEL = typer.Argument(..., help="The channel: email, sms, social...")
 ADDRESS = typer.Argument(..., help="The address as the channel writes it (an email, a phone number...).")
 NOTE = typer.Option(..., "--note", help="Why, in a few words (kept in the address's history).")
+FILE = typer.Argument(..., help="A CSV file with a header: address (or email, or phone), and optionally "
+                                "channel and reason (kept as a note).")
 
 
 def _channel(name: str) -> str:
@@ -184,6 +187,38 @@ def lift_command(
     warning = provider_keeps_its_own(channel, lifted.reason)
     if warning:
         _say(warning)
+
+
+@suppressions_app.command("import")
+def import_command(
+    path: Path = FILE,
+    channel: str | None = typer.Option(None, help="The channel of every line without a channel column."),
+    reason: str = typer.Option("imported", help="Why they are suppressed: imported, bounce, spamreport, "
+                                                "unsubscribed (only the customer's START lifts those)..."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Import a suppression list (from another provider, a legal list): each address checked by its
+    channel's rules, lines that fail reported by number, addresses already on the list left as they are."""
+    from orchestrator.audience.suppression_import import SuppressionImportError, import_suppressions
+    from orchestrator.settings import get_settings
+
+    try:
+        with database_errors():
+            done = import_suppressions(path, channel=channel, reason=reason,
+                                       region=get_settings().default_phone_region)
+    except (SuppressionImportError, ValueError) as exc:
+        fail(f"nothing imported: {exc}", 2)
+    if as_json:
+        print_json(done.as_dict())
+    else:
+        _say(f"Read {done.read} line(s): {done.added} address(es) added to the suppression list, "
+             f"{done.already} already on it, {len(done.rejected)} rejected.")
+        for rejected in done.rejected[:20]:
+            _say(f"  line {rejected.line}: {rejected.reason}")
+        if len(done.rejected) > 20:
+            _say(f"  ... and {len(done.rejected) - 20} more (--json lists them all)")
+    if done.rejected:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
