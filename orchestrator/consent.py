@@ -21,8 +21,13 @@ from orchestrator.models import (
     PreferenceEvent,
     Suppression,
     SuppressionEvent,
+    table_of,
     utcnow,
 )
+
+# Core tables: for statements built once per address, the ORM's per-statement work was most of their cost.
+_SUPPRESSION = table_of(Suppression)
+_SUPPRESSION_HISTORY = table_of(SuppressionEvent)
 
 ANY = "*"
 FREQUENCIES = ("any", "daily", "weekly", "monthly")
@@ -129,18 +134,18 @@ def suppress_address(session: Session, channel: str, address: str, reason: str, 
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
     statement = (
-        insert(Suppression)
+        insert(_SUPPRESSION)
         .values(channel=channel, address=address, reason=reason, source=source, created_at=now)
         .on_conflict_do_nothing(index_elements=["channel", "address"])
-        .returning(col(Suppression.id))
+        .returning(_SUPPRESSION.c.id)
     )
     connection = session.connection()
     if connection.execute(statement).first() is None:
         return False
     # Written at once on the same connection: a caller's savepoint holds both rows or neither.
-    history = insert(SuppressionEvent).values(channel=channel, address=address, action="added", reason=reason,
-                                              source=source, note=note, created_at=now)
-    connection.execute(history)
+    connection.execute(_SUPPRESSION_HISTORY.insert().values(
+        channel=channel, address=address, action="added", reason=reason, source=source, note=note,
+        created_at=now))
     return True
 
 
