@@ -84,6 +84,9 @@ HOLDOUT = Reason("holdout", Kind.suppression,
                  lambda a: f"in the holdout group of campaign {a} (kept from it to measure its effect)")
 DEADLINE = Reason("deadline", Kind.suppression,
                   lambda a: f"could not go out on {_channel(a)} before its deadline")
+UNENGAGED = Reason("unengaged", Kind.suppression,
+                   lambda a: f"{_channel(a)} messages lately never opened, clicked or answered: this topic "
+                             "stops there (the policy's sunset)")
 # Why sending failed, or is in doubt.
 PERMANENT = Reason("permanent", Kind.failure,
                    lambda a: f"the provider refused it for good ({a.replace('_', ' ')})")
@@ -97,7 +100,7 @@ VOCABULARY: dict[str, Reason] = {r.name: r for r in (
     ROUTE, PREFERENCE, BYPASS, HIGH_TOUCH, FALLBACK, ESCALATION, SEND_TIME,
     QUIET_HOURS, DEFER, PACE, RETRY, TRANSIENT, NOT_SENT,
     CAP, CONSENT, DO_NOT_CONTACT, NO_ADDRESS, SUPPRESSED, SUPERSEDED, CANCELLED, ERASED, HOLDOUT, DEADLINE,
-    PERMANENT, GAVE_UP, EXPIRED, RENDER_ERROR, RECONCILE,
+    UNENGAGED, PERMANENT, GAVE_UP, EXPIRED, RENDER_ERROR, RECONCILE,
 )}
 
 # Codes written by more than one module.

@@ -40,14 +40,14 @@ class Cap:
 
     def describe(self) -> str:
         scope = "all channels" if self.channel == ALL else self.channel
-        return f"{self.max} per {_fmt_window(self.window)} on {scope}"
+        return f"{self.max} per {window_words(self.window)} on {scope}"
 
 
 # A cap with the send times of the history rows it counts, sorted.
 CapHistory = tuple[Cap, list[datetime]]
 
 
-def _fmt_window(window: timedelta) -> str:
+def window_words(window: timedelta) -> str:
     hours = int(window.total_seconds() // 3600)
     if hours % (24 * 7) == 0:
         n, unit = hours // (24 * 7), "week"

@@ -151,6 +151,16 @@ class HighTouchRule(_Strict):
         return known_channel(value)
 
 
+class SunsetRule(_Strict):
+    """Marketing stops on a channel where it is never read: after ``after`` messages of ``topics``
+    sent there within ``window``, none opened (by a person), clicked or answered. It resumes by itself
+    once fewer than ``after`` fall within the window, or at the first sign of life."""
+
+    after: int = Field(ge=1, le=MAX_CAP)
+    window: Window
+    topics: list[str] = Field(default_factory=lambda: ["marketing"], min_length=1)
+
+
 class Policy(_Strict):
     channels: dict[str, ChannelSettings] = Field(default_factory=dict)
     topics: dict[str, Topic]
@@ -158,9 +168,10 @@ class Policy(_Strict):
     preference_caps: dict[Literal["daily", "weekly", "monthly"], Window] = Field(default_factory=dict)
     quiet_hours: dict[str, QuietWindow] = Field(default_factory=dict)
     high_touch: list[HighTouchRule] = Field(default_factory=list)
+    sunset: dict[str, SunsetRule] = Field(default_factory=dict)  # channel -> rule
     rates: Rates = Field(default_factory=Rates)  # set by parse_policy: validating it needs the topics
 
-    @field_validator("channels", "quiet_hours")
+    @field_validator("channels", "quiet_hours", "sunset")
     @classmethod
     def _known_channels(cls, value: dict[str, Any]) -> dict[str, Any]:
         for ch in value:
@@ -182,6 +193,12 @@ class Policy(_Strict):
             for t in rule.topics:
                 if t not in self.topics:
                     problems.append(f"high_touch[{i}].topics: unknown topic {t!r}")
+        for channel, sunset in self.sunset.items():
+            for t in sunset.topics:
+                if t not in self.topics:
+                    problems.append(f"sunset.{channel}.topics: unknown topic {t!r}")
+                elif self.topics[t].required:
+                    problems.append(f"sunset.{channel}.topics: {t!r} is required: it may not stop")
         if problems:
             raise ValueError("; ".join(problems))
         # Resolve equal-rank channel groups by cost (frozen model: write through __dict__).

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from channels.channel_set import channel_names, channel_spec
 from orchestrator.consent import consent_allows
-from orchestrator.policy.caps import Cap, CapHistory, blocking_cap, cap_allows, next_free_slot
+from orchestrator.policy.caps import Cap, CapHistory, blocking_cap, cap_allows, next_free_slot, window_words
 from orchestrator.policy.config import ALL, Policy, Topic, WhenCapped
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent, Outcome
 from orchestrator.policy.timing import (
@@ -36,6 +36,7 @@ from orchestrator.reasons import (
     ROUTE,
     SEND_TIME,
     SUPPRESSED,
+    UNENGAGED,
     fallback_code,
 )
 
@@ -197,6 +198,12 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
         suppressed = facts.suppressed.get(channel)
         if suppressed:
             reasons.add(SUPPRESSED.code(suppressed), f"The {channel} address is suppressed ({suppressed}).")
+            continue
+        if channel in facts.unengaged and intent.topic in policy.sunset[channel].topics:
+            span = window_words(policy.sunset[channel].window)
+            reasons.add(UNENGAGED.code(channel),
+                        f"{facts.unengaged[channel]} {channel} messages in the last {span}, none opened, "
+                        f"clicked or answered: no more {intent.topic} there (sunset).")
             continue
         if not consent_allows(facts.consent, facts.id, channel, intent.topic, channel in index.opt_in):
             reasons.add(*_no_consent(facts, channel, intent.topic, index))

@@ -79,6 +79,8 @@ class CustomerFacts:
     quiet: tuple[time, time] | None = None  # personal quiet hours, local
     do_not_contact: bool = False
     history: list[HistoryEntry] = field(default_factory=list)
+    # channel -> messages of the channel's sunset topics sent there within its window, none read
+    unengaged: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,15 @@ suppressions, recent history, existing dedupe keys; then one multi-row INSERT.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session
 
 from channels.channel_set import channel_names
+from channels.events import EventKind
 from orchestrator.clock_times import clock_or_none
 from orchestrator.consent import current_consent
 from orchestrator.contact_points import channel_columns, contact_points
@@ -25,10 +27,13 @@ from orchestrator.models import (
     CAP_HOLDING_STATUSES,
     ContactPreference,
     Customer,
+    CustomerFeedback,
+    DeliveryEvent,
+    MessageStatus,
     Suppression,
     table_of,
 )
-from orchestrator.policy.config import Policy, PolicyError, load_policy
+from orchestrator.policy.config import Policy, PolicyError, SunsetRule, load_policy
 from orchestrator.policy.decide import decide_for_customer
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent
 from orchestrator.policy.timing import parse_send_time, zone_for
@@ -36,6 +41,8 @@ from orchestrator.policy.timing import parse_send_time, zone_for
 _customer = table_of(Customer)
 _pref = table_of(ContactPreference)
 _suppression = table_of(Suppression)
+_event = table_of(DeliveryEvent)
+_feedback = table_of(CustomerFeedback)
 _HOLDING = frozenset(s.value for s in CAP_HOLDING_STATUSES)
 
 
@@ -80,9 +87,11 @@ def validate_intents(intents: list[Intent], policy: Policy) -> None:
 
 
 def load_facts(
-    session: Session, customer_ids: list[int], now: datetime, policy: Policy
+    session: Session, customer_ids: list[int], now: datetime, policy: Policy,
+    topics: Collection[str] = (),
 ) -> dict[int, CustomerFacts]:
-    """Everything the decisions need for a chunk of customers, in a fixed number of queries."""
+    """Everything the decisions need for a chunk of customers, in a fixed number of queries.
+    ``topics``: the chunk's intents' (whether the policy's sunset applies to any of them)."""
     conn = session.connection()
     ids = sorted(set(customer_ids))
     facts: dict[int, CustomerFacts] = {}
@@ -142,7 +151,45 @@ def load_facts(
     for cid, topic, channel, send_at, status in conn.execute(query).all():
         if status in _HOLDING:
             facts[cid].history.append(HistoryEntry(topic, channel, _aware(send_at)))
+    sunset = {ch: rule for ch, rule in policy.sunset.items() if set(rule.topics) & set(topics)}
+    if sunset:
+        for (cid, channel), sent in unengaged(session, found, now, sunset).items():
+            facts[cid].unengaged[channel] = sent
     return facts
+
+
+_DELIVERED = (MessageStatus.sent.value, MessageStatus.delivered.value)
+_READ = (EventKind.open.value, EventKind.click.value)  # a privacy proxy's open (machine_open) says nothing
+
+
+def unengaged(session: Session, customer_ids: list[int], now: datetime, sunset: Mapping[str, SunsetRule]
+              ) -> dict[tuple[int, str], int]:
+    """(customer, channel) -> messages of the channel's sunset topics that reached the customer there
+    within its window, where they are at least its ``after`` and none was opened, clicked or answered.
+
+    Two queries: the counts per customer and channel (the ledger's (customer, send time) index), then,
+    for the few customers past a threshold, whether anything they were sent there was read."""
+    conn = session.connection()
+    m = MESSAGE.c
+    past: dict[tuple[int, str], int] = {}
+    for channel, rule in sunset.items():
+        query = (select(m.customer_id, func.count())
+                 .where(member_of(session, m.customer_id, customer_ids), m.send_at > now - rule.window,
+                        m.channel == channel, m.topic.in_(rule.topics), m.status.in_(_DELIVERED))
+                 .group_by(m.customer_id))
+        past.update({(cid, channel): sent for cid, sent in conn.execute(query) if sent >= rule.after})
+    if not past:
+        return {}
+    ids = sorted({cid for cid, _ in past})
+    e, f = _event.c, _feedback.c
+    within = or_(*(and_(m.channel == ch, m.send_at > now - rule.window) for ch, rule in sunset.items()))
+    recent = and_(member_of(session, m.customer_id, ids), within)
+    opened = (select(m.customer_id, m.channel).join(_event, e.message_id == m.id)
+              .where(recent, e.kind.in_(_READ)))
+    answered = select(m.customer_id, m.channel).join(_feedback, f.message_id == m.id).where(recent)
+    for cid, channel in conn.execute(opened.union(answered)):
+        past.pop((cid, channel), None)
+    return past
 
 
 def _aware(value: datetime) -> datetime:
@@ -167,7 +214,7 @@ def _decide_loaded(
 def decide_chunk(session: Session, intents: list[Intent], now: datetime, policy: Policy) -> list[Decision]:
     """Decisions for a chunk of intents (bulk-loaded facts, pure decisions). Writes nothing."""
     validate_intents(intents, policy)
-    facts = load_facts(session, [i.customer_id for i in intents], now, policy)
+    facts = load_facts(session, [i.customer_id for i in intents], now, policy, {i.topic for i in intents})
     return _decide_loaded(intents, facts, now, policy)
 
 
@@ -238,7 +285,7 @@ def reserve_in(session: Session, intents: list[Intent], now: datetime, policy: P
         if key not in seen:
             seen.add(key)
             unique.append(intent)
-    facts = load_facts(session, [i.customer_id for i in unique], now, policy)
+    facts = load_facts(session, [i.customer_id for i in unique], now, policy, {i.topic for i in unique})
     decisions = _decide_loaded(unique, facts, now, policy)
     by_key = {(i.dedupe_key, i.customer_id): i for i in unique}
     encode = RowEncoder(sqlite)
