@@ -61,7 +61,9 @@ def test_unread_email_stops_marketing_there_and_any_sign_of_life_brings_it_back(
     event(emails[proxy][0], "machine_open")  # a privacy proxy opening everything: no sign of a person
     with session_scope() as s:
         s.add(CustomerFeedback(customer_id=replied, channel="email", body="not now", source="email_reply",
-                               message_id=emails[replied][2]))
+                               created_at=NOON - timedelta(days=3)))  # a reply names no message
+        s.add(CustomerFeedback(customer_id=silent, channel="sms", body="stop calling", source="sms_reply",
+                               created_at=NOON - timedelta(days=3)))  # words on another channel
 
     rows = reserve_chunk([offer(c) for c in (silent, opened, proxy, replied, few, long_ago)], now=NOON,
                          policy=SUNSET).rows

@@ -165,10 +165,11 @@ _READ = (EventKind.open.value, EventKind.click.value)  # a privacy proxy's open 
 def unengaged(session: Session, customer_ids: list[int], now: datetime, sunset: Mapping[str, SunsetRule]
               ) -> dict[tuple[int, str], int]:
     """(customer, channel) -> messages of the channel's sunset topics that reached the customer there
-    within its window, where they are at least its ``after`` and none was opened, clicked or answered.
+    within its window, where they are at least its ``after`` and none was opened, clicked or answered
+    (no reply from the customer on that channel within the window).
 
     Two queries: the counts per customer and channel (the ledger's (customer, send time) index), then,
-    for the few customers past a threshold, whether anything they were sent there was read."""
+    for the few customers past a threshold, whether they read or answered anything there."""
     conn = session.connection()
     m = MESSAGE.c
     past: dict[tuple[int, str], int] = {}
@@ -182,11 +183,12 @@ def unengaged(session: Session, customer_ids: list[int], now: datetime, sunset: 
         return {}
     ids = sorted({cid for cid, _ in past})
     e, f = _event.c, _feedback.c
-    within = or_(*(and_(m.channel == ch, m.send_at > now - rule.window) for ch, rule in sunset.items()))
-    recent = and_(member_of(session, m.customer_id, ids), within)
+    sent = or_(*(and_(m.channel == ch, m.send_at > now - rule.window) for ch, rule in sunset.items()))
     opened = (select(m.customer_id, m.channel).join(_event, e.message_id == m.id)
-              .where(recent, e.kind.in_(_READ)))
-    answered = select(m.customer_id, m.channel).join(_feedback, f.message_id == m.id).where(recent)
+              .where(member_of(session, m.customer_id, ids), sent, e.kind.in_(_READ)))
+    # Replies are the customer's words on the channel (an SMS or email reply, a survey answer).
+    said = or_(*(and_(f.channel == ch, f.created_at > now - rule.window) for ch, rule in sunset.items()))
+    answered = select(f.customer_id, f.channel).where(member_of(session, f.customer_id, ids), said)
     for cid, channel in conn.execute(opened.union(answered)):
         past.pop((cid, channel), None)
     return past
