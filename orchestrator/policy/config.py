@@ -152,9 +152,10 @@ class HighTouchRule(_Strict):
 
 
 class SunsetRule(_Strict):
-    """Marketing stops on a channel where it is never read: after ``after`` messages of ``topics``
-    sent there within ``window``, none opened (by a person), clicked or answered. It resumes by itself
-    once fewer than ``after`` fall within the window, or at the first sign of life."""
+    """The rule's topics (marketing by default) stop on a channel where they are never read: after
+    ``after`` of them sent there within ``window``, none opened (by a person), clicked or answered.
+    They resume by themselves once fewer than ``after`` fall within the window, or at the first sign
+    of life."""
 
     after: int = Field(ge=1, le=MAX_CAP)
     window: Window
