@@ -20,6 +20,7 @@ from typing import Any
 from orchestrator.audience.suppressions import IMPORTED, WORDS
 from orchestrator.consent import suppress_address
 from orchestrator.contact_points import normalise_address
+from orchestrator.csv_lines import MalformedLine, data_lines, undecodable
 from orchestrator.db import session_scope
 from orchestrator.policy.config import known_channel
 
@@ -116,31 +117,12 @@ def _rows(path: Path, *, channel_given: bool) -> Iterator[tuple[int, dict[str, s
             raise SuppressionImportError(f"no address column: name one of {', '.join(ADDRESS_COLUMNS)}")
         if "channel" not in header and not channel_given:
             raise SuppressionImportError("no channel column: give the file's channel (--channel email)")
-        line = reader.line_num
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield line + 1, f"malformed CSV: {exc}"
-                line = reader.line_num
-                continue
-            line = reader.line_num
-            if not any(f.strip() for f in fields):
-                continue  # a blank line
-            if any(_undecodable(f) for f in fields):
+        for line, fields in data_lines(reader):
+            if isinstance(fields, MalformedLine):
+                yield line, fields
+            elif any(undecodable(f) for f in fields):
                 yield line, "not valid UTF-8"
-                continue
-            row = dict(zip(header, fields, strict=False))
-            row["address"] = row.get(column, "").strip()
-            yield line, row
-
-
-def _undecodable(text: str) -> bool:
-    """Whether the text holds bytes that were not UTF-8 (read as lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+            elif any(f.strip() for f in fields):  # not a blank line
+                row = dict(zip(header, fields, strict=False))
+                row["address"] = row.get(column, "").strip()
+                yield line, row

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from orchestrator.csv_lines import MalformedLine, data_lines, undecodable
 from orchestrator.customer_import.columns import column_name, unknown_column
 from orchestrator.customer_import.report import CustomerImportError, ImportReport, RejectedRow
 
@@ -36,16 +37,6 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
 RowItem = tuple[int, dict[str, Any]] | RejectedRow  # (line, values by column) or why not
 
 
-def _bad_bytes(text: str) -> bool:
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def read_csv(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
     csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(handle, strict=True)  # an unclosed quote is an error, not the rest of the file
@@ -55,7 +46,7 @@ def read_csv(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
         raise CustomerImportError("the file is empty: expected a header line with external_id") from None
     except csv.Error as exc:
         raise CustomerImportError(f"the header line is not valid CSV: {exc}") from None
-    if any(_bad_bytes(h) for h in header):
+    if any(undecodable(h) for h in header):
         raise CustomerImportError("the header line is not valid UTF-8")
     columns = [column_name(h) for h in header]
     seen: set[str] = set()
@@ -69,23 +60,16 @@ def read_csv(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
         raise CustomerImportError("the required column external_id is missing from the header")
     _warn_unknown(report, columns)
     width = len(columns)
-    last_line = reader.line_num
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield RejectedRow(last_line + 1, "", f"malformed CSV: {exc}")
-            last_line = reader.line_num
+    for line, fields in data_lines(reader):
+        if isinstance(fields, MalformedLine):
+            yield RejectedRow(line, "", fields)
             continue
-        line, last_line = last_line + 1, reader.line_num
         if not fields:
             continue  # a blank line
         if len(fields) != width:
             yield RejectedRow(line, "", f"the row has {len(fields)} fields, the header has {width}")
             continue
-        bad = next((c for c, v in zip(columns, fields, strict=True) if _bad_bytes(v)), None)
+        bad = next((c for c, v in zip(columns, fields, strict=True) if undecodable(v)), None)
         if bad is not None:
             yield RejectedRow(line, bad, "not valid UTF-8 (invalid bytes in the file)")
             continue
@@ -97,7 +81,7 @@ def read_jsonl(handle: TextIO, report: ImportReport) -> Iterator[RowItem]:
     for line, text in enumerate(handle, start=1):
         if not text.strip():
             continue
-        if _bad_bytes(text):
+        if undecodable(text):
             yield RejectedRow(line, "", "not valid UTF-8 (invalid bytes in the file)")
             continue
         try:
