@@ -29,6 +29,8 @@ _TIMESTAMP_RE = re.compile(
     r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
     r"(?:[-_T ](?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d)?|(?:[01]\d|2[0-3])[0-5]\d[0-5]\d)"
 )
+# A date as ISO 8601 writes it, perhaps with the hour that follows (2026-11-30 08 of "2026-11-30 08:00").
+_DATE_RE = re.compile(r"\(?(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?:[ T](?:[01]\d|2[0-3]))?")
 # Credentials after an HTTP auth scheme, as SDKs print request headers at DEBUG level.
 CREDENTIAL_RE = re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]{16,}")
 
@@ -51,7 +53,8 @@ def _mask_phone_match(match: re.Match[str]) -> str:
     span = match.group(0)
     digits = [c for c in span if c.isdigit()]
     if match.group(1) is None and (
-        len(digits) < 8 or _TIMESTAMP_RE.fullmatch(span) or _DECIMAL_RE.fullmatch(span)
+        len(digits) < 8 or _TIMESTAMP_RE.fullmatch(span) or _DATE_RE.fullmatch(span)
+        or _DECIMAL_RE.fullmatch(span)
     ):
         return span
     return "+***" + "".join(digits[-2:])

@@ -2,7 +2,8 @@
 
 Customers, consent and suppressions are loaded in bulk; each message is rendered for its
 channel, tone and locale. A message that cannot go out (its campaign cancelled, past its deadline,
-no address, opted out, suppressed address, render error) is settled here without a provider call.
+no address, opted out, suppressed address, render error) is settled here without a provider call;
+one that would go out inside the customer's quiet hours waits for their end.
 """
 
 from __future__ import annotations
@@ -12,20 +13,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlmodel import col
 
 from channels.base import OutboundMessage
 from orchestrator.consent import consent_allows, current_consent, opt_in_required, suppressed_addresses
 from orchestrator.contact_points import channel_columns, reach_of
 from orchestrator.db import member_of, session_scope
 from orchestrator.ledger.campaigns import CANCELLED_BY_OPERATOR, cancelled_campaigns
-from orchestrator.ledger.changes import LedgerChange, settled
+from orchestrator.ledger.changes import LedgerChange, held_for_quiet_hours, settled
 from orchestrator.ledger.queue import ClaimedMessage
 from orchestrator.links import unsubscribe_url
 from orchestrator.models import ContactPreference, Customer, MessageStatus, table_of
-from orchestrator.reasons import DO_NOT_CONTACT, EXPIRED, NO_ADDRESS, OPTED_OUT, RENDER_ERROR, SUPPRESSED
+from orchestrator.policy.config import load_policy
+from orchestrator.policy.quiet_hours import QuietHold, QuietHours, personal_window
+from orchestrator.policy.quiet_hours import window_words as quiet_window_words
+from orchestrator.policy.timing import Window, zone_for
+from orchestrator.reasons import (
+    DO_NOT_CONTACT,
+    EXPIRED,
+    NO_ADDRESS,
+    OPTED_OUT,
+    QUIET_HOURS,
+    RENDER_ERROR,
+    SUPPRESSED,
+)
 
 CUSTOMER = table_of(Customer)
 
@@ -46,11 +59,14 @@ class Composed:
 
 
 def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topics: Collection[str],
-            url: str | None = None) -> Composed:
-    """Checks each message against what changed since the decision, then renders the rest.
+            url: str | None = None, quiet_hours: QuietHours | None = None) -> Composed:
+    """Checks each message against what changed since the decision and against the customer's quiet
+    hours now, then renders the rest.
 
-    ``required_topics`` still reach a customer who asked for no contact after the decision.
+    ``required_topics`` still reach a customer who asked for no contact after the decision;
+    ``quiet_hours``: the policy's (loaded when not given).
     """
+    quiet_hours = quiet_hours or QuietHours.of(load_policy())
     customer_ids = sorted({m.customer_id for m in messages.values()})
     with session_scope(url) as session:
         found = session.execute(
@@ -59,10 +75,16 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         channels = {m.channel for m in messages.values()}
         reach = reach_of(session, customers.values(), channels)
         consent = current_consent(session, customer_ids)
-        do_not_contact = set(session.scalars(select(col(ContactPreference.customer_id)).where(
-            member_of(session, col(ContactPreference.customer_id), customer_ids),
-            col(ContactPreference.do_not_contact).is_(True),
-        )))
+        do_not_contact: set[int] = set()
+        personal_quiet: dict[int, Window] = {}
+        p = table_of(ContactPreference).c
+        for cid, no_contact, quiet_start, quiet_end in session.execute(
+                select(p.customer_id, p.do_not_contact, p.quiet_start, p.quiet_end).where(
+                    member_of(session, p.customer_id, customer_ids))):
+            if no_contact:
+                do_not_contact.add(cid)
+            if (window := personal_window(quiet_start, quiet_end)) is not None:
+                personal_quiet[cid] = window
         address_of: dict[int, str | None] = {}
         by_channel: dict[str, set[str]] = {}
         for mid, m in messages.items():
@@ -95,6 +117,9 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         elif address in blocked.get(m.channel, set()):
             outcome = settled(m, MessageStatus.suppressed, SUPPRESSED.code(m.channel),
                               "address is on the suppression list")
+        elif (hold := quiet_hours.hold(m.topic, m.channel, personal_quiet.get(customer.id),
+                                       zone_for(customer.timezone), now)) is not None:
+            outcome = _held(m, hold, zone_for(customer.timezone), now)
         else:
             renderable.append((m, customer, address))
             continue
@@ -105,6 +130,23 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         else:
             out.settled.append(result)
     return out
+
+
+def _held(m: ClaimedMessage, hold: QuietHold, zone: ZoneInfo, now: datetime) -> LedgerChange:
+    """A message that would go out inside the customer's quiet hours: it waits for their end, or
+    fails if that is past its deadline (or never comes)."""
+    inside = f"inside {quiet_window_words(hold.name, hold.window)}"
+    if hold.until is None:
+        return settled(m, MessageStatus.suppressed, QUIET_HOURS.code("always"),
+                       f"due {inside}, which cover the whole day")
+    until = f"{hold.until.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}"
+    if m.deadline is not None and hold.until > m.deadline:
+        return settled(m, MessageStatus.failed, EXPIRED.code("deadline"),
+                       f"due {inside}, which end ({until}) after its deadline")
+    return held_for_quiet_hours(
+        m, QUIET_HOURS.code(hold.name), hold.until,
+        f"When it was due ({now.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}) it was {inside}: "
+        f"waits until {until}.")
 
 
 def _composing_columns() -> list[Any]:

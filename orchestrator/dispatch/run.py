@@ -29,6 +29,7 @@ from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.models import MessageStatus, utcnow
 from orchestrator.pacing.pacer import BULK_MAX_WAIT, URGENT_MAX_WAIT, Pacer
 from orchestrator.policy.config import load_policy
+from orchestrator.policy.quiet_hours import QuietHours
 from orchestrator.privacy import redact_text
 
 log = logging.getLogger(__name__)
@@ -208,11 +209,14 @@ class ClaimedBatch:
         # Outcomes being written, or that failed to be written (one entry per lane at most).
         self.unrecorded: list[tuple[list[LedgerChange], list[ReadyMessage]]] = []
         self._recording = threading.RLock()  # channels are sent side by side, recorded one by one
+        policy = load_policy()
         # A customer who asked for no contact after the decision still gets the required topics.
-        self.required_topics = set(load_policy().required_topics())
+        self.required_topics = set(policy.required_topics())
+        self.quiet_hours = QuietHours.of(policy)
 
     def dispatch(self) -> None:
-        composed = compose_step.compose(self.messages, self.clock(), self.required_topics, self.url)
+        composed = compose_step.compose(self.messages, self.clock(), self.required_topics, self.url,
+                                        self.quiet_hours)
         if composed.settled:
             self.record(composed.settled, [])
         by_channel: dict[str, list[ReadyMessage]] = {}

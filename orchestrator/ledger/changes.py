@@ -11,8 +11,10 @@ A provider result maps to exactly one ledger change:
   transient schedule would use up its attempts while nobody fixes the set-up.
 
 Messages decided without a provider call (``settled``), messages handed back unsent
-(``released``) and messages waiting for their send rate (``paced``) give their claimed attempt back.
-A paced message carries its ``pace:<rate>`` code (the latest only) so ``explain`` says what it waits for.
+(``released``), messages waiting for their send rate (``paced``) and messages held back from the
+customer's quiet hours (``held_for_quiet_hours``) give their claimed attempt back. A paced message
+carries its ``pace:<rate>`` code (the latest only), a held one its ``quiet_hours:<window>`` code, so
+``explain`` says what it waits for.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from orchestrator.ledger.retry import RetryPolicy
 from orchestrator.ledger.tables import MESSAGE, stored_time
 from orchestrator.models import MessageStatus
 from orchestrator.privacy import redact_text
-from orchestrator.reasons import GAVE_UP, NOT_SENT, PACE, PERMANENT, TRANSIENT, reason_of
+from orchestrator.reasons import GAVE_UP, NOT_SENT, PACE, PERMANENT, QUIET_HOURS, TRANSIENT, reason_of
 
 # Outcomes that end a message's journey without a send: their reason joins the row's reason codes.
 TERMINAL = (MessageStatus.failed, MessageStatus.suppressed, MessageStatus.cancelled, MessageStatus.reconcile)
@@ -52,6 +54,7 @@ class LedgerChange:
     provider_message_id: str | None = None
     attempts_delta: int = 0  # -1 gives back an attempt that never reached the provider
     suppress_reason: str | None = None  # permanent: the provider's word for a dead address, if any
+    note: str = ""  # words added to the row's explanation (``reason_text``)
 
 
 @dataclass(frozen=True)
@@ -173,8 +176,20 @@ def slowed_down(change: LedgerChange, reason: str, retry_after: float | None, no
                         provider=change.provider)
 
 
+def held_for_quiet_hours(m: ClaimedMessage, reason: str, until: datetime, note: str) -> LedgerChange:
+    """About to go out inside the customer's quiet hours (``reason``: ``quiet_hours:<window>``):
+    deferred until they end, its claimed attempt given back, ``note`` added to its explanation."""
+    return LedgerChange(m.id, MessageStatus.deferred, reason=reason, send_at=until, attempts_delta=-1,
+                        note=note)
+
+
 def is_paced(change: LedgerChange) -> bool:
     return change.status is MessageStatus.deferred and reason_of(change.reason or "") is PACE
+
+
+def _waits_without_error(change: LedgerChange) -> bool:
+    """Deferred for its rate or for quiet hours: nothing went wrong, the row says what it waits for."""
+    return change.status is MessageStatus.deferred and reason_of(change.reason or "") in (PACE, QUIET_HOURS)
 
 
 def settled(m: ClaimedMessage, status: MessageStatus, reason: str, detail: str, *, attempted: bool = False
@@ -194,27 +209,34 @@ def error_text(change: LedgerChange) -> str | None:
 def record_changes(session: Session, claimed: Mapping[int, ClaimedMessage], changes: list[LedgerChange],
                    now: datetime) -> None:
     """Writes the changes of claimed messages (one executemany UPDATE, in the caller's transaction)."""
-    rows = []
+    rows, noted = [], []  # rows with a note also rewrite the explanation (one UPDATE per column set)
     for change in changes:
         m = claimed[change.message_id]
         codes = list(m.reason_codes)
         if change.status in TERMINAL and change.reason:
             codes.append(change.reason)
-        pace = is_paced(change)
-        if pace and change.reason:  # what it waits for now, not every rate it ever waited for
-            codes = [c for c in codes if reason_of(c) is not PACE] + [change.reason]
-        rows.append(row_values(
+        waits = _waits_without_error(change)
+        kept_error = waits and change.attempts_delta
+        if waits and change.reason:  # what it waits for now, not every rate it ever waited for
+            codes = [c for c in codes if reason_of(c) is not PACE and c != change.reason] + [change.reason]
+        values = row_values(
             m.id, change.status, now,
             send_at=change.send_at or m.send_at,
             provider=change.provider or m.provider,
             provider_message_id=change.provider_message_id or m.provider_message_id,
             sent_at=now if change.status is MessageStatus.sent else m.sent_at,
-            # A message that only waited for its rate keeps its last error; a 429 is one.
-            last_error=m.last_error if pace and change.attempts_delta else error_text(change) or m.last_error,
+            # A message that only waited (its rate, quiet hours) keeps its last error; a 429 is one.
+            last_error=m.last_error if kept_error else error_text(change) or m.last_error,
             reason_codes=codes,
             attempts=m.attempts + change.attempts_delta,
-        ))
+        )
+        if change.note:
+            values["b_reason_text"] = f"{m.reason_text or ''} {change.note}".strip()
+            noted.append(values)
+        else:
+            rows.append(values)
     update_in_flight(session, rows)
+    update_in_flight(session, noted)
 
 
 _JSON = frozenset(c.name for c in MESSAGE.c if isinstance(c.type, JSON))  # written as JSON text

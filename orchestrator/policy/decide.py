@@ -13,6 +13,8 @@ from orchestrator.consent import consent_allows
 from orchestrator.policy.caps import Cap, CapHistory, blocking_cap, cap_allows, next_free_slot, window_words
 from orchestrator.policy.config import ALL, Policy, Topic, WhenCapped
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent, Outcome
+from orchestrator.policy.quiet_hours import QuietHours, quiet_windows
+from orchestrator.policy.quiet_hours import window_words as quiet_window_words
 from orchestrator.policy.timing import (
     Window,
     after_quiet_hours,
@@ -57,9 +59,7 @@ class _Index:
             freq: Cap(f"preference-{freq}", 1, window, ALL, None)
             for freq, window in policy.preference_caps.items()
         }
-        self.quiet: dict[str, Window] = {
-            ch: (w.start, w.end) for ch in channels if (w := policy.quiet_window(ch)) is not None
-        }
+        self.quiet = QuietHours.of(policy).by_channel
         self.opt_in = frozenset(ch for ch in channels if channel_spec(ch).opt_in_required)
 
 
@@ -107,16 +107,6 @@ def channel_order(intent: Intent, topic: Topic, facts: CustomerFacts) -> list[st
     return channels
 
 
-def _quiet_windows(index: _Index, channel: str, facts: CustomerFacts) -> list[tuple[str, Window]]:
-    # Personal quiet hours add to the policy's: both are respected.
-    out = []
-    if channel in index.quiet:
-        out.append((channel, index.quiet[channel]))
-    if facts.quiet is not None:
-        out.append(("personal", facts.quiet))
-    return out
-
-
 def _caps_with_history(index: _Index, topic: str, channel: str, facts: CustomerFacts) -> list[CapHistory]:
     if not facts.history:  # every cap allows at least one message: nothing to check
         return []
@@ -134,11 +124,9 @@ def _note_quiet_hours_bypass(
     local = at.astimezone(facts.zone).time()
     for name, window in quiet:
         if in_window(local, window):
-            label = "personal quiet hours" if name == "personal" else f"quiet hours for {name}"
             reasons.add(
                 BYPASS.code("quiet_hours"),
-                f"Inside {label} {window[0]:%H:%M}-{window[1]:%H:%M} local, "
-                f"but {topic} notices go out at any hour.",
+                f"Inside {quiet_window_words(name, window)}, but {topic} notices go out at any hour.",
             )
             return
 
@@ -209,7 +197,7 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
             reasons.add(*_no_consent(facts, channel, intent.topic, index))
             continue
         at = base
-        quiet = _quiet_windows(index, channel, facts)
+        quiet = quiet_windows(index.quiet, channel, facts.quiet)
         if topic.bypass_quiet_hours:
             _note_quiet_hours_bypass(reasons, intent.topic, quiet, base, facts)
             quiet = []
@@ -306,7 +294,7 @@ def _high_touch(
         ):
             reasons.add(*_no_consent(facts, rule.channel, intent.topic, index))
         else:
-            quiet = _quiet_windows(index, rule.channel, facts)
+            quiet = quiet_windows(index.quiet, rule.channel, facts.quiet)
             if topic.bypass_quiet_hours:
                 _note_quiet_hours_bypass(reasons, intent.topic, quiet, base, facts)
                 quiet = []

@@ -16,7 +16,6 @@ from sqlmodel import Session
 
 from channels.channel_set import channel_names
 from channels.events import EventKind
-from orchestrator.clock_times import clock_or_none
 from orchestrator.consent import current_consent
 from orchestrator.contact_points import channel_columns, contact_points
 from orchestrator.db import get_engine, member_of
@@ -36,6 +35,7 @@ from orchestrator.models import (
 from orchestrator.policy.config import Policy, PolicyError, SunsetRule, load_policy
 from orchestrator.policy.decide import decide_for_customer
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent
+from orchestrator.policy.quiet_hours import personal_window
 from orchestrator.policy.timing import parse_send_time, zone_for
 
 _customer = table_of(Customer)
@@ -124,8 +124,7 @@ def load_facts(
         f = facts[cid]
         f.preferred_channels = [ch for ch in (preferred or []) if ch in by_column]
         f.frequency = frequency or "any"
-        start, end = clock_or_none(quiet_start), clock_or_none(quiet_end)
-        f.quiet = (start, end) if start is not None and end is not None and start != end else None
+        f.quiet = personal_window(quiet_start, quiet_end)
         f.do_not_contact = bool(do_not_contact)
     for key, state in current_consent(session, found).items():
         facts[key[0]].consent[key] = state

@@ -129,6 +129,8 @@ MUST_MASK = {
     "uk national": ("number 07700 900461 invalid", "07700 900461"),
     "key value": ("phone=4155550123", "4155550123"),
     "date-like prefix": ("number 2026113008 invalid", "2026113008"),
+    "international, dashed like a date": ("call +2026-11-30 08 now", "2026-11-30 08"),
+    "no valid date": ("number 2026-13-30 08 invalid", "2026-13-30 08"),
     "plus after hyphen": ("sms-+14155550123", "4155550123"),
 }
 MUST_KEEP = {
@@ -136,6 +138,9 @@ MUST_KEEP = {
     "timestamp": "batch 20261130-085446 settled",
     "compact timestamp": "window 20261130085446 closed",
     "iso timestamp": "at 2026-11-30T08:54:46+00:00",
+    "date and time": "deadline 2026-11-30 08:54 UTC passed",
+    "date in brackets": "waits until quiet hours end (2026-11-30 08:00 America/New_York)",
+    "date": "scheduled on 2026-11-30 at 08:00",
     "uuid": "run 123e4567-e89b-12d3-a456-426614174000",
     "decimal": "ratio 0.4615384615 of sends",
     "external id": "customer cust-4155550123 imported",
