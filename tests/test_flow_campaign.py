@@ -22,7 +22,6 @@ from orchestrator.models import Message, MessageStatus, utcnow
 from orchestrator.settings import get_settings
 from tests.support.flow_world import (
     MARKETING_FACTS,
-    NIGHT,
     add_customer,
     artifacts,
     by_customer,
@@ -31,6 +30,7 @@ from tests.support.flow_world import (
     task_runs,
     use_fake_providers,
 )
+from tests.support.zones import NIGHT
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from orchestrator.db import session_scope
 from orchestrator.dispatch.report import DispatchReport
 from orchestrator.ledger.changes import Failure
 from orchestrator.models import MessageStatus, OutboxEntry, utcnow
-from tests.support.flow_world import DAYTIME, local_zone
 from tests.support.ledger import add_customers, add_messages, messages, use_mini_templates
+from tests.support.zones import DAYTIME, local_zone
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ from orchestrator.models import IncidentUpdate, MessageStatus, PhoneTask, Suppre
 from orchestrator.outage_notice import affected_filter
 from tests.support.fakes.twilio import INVALID_NUMBER
 from tests.support.flow_world import (
-    NIGHT,
     add_customer,
     artifacts,
     by_customer,
@@ -23,6 +22,7 @@ from tests.support.flow_world import (
     task_runs,
     use_fake_providers,
 )
+from tests.support.zones import NIGHT
 
 INCIDENT = {"incident_id": "inc-42", "severity": "major", "title": "Card payments are failing",
             "summary": "We are rolling out a fix", "affected": {"region": "eu"},

@@ -23,7 +23,6 @@ from orchestrator.phone_tasks import complete_task
 from orchestrator.reports import ReportSlice, build_report
 from tests.support.flow_world import (
     MARKETING_FACTS,
-    NIGHT,
     add_customer,
     by_customer,
     ledger,
@@ -31,6 +30,7 @@ from tests.support.flow_world import (
 )
 from tests.support.signing import TWILIO_ACCOUNT_SID, sendgrid_event, twilio_headers
 from tests.support.web import PUBLIC_BASE_URL, web_fixture  # noqa: F401
+from tests.support.zones import NIGHT
 
 INCIDENT = {"incident_id": "inc-9", "severity": "major", "title": "Card payments are failing",
             "summary": "We are rolling out a fix", "affected": {"region": "eu"}, "chunk_size": 3}

@@ -26,19 +26,35 @@ def _parse_at(value: str | None) -> datetime | None:
 def explain(
     customer: str = typer.Argument(..., help="The customer's external id (or numeric id)."),
     limit: int = typer.Option(20, "--limit", min=1, help="How many recent decisions to show."),
+    campaign: str = typer.Option(None, "--campaign",
+                                 help="Only this campaign's decisions; if none, why it missed them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Recent decisions for a customer (sent, deferred, suppressed) and why."""
     from orchestrator.db import session_scope
-    from orchestrator.policy.explain import UnknownCustomer, explain_customer
+    from orchestrator.ledger.campaigns import UnknownCampaign, find_campaign
+    from orchestrator.policy.explain import UnknownCustomer, explain_customer, find_customer_id
+    from orchestrator.policy.explain_campaign import why_not_reached
 
+    not_reached = None
     try:
         with session_scope() as session:
-            decisions = explain_customer(session, customer, limit=limit)
-    except UnknownCustomer as exc:
+            found = find_campaign(session, campaign) if campaign is not None else None
+            decisions = explain_customer(session, customer, limit=limit,
+                                         campaign_id=found.id if found is not None else None)
+            if found is not None and not decisions:
+                not_reached = why_not_reached(session, find_customer_id(session, customer), found)
+    except (UnknownCustomer, UnknownCampaign) as exc:
         fail(str(exc))
     if as_json:
-        print_json([d.as_dict() for d in decisions])
+        listed = [d.as_dict() for d in decisions]
+        print_json(listed if campaign is None else {
+            "campaign": campaign, "decisions": listed,
+            "not_reached": not_reached.as_dict() if not_reached is not None else None})
+        return
+    if not_reached is not None:
+        console.print(Text.assemble("Campaign ", plain(campaign or ""), " did not reach ", plain(customer),
+                                    ": ", plain(not_reached.text)))
         return
     if not decisions:
         console.print(Text.assemble("No decisions recorded for customer ", plain(customer), "."))

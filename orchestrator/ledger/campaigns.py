@@ -84,6 +84,14 @@ def set_campaign_status(campaign_id: int, status: str) -> None:
             session.add(campaign)
 
 
+def find_campaign(session: Session, name: str) -> Campaign:
+    """The campaign named ``name``; ``UnknownCampaign`` if there is none."""
+    campaign = session.exec(select(Campaign).where(col(Campaign.name) == name)).first()
+    if campaign is None:
+        raise UnknownCampaign(f"no campaign named {name!r} (`orchestrator campaign list` shows them)")
+    return campaign
+
+
 def cancel_campaign(name: str) -> CampaignCancel:
     """Cancels the campaign: its messages that have not gone out (``planned``, ``deferred``) are
     cancelled, and a run still going reserves nothing more. Messages already claimed for sending

@@ -90,18 +90,17 @@ def message_origins(session: Session, message_ids: Sequence[int]) -> dict[int, s
 
 
 def explain_customer(
-    session: Session, external_id_or_id: str | int, limit: int = 20
+    session: Session, external_id_or_id: str | int, limit: int = 20, campaign_id: int | None = None
 ) -> list[ExplainedDecision]:
-    """The customer's most recent ledger rows, newest first, with their reasons."""
+    """The customer's most recent ledger rows (of one campaign, with ``campaign_id``), newest first,
+    with their reasons."""
     customer_id = find_customer_id(session, external_id_or_id)
     m = MESSAGE.c
-    rows = session.connection().execute(
-        _with_origin(m.created_at, m.topic, m.channel, m.tone, m.status, m.send_at, m.reason_codes,
-                     m.reason_text)
-        .where(m.customer_id == customer_id)
-        .order_by(m.id.desc())
-        .limit(limit)
-    )
+    query = _with_origin(m.created_at, m.topic, m.channel, m.tone, m.status, m.send_at, m.reason_codes,
+                         m.reason_text).where(m.customer_id == customer_id)
+    if campaign_id is not None:
+        query = query.where(m.campaign_id == campaign_id)
+    rows = session.connection().execute(query.order_by(m.id.desc()).limit(limit))
     return [
         ExplainedDecision(
             message_id=r.id, decided_at=r.created_at, dedupe_key=r.dedupe_key, topic=r.topic,

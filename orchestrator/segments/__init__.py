@@ -3,7 +3,7 @@
 One module per idea: ``filters`` (the filter language, compiled to a SQLAlchemy condition),
 ``attribute_sql`` (a customer's JSON attributes in SQL, per dialect), ``catalog`` (the segments
 of ``segments.yaml``, plus the built-in ``all``) and ``audience`` (the customers of a segment:
-counted, or read in chunks).
+counted, read in chunks, or asked why one customer is not among them).
 """
 
 from orchestrator.segments.audience import (
@@ -11,6 +11,7 @@ from orchestrator.segments.audience import (
     check_audience,
     count_audience,
     iter_audience_chunks,
+    unmet_conditions,
 )
 from orchestrator.segments.catalog import Segment, get_segment, load_segments
 from orchestrator.segments.filters import SegmentError, compile_filter
@@ -25,4 +26,5 @@ __all__ = [
     "get_segment",
     "iter_audience_chunks",
     "load_segments",
+    "unmet_conditions",
 ]

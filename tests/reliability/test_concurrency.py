@@ -19,7 +19,8 @@ from sqlalchemy import insert, select
 from orchestrator.db import get_engine, session_scope
 from orchestrator.models import Customer, Message, MessageStatus, utcnow
 from tests.reliability import workers
-from tests.support.flow_world import DAYTIME, MARKETING_FACTS, local_zone
+from tests.support.flow_world import MARKETING_FACTS
+from tests.support.zones import DAYTIME, local_zone
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

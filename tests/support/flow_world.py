@@ -16,23 +16,12 @@ from prefect.client.schemas.filters import (
 from sqlmodel import select
 
 from orchestrator.db import session_scope
-from orchestrator.models import ContactPreference, Customer, Message, utcnow
+from orchestrator.models import ContactPreference, Customer, Message
 from orchestrator.settings import get_settings
+from tests.support.zones import DAYTIME, local_zone
 
 MARKETING_FACTS = {"offer": "20% off every annual plan", "code": "SPRING20", "ends_on": "Sunday 30 March",
                    "shop_url": "https://example.com/pricing"}
-
-
-def local_zone(hour: int) -> str:
-    """A fixed-offset zone where the local time is now ``hour`` o'clock (give a margin of an hour)."""
-    offset = (hour - utcnow().hour + 12) % 24 - 12  # -12..11
-    if offset == 0:
-        return "Etc/GMT"
-    return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # the Etc zones' signs are inverted
-
-
-DAYTIME = 13  # local hour outside every quiet window
-NIGHT = 1  # local hour inside the SMS and phone quiet hours (21:00-08:00)
 
 
 def add_customer(external_id: str, *, email: str | None = None, phone: str | None = None,

@@ -11,6 +11,7 @@ from sqlmodel import select
 from orchestrator.db import session_scope
 from orchestrator.models import Customer, Message, MessageStatus, utcnow
 from orchestrator.settings import get_settings
+from tests.support.zones import DAYTIME, local_zone
 
 MINI_TEMPLATES = {
     "tone_rules.yaml": "tones:\n  professional: {}\n",
@@ -46,17 +47,11 @@ def use_mini_templates(root: Path, monkeypatch) -> Path:
     return root
 
 
-def daytime_zone(now: datetime | None = None) -> str:
-    """A fixed-offset zone where it is early afternoon ``now`` (default: the real clock), so messages a
-    test dispatches at the real clock are not held back for quiet hours, whatever the hour it runs."""
-    offset = 13 - (now or utcnow()).hour  # -10 .. +13, all real zones
-    return "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # signs reversed
-
-
 def add_customers(n: int, **fields: Any) -> list[int]:
-    """``n`` customers with an address on every channel, in ``daytime_zone()`` unless a ``timezone``
-    is given."""
-    fields.setdefault("timezone", daytime_zone())
+    """``n`` customers with an address on every channel, in a zone where it is early afternoon now
+    unless a ``timezone`` is given: what a test dispatches at the real clock is never held back for
+    quiet hours, whatever the hour it runs."""
+    fields.setdefault("timezone", local_zone(DAYTIME))
     with session_scope() as s:
         customers = [
             Customer(external_id=f"c{i}-{utcnow().timestamp()}", name=f"Ada Number{i}",
