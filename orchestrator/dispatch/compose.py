@@ -117,8 +117,9 @@ def compose(messages: Mapping[int, ClaimedMessage], now: datetime, required_topi
         elif address in blocked.get(m.channel, set()):
             outcome = settled(m, MessageStatus.suppressed, SUPPRESSED.code(m.channel),
                               "address is on the suppression list")
-        elif (hold := quiet_hours.hold(m.topic, m.channel, personal_quiet.get(customer.id),
-                                       zone_for(customer.timezone), now)) is not None:
+        elif (m.channel in quiet_hours.by_channel or customer.id in personal_quiet) and (
+                hold := quiet_hours.hold(m.topic, m.channel, personal_quiet.get(customer.id),
+                                         zone_for(customer.timezone), now)) is not None:
             outcome = _held(m, hold, zone_for(customer.timezone), now)
         else:
             renderable.append((m, customer, address))

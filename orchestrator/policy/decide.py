@@ -13,7 +13,7 @@ from orchestrator.consent import consent_allows
 from orchestrator.policy.caps import Cap, CapHistory, blocking_cap, cap_allows, next_free_slot, window_words
 from orchestrator.policy.config import ALL, Policy, Topic, WhenCapped
 from orchestrator.policy.intents import CustomerFacts, Decision, HistoryEntry, Intent, Outcome
-from orchestrator.policy.quiet_hours import QuietHours, quiet_windows
+from orchestrator.policy.quiet_hours import PERSONAL, QuietHours, quiet_windows
 from orchestrator.policy.quiet_hours import window_words as quiet_window_words
 from orchestrator.policy.timing import (
     Window,
@@ -215,7 +215,7 @@ def decide(intent: Intent, facts: CustomerFacts, now: datetime, policy: Policy) 
                         continue
                     reasons.add(
                         QUIET_HOURS.code(name),
-                        f"Quiet hours {'for ' + name if name != 'personal' else '(personal)'} "
+                        f"Quiet hours {'for ' + name if name != PERSONAL else '(personal)'} "
                         f"{window[0]:%H:%M}-{window[1]:%H:%M} local: waits until {_fmt_local(at, facts)}.",
                     )
         caps = _caps_with_history(index, intent.topic, channel, facts)
