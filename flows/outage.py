@@ -133,7 +133,8 @@ def outage_notice(
     # the segment and filter are checked now; counting them goes on beside the first messages
     counting = audience_size_soon(audience_segment, extra) if status != "resolved" else None
     update = record_update(
-        incident_id, status, severity, summary, title=title, segment=segment, status_page_url=status_page_url)
+        incident_id, status, severity, summary, title=title, segment=segment, status_page_url=status_page_url,
+        affected=affected)
     incident_pk, recorded = update.incident_pk, update.recorded
     key = dedupe_key(incident_id, status)
     template, data = notice_facts(status, severity, summary, title=update.title, segment=segment,

@@ -209,6 +209,8 @@ class Incident(SQLModel, table=True):
     summary: str = Field(default="")
     status_page_url: str | None = Field(default=None, max_length=500)
     segment: str | None = Field(default=None, max_length=128)
+    # The attributes narrowing the segment to the customers affected (``--affected region=eu``).
+    affected: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

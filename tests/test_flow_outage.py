@@ -10,8 +10,10 @@ from sqlmodel import select
 
 from flows.outage import outage_notice
 from orchestrator.db import session_scope
+from orchestrator.ledger.incidents import find_incident
 from orchestrator.models import IncidentUpdate, MessageStatus, PhoneTask, Suppression
 from orchestrator.outage_notice import affected_filter
+from orchestrator.policy.explain_reach import Audience, why_not_reached
 from tests.support.fakes.twilio import INVALID_NUMBER
 from tests.support.flow_world import (
     add_customer,
@@ -45,7 +47,7 @@ def test_an_update_reaches_the_affected_customers_once_with_one_post_and_calls_f
     ada = add_customer("ada", email="ada@example.com", region="eu")
     vip = add_customer("vip", email="vip@example.com", phone="+14155550111", tier="premium", region="eu")
     sms = add_customer("sms", phone="+14155550122", region="eu")
-    add_customer("far", email="far@example.com", region="us")
+    far = add_customer("far", email="far@example.com", region="us")
 
     state = notify("investigating")
 
@@ -79,6 +81,9 @@ def test_an_update_reaches_the_affected_customers_once_with_one_post_and_calls_f
     with session_scope() as s:
         assert len(s.exec(select(PhoneTask)).all()) == 1
         assert [u.status for u in s.exec(select(IncidentUpdate)).all()] == ["investigating"]
+        # The customer outside the affected region is told why the notice missed them.
+        missed = why_not_reached(s, far, Audience.of_incident(find_incident(s, "inc-42")))
+    assert missed.reason == "not_in_audience" and missed.unmet == [{"attributes.region": "eu"}]
 
 
 def test_resolved_cancels_notices_still_waiting_and_tells_everyone_who_heard(prefect_harness, sqlite_url,

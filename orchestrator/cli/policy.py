@@ -28,33 +28,45 @@ def explain(
     limit: int = typer.Option(20, "--limit", min=1, help="How many recent decisions to show."),
     campaign: str = typer.Option(None, "--campaign",
                                  help="Only this campaign's decisions; if none, why it missed them."),
+    incident: str = typer.Option(None, "--incident",
+                                 help="Only this incident's notices; if none, why they missed them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Recent decisions for a customer (sent, deferred, suppressed) and why."""
     from orchestrator.db import session_scope
     from orchestrator.ledger.campaigns import UnknownCampaign, find_campaign
+    from orchestrator.ledger.incidents import UnknownIncident, find_incident
     from orchestrator.policy.explain import UnknownCustomer, explain_customer, find_customer_id
-    from orchestrator.policy.explain_campaign import why_not_reached
+    from orchestrator.policy.explain_reach import Audience, why_not_reached
 
+    if campaign is not None and incident is not None:
+        fail("give --campaign or --incident, not both", 2)
     not_reached = None
     try:
         with session_scope() as session:
-            found = find_campaign(session, campaign) if campaign is not None else None
-            decisions = explain_customer(session, customer, limit=limit,
-                                         campaign_id=found.id if found is not None else None)
-            if found is not None and not decisions:
-                not_reached = why_not_reached(session, find_customer_id(session, customer), found)
-    except (UnknownCustomer, UnknownCampaign) as exc:
+            audience, origin = None, {}
+            if campaign is not None:
+                found = find_campaign(session, campaign)
+                audience, origin = Audience.of_campaign(found), {"campaign_id": found.id}
+            elif incident is not None:
+                notified = find_incident(session, incident)
+                audience, origin = Audience.of_incident(notified), {"incident_id": notified.id}
+            decisions = explain_customer(session, customer, limit=limit, **origin)
+            if audience is not None and not decisions:
+                not_reached = why_not_reached(session, find_customer_id(session, customer), audience)
+    except (UnknownCustomer, UnknownCampaign, UnknownIncident) as exc:
         fail(str(exc))
     if as_json:
         listed = [d.as_dict() for d in decisions]
-        print_json(listed if campaign is None else {
-            "campaign": campaign, "decisions": listed,
+        about = {"campaign": campaign} if campaign is not None else {"incident": incident}
+        print_json(listed if audience is None else {
+            **about, "decisions": listed,
             "not_reached": not_reached.as_dict() if not_reached is not None else None})
         return
     if not_reached is not None:
-        console.print(Text.assemble("Campaign ", plain(campaign or ""), " did not reach ", plain(customer),
-                                    ": ", plain(not_reached.text)))
+        what = f"Campaign {campaign}" if campaign is not None else f"Incident {incident}'s notices"
+        console.print(Text.assemble(plain(what), " did not reach ", plain(customer), ": ",
+                                    plain(not_reached.text)))
         return
     if not decisions:
         console.print(Text.assemble("No decisions recorded for customer ", plain(customer), "."))

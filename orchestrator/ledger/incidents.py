@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from orchestrator.db import ShortTransactionReader, is_sqlite, read_scope, session_scope
 from orchestrator.ledger.cancel import cancel_waiting
@@ -69,8 +69,21 @@ def list_incidents(limit: int = 20) -> list[IncidentListing]:
             for incident, statuses in latest]
 
 
+class UnknownIncident(LookupError):
+    pass
+
+
+def find_incident(session: Session, key: str) -> Incident:
+    """The incident ``key`` (e.g. INC-42); ``UnknownIncident`` if there is none."""
+    incident = session.scalars(select(Incident).where(col(Incident.incident_key) == key)).first()
+    if incident is None:
+        raise UnknownIncident(f"no incident {key!r} (`orchestrator outage list` shows them)")
+    return incident
+
+
 def record_update(incident_id: str, status: str, severity: str, summary: str, *, title: str | None,
-                  segment: str | None, status_page_url: str | None) -> RecordedUpdate:
+                  segment: str | None, status_page_url: str | None,
+                  affected: dict[str, Any] | None = None) -> RecordedUpdate:
     """Creates or updates the incident and its update for ``status``.
 
     The incident row is locked (PostgreSQL) or the write lock held (SQLite) while the update is
@@ -93,6 +106,7 @@ def record_update(incident_id: str, status: str, severity: str, summary: str, *,
                 incident.summary = summary or incident.summary
                 incident.status_page_url = status_page_url or incident.status_page_url
                 incident.segment = segment or incident.segment
+                incident.affected = affected or incident.affected
                 incident.updated_at = utcnow()
                 session.add(incident)
                 session.flush()

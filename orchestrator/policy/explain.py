@@ -90,16 +90,19 @@ def message_origins(session: Session, message_ids: Sequence[int]) -> dict[int, s
 
 
 def explain_customer(
-    session: Session, external_id_or_id: str | int, limit: int = 20, campaign_id: int | None = None
+    session: Session, external_id_or_id: str | int, limit: int = 20, campaign_id: int | None = None,
+    incident_id: int | None = None,
 ) -> list[ExplainedDecision]:
-    """The customer's most recent ledger rows (of one campaign, with ``campaign_id``), newest first,
-    with their reasons."""
+    """The customer's most recent ledger rows (only one campaign's or incident's, if given), newest
+    first, with their reasons."""
     customer_id = find_customer_id(session, external_id_or_id)
     m = MESSAGE.c
     query = _with_origin(m.created_at, m.topic, m.channel, m.tone, m.status, m.send_at, m.reason_codes,
                          m.reason_text).where(m.customer_id == customer_id)
     if campaign_id is not None:
         query = query.where(m.campaign_id == campaign_id)
+    if incident_id is not None:
+        query = query.where(m.incident_id == incident_id)
     rows = session.connection().execute(query.order_by(m.id.desc()).limit(limit))
     return [
         ExplainedDecision(

@@ -78,18 +78,21 @@ def check_audience(segment: Segment | str, extra: dict | None = None) -> None:
     _condition(segment, extra)
 
 
-def unmet_conditions(session: Any, segment: Segment | str, customer_id: int) -> list[dict] | None:
-    """None when the customer is in the segment now; otherwise the entries of the segment's filter
-    (each a filter of its own, the entries being ANDed) that they do not meet: why they are left out."""
+def unmet_conditions(session: Any, segment: Segment | str, customer_id: int, extra: dict | None = None
+                     ) -> list[dict] | None:
+    """None when the customer is in the segment (narrowed by ``extra``) now; otherwise the entries of
+    the filters (each a filter of its own, the entries being ANDed) that they do not meet: why they
+    are left out."""
     seg = get_segment(segment) if isinstance(segment, str) else segment
     is_customer = _CUSTOMER.c.id == customer_id
 
     def meets(condition: ColumnElement[bool]) -> bool:
         return session.execute(select(_CUSTOMER.c.id).where(is_customer, condition)).first() is not None
 
-    if meets(compile_filter(seg.filter, segment=seg.name)):
+    if meets(_condition(seg, extra)):
         return None
-    return [{key: value} for key, value in seg.filter.items()
+    entries = [*seg.filter.items(), *(extra or {}).items()]
+    return [{key: value} for key, value in entries
             if not meets(compile_filter({key: value}, segment=seg.name))]
 
 
