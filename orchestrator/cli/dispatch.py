@@ -46,7 +46,8 @@ def dispatch_due(
     done = ", ".join(f"{result[k]} {k}" for k in ("sent", "deferred", "failed", "suppressed") if result[k])
     lines = [f"Sent what was due: {done or 'nothing was due'}."]
     if result["deferred"]:
-        lines.append("Deferred again: waiting for a send rate or a provider's retry (orchestrator explain).")
+        lines.append("Deferred again: waiting for a send rate, a provider's retry or the end of the "
+                     "customer's quiet hours (orchestrator explain).")
     if result["reconcile"]:
         lines.append(f"{result['reconcile']} message(s) need reconciling: orchestrator reconcile list")
     if waiting and first is not None:
