@@ -359,3 +359,26 @@ def test_plan_command_names_the_adapter_rate_that_paces_the_notice(db_url, tmp_p
     assert timedelta(seconds=25) <= last <= timedelta(seconds=30)
     table = CliRunner().invoke(app, args)
     assert "paced by the sending adapter's own rate for 'sms'" in " ".join(table.stdout.split())
+
+
+def test_plan_warns_when_a_paced_lane_runs_into_the_customers_quiet_hours(db_url, tmp_path, monkeypatch,
+                                                                           fake_twilio):
+    """At 1 SMS a second, 30 texts take half a minute: for the 10 customers whose clock reads 20:59:50
+    (Etc/GMT-9), quiet hours begin at 21:00 before their turn may come; the 20 at midday are clear."""
+    from tests.test_twilio_default_rate import use_fake_twilio, use_rates
+
+    use_rates(tmp_path, monkeypatch, None)
+    use_fake_twilio(monkeypatch, fake_twilio, "1")
+    with session_scope() as s:
+        s.add_all([Customer(external_id=f"sms-only-{i}", phone=f"+1555{i:07d}",
+                            timezone="Etc/GMT-9" if i < 10 else "UTC") for i in range(30)])
+    args = ["plan", "--segment", "all", "--template", "outage_notice", "--sample-data",
+            "--at", "2026-05-06T11:59:50+00:00"]
+    summary = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert summary["outcomes"] == {"send": 30} and summary["quiet_hours_reached"] == {"sms": 10}
+    shown = " ".join(CliRunner().invoke(app, args).stdout.split())
+    assert "Up to 10 of the sms messages sent at once may meet the customer's quiet hours before their " \
+           "turn at that rate: those wait until they end (quiet_hours:sms)." in shown
+
+    earlier = json.loads(CliRunner().invoke(app, [*args[:-1], "2026-05-06T11:50:00+00:00", "--json"]).stdout)
+    assert earlier["outcomes"] == {"send": 30} and earlier["quiet_hours_reached"] == {"sms": 0}

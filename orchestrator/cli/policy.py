@@ -148,6 +148,11 @@ def plan(
         console.print(f"At the declared rates the last message sent at once goes out about "
                       f"{summary.last_send_at:%Y-%m-%d %H:%M:%S} UTC (paced by {whose} "
                       f"{summary.paced_by!r}, pace:{summary.paced_by}).")
+    for channel, n in sorted(summary.quiet_hours_reached.items()):
+        if n:
+            console.print(f"Up to {n} of the {channel} messages sent at once may meet the customer's quiet "
+                          f"hours before their turn at that rate: those wait until they end "
+                          f"(quiet_hours:{channel}).")
 
 
 def register(app: typer.Typer) -> None:

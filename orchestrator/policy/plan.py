@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 
+from sqlalchemy import select
 from sqlmodel import Session
 
-from orchestrator.db import get_engine
+from orchestrator.db import get_engine, member_of
+from orchestrator.models import Customer, table_of
 from orchestrator.policy.config import Policy, load_policy
 from orchestrator.policy.intents import Intent
+from orchestrator.policy.quiet_hours import QuietHours
 from orchestrator.policy.rates import RateRule
 from orchestrator.policy.reserve import decide_chunk
+from orchestrator.policy.timing import next_local_time, zone_for
 
 
 @dataclass
@@ -32,6 +36,9 @@ class PlanSummary:
     # sets it (None: no rate limits them).
     last_send_at: datetime | None = None
     paced_by: str | None = None
+    # channel -> customers whose quiet hours may begin before their lane is through at those rates
+    # (an upper bound: who goes first is not planned); their messages would wait for the morning.
+    quiet_hours_reached: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
         return {
@@ -45,6 +52,7 @@ class PlanSummary:
             "high_touch": self.high_touch,
             "last_send_at": self.last_send_at.isoformat() if self.last_send_at else None,
             "paced_by": self.paced_by,
+            "quiet_hours_reached": dict(self.quiet_hours_reached),
         }
 
 
@@ -77,6 +85,8 @@ def plan_audience(
     if at.tzinfo is None:
         raise ValueError("at must be timezone-aware")
     summary = PlanSummary(topic=topic, template=template, at=at)
+    quiet = QuietHours.of(policy)
+    zones: dict[str, Counter[str]] = {}  # quiet-hours channel -> zones of the customers sent at once
     with Session(get_engine(url)) as session:
         try:
             if customer_ids is not None:
@@ -96,6 +106,7 @@ def plan_audience(
                 if shape is not None:
                     intents = [shape(intent) for intent in intents]
                 summary.customers += len(chunk)
+                on_quiet_channels: dict[int, str] = {}  # customer -> channel with quiet hours, sent at once
                 for d in decide_chunk(session, intents, at, policy):
                     if d.high_touch:
                         summary.high_touch += 1
@@ -105,38 +116,66 @@ def plan_audience(
                         summary.channels[d.channel] += 1
                     if d.outcome == "send":
                         summary.sending_now[d.channel] += 1
+                        if d.channel in quiet.by_channel and topic not in quiet.any_hour_topics:
+                            on_quiet_channels[d.customer_id] = d.channel
                     summary.reasons.update(d.reason_codes)
+                for cid, zone in customer_zones(session, on_quiet_channels).items():
+                    zones.setdefault(on_quiet_channels[cid], Counter())[zone] += 1
                 session.rollback()  # end each chunk's read: SQLite readers here hold the writer lock
         finally:
             session.rollback()
-    summary.last_send_at, summary.paced_by = last_send_estimate(policy, topic, summary.sending_now, at)
+    ends = lane_ends(policy, topic, summary.sending_now, at)
+    summary.last_send_at, summary.paced_by = _last(ends)
+    for channel, by_zone in zones.items():
+        if channel in ends:  # a rate limits it: its quiet hours may begin before its last message
+            start, (last, _) = quiet.by_channel[channel][0], ends[channel]
+            summary.quiet_hours_reached[channel] = sum(
+                n for zone, n in by_zone.items() if next_local_time(start, zone_for(zone), at) < last)
     return summary
+
+
+def customer_zones(session: Session, customer_ids: Collection[int]) -> dict[int, str]:
+    if not customer_ids:
+        return {}
+    c = table_of(Customer).c
+    query = select(c.id, c.timezone).where(member_of(session, c.id, list(customer_ids)))
+    return {cid: zone or "UTC" for cid, zone in session.connection().execute(query)}
 
 
 def last_send_estimate(policy: Policy, topic: str, sending: Counter[str], at: datetime
                        ) -> tuple[datetime | None, str | None]:
     """When the last of ``sending`` (messages per channel, all of ``topic``) goes out at the rates
-    in force: the policy's, and the default rate of the adapter each channel would send through
-    now (Twilio's 1 message a second, unless the policy names the lane). Requests are counted as
-    SendGrid merges them (up to ``ORCH_SENDGRID_BATCH_SIZE`` a request); traffic already queued is
-    not counted. Returns that time and the rate that sets it."""
+    in force, and the rate that sets it (see ``lane_ends``)."""
+    return _last(lane_ends(policy, topic, sending, at))
+
+
+def _last(ends: dict[str, tuple[datetime, str]]) -> tuple[datetime | None, str | None]:
+    return max(ends.values(), default=(None, None))
+
+
+def lane_ends(policy: Policy, topic: str, sending: Counter[str], at: datetime
+              ) -> dict[str, tuple[datetime, str]]:
+    """Per channel of ``sending`` (messages per channel, all of ``topic``) that a rate limits: when
+    its last message goes out at the rates in force, and the rate that sets it. The rates are the
+    policy's and the default rate of the adapter each channel would send through now (Twilio's 1
+    message a second, unless the policy names the lane). Requests are counted as SendGrid merges
+    them (up to ``ORCH_SENDGRID_BATCH_SIZE`` a request); traffic already queued is not counted."""
     from channels.sendgrid.settings import SendGridSettings
     from channels.settings import current
 
     email_batch_size = current(SendGridSettings).batch_size
     units: dict[str, float] = {}
     rules: dict[str, RateRule] = dict(policy.rates.rules)
+    lanes: dict[str, list[str]] = {}
     for channel, n in sending.items():
         for rule in policy.rates.for_lane(channel, _sending_adapter(channel), topic):
             rules.setdefault(rule.name, rule)
+            lanes.setdefault(channel, []).append(rule.name)
             per_request = max(1, email_batch_size) if channel == "email" else 1
             units[rule.name] = units.get(rule.name, 0.0) + (
                 -(-n // per_request) if rule.unit == "requests" else n)
-    if not units:
-        return None, None
     ends = {name: rules[name].finish(at, amount) for name, amount in units.items()}
-    name = max(ends, key=lambda k: ends[k])
-    return ends[name], name
+    return {channel: max((ends[name], name) for name in names) for channel, names in lanes.items()}
 
 
 class _NamedAdapter:

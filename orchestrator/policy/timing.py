@@ -101,16 +101,21 @@ def parse_send_time(value: str) -> time | datetime | None:
 
 
 @lru_cache(maxsize=8192)
+def next_local_time(clock: time, zone: ZoneInfo, not_before: datetime) -> datetime:
+    """The first instant at or after ``not_before`` when the clock in ``zone`` reads ``clock``."""
+    local = not_before.astimezone(zone)
+    candidate = local_to_utc(local.date(), clock, zone)
+    if candidate < not_before:
+        candidate = local_to_utc(local.date() + timedelta(days=1), clock, zone)
+    return candidate
+
+
 def base_send_time(send_time: str, zone: ZoneInfo, not_before: datetime) -> datetime:
     """When the message is wanted, before quiet hours and caps: never before ``not_before``."""
     spec = parse_send_time(send_time)
     if spec is None:
         return not_before
     if isinstance(spec, time):
-        local = not_before.astimezone(zone)
-        candidate = local_to_utc(local.date(), spec, zone)
-        if candidate < not_before:
-            candidate = local_to_utc(local.date() + timedelta(days=1), spec, zone)
-        return candidate
+        return next_local_time(spec, zone, not_before)
     at = spec.replace(tzinfo=zone).astimezone(UTC) if spec.tzinfo is None else spec.astimezone(UTC)
     return max(at, not_before)
