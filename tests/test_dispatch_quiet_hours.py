@@ -101,3 +101,19 @@ def test_a_message_carried_into_quiet_hours_by_its_rate_says_it_now_waits_for_th
     assert row.status == MessageStatus.deferred and row.send_at == MORNING
     assert row.reason_codes == ["route:sms", "quiet_hours:sms"]  # the rate is no longer what it waits for
     assert row.attempts == 1 and row.last_error == "transient: 429 too many requests"
+
+
+def test_quiet_hours_that_now_cover_the_whole_day_suppress_the_message(db_url):
+    # The customer chose quiet hours 08:00-21:00 after the decision: with the SMS ones, no hour is left.
+    (cid,) = add_customers(1, timezone=NEW_YORK)
+    with session_scope() as session:
+        session.add(ContactPreference(customer_id=cid, quiet_start="08:00", quiet_end="21:00"))
+    (mid,) = add_messages([cid], channel="sms", send_at=DECIDED)
+    handed = []
+
+    dispatch_due(now=NIGHT, adapters={"sms": RecordingAdapter("sms")}, on_permanent=handed.extend)
+
+    row = messages([mid])[mid]
+    assert row.status == MessageStatus.suppressed and row.reason_codes == ["quiet_hours:always"]
+    assert "which cover the whole day" in row.last_error
+    assert [(f.message_id, f.reason) for f in handed] == [(mid, "quiet_hours:always")]
