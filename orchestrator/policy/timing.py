@@ -100,7 +100,6 @@ def parse_send_time(value: str) -> time | datetime | None:
     raise SendTimeError(f"send_time must be 'now', a local time 'HH:MM' or an ISO datetime, got {value!r}")
 
 
-@lru_cache(maxsize=8192)
 def next_local_time(clock: time, zone: ZoneInfo, not_before: datetime) -> datetime:
     """The first instant at or after ``not_before`` when the clock in ``zone`` reads ``clock``."""
     local = not_before.astimezone(zone)
@@ -110,6 +109,7 @@ def next_local_time(clock: time, zone: ZoneInfo, not_before: datetime) -> dateti
     return candidate
 
 
+@lru_cache(maxsize=8192)
 def base_send_time(send_time: str, zone: ZoneInfo, not_before: datetime) -> datetime:
     """When the message is wanted, before quiet hours and caps: never before ``not_before``."""
     spec = parse_send_time(send_time)
