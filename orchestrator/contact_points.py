@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, exists, func, select
@@ -20,7 +20,7 @@ from sqlmodel import Session, col
 
 from channels.channel_set import channel_spec, installed_channels
 from orchestrator.db import member_of
-from orchestrator.models import ContactPoint, Customer, table_of, utcnow
+from orchestrator.models import ContactPoint, Customer, as_utc, table_of, utcnow
 
 # Address kind -> the customer column that holds it.
 PROFILE_COLUMNS: dict[str, str] = {"email": "email", "phone": "phone", "x_user_id": "x_user_id"}
@@ -84,7 +84,7 @@ def reach_of(
         for cid, channel, address, at in session.connection().execute(query):
             out[cid][channel] = address
             if at is not None and channel in conversational:
-                inbound[(cid, channel)] = _aware(at)
+                inbound[(cid, channel)] = as_utc(at)
     return Reach(out, inbound)
 
 
@@ -148,7 +148,7 @@ def record_inbound(session: Session, channel: str, address: str, at: datetime | 
     points = list(session.scalars(select(ContactPoint).where(
         col(ContactPoint.channel) == channel, col(ContactPoint.address) == address)))
     for point in points:
-        if point.last_inbound_at is None or _aware(point.last_inbound_at) < at:
+        if point.last_inbound_at is None or as_utc(point.last_inbound_at) < at:
             point.last_inbound_at = at
         point.verified = True
         point.updated_at = utcnow()
@@ -156,8 +156,6 @@ def record_inbound(session: Session, channel: str, address: str, at: datetime | 
     return sorted(p.customer_id for p in points)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def reachable(channel: str) -> ColumnElement[bool]:

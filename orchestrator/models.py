@@ -19,6 +19,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC time: SQLite gives the UTC times it keeps back naive."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core ``Table`` behind a table class, for bulk statements that skip the ORM.
 

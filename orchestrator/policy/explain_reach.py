@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from orchestrator.ledger.campaigns import CANCELLED_STATUS
-from orchestrator.models import Campaign, Customer, Incident, table_of
+from orchestrator.models import Campaign, Customer, Incident, as_utc, table_of
 from orchestrator.outage_notice import affected_filter
 from orchestrator.segments import SegmentError, unmet_conditions
 
@@ -51,12 +51,12 @@ class Audience:
     @classmethod
     def of_campaign(cls, campaign: Campaign) -> Audience:
         state = campaign.status if campaign.status in ("running", CANCELLED_STATUS) else None
-        return cls(campaign.segment, None, _aware(campaign.updated_at), "the campaign last ran",
+        return cls(campaign.segment, None, as_utc(campaign.updated_at), "the campaign last ran",
                    "a run with the same name reaches them and sends nobody twice", state)
 
     @classmethod
     def of_incident(cls, incident: Incident) -> Audience:
-        return cls(incident.segment or "all", affected_filter(incident.affected), _aware(incident.updated_at),
+        return cls(incident.segment or "all", affected_filter(incident.affected), as_utc(incident.updated_at),
                    "the incident's last update", "triggering that update again reaches them and notifies "
                    "nobody twice", "resolved" if incident.status == "resolved" else None)
 
@@ -69,10 +69,6 @@ class Audience:
 def filter_words(entry: dict[str, Any]) -> str:
     """A filter as segments.yaml writes it: ``tier: {in: [plus, premium]}``."""
     return yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10_000).strip()[1:-1]
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)  # SQLite keeps UTC times naive
 
 
 def _utc(t: datetime) -> str:
@@ -91,7 +87,7 @@ def why_not_reached(session: Session, customer_id: int, audience: Audience) -> N
         words = "; ".join(f"`{filter_words(entry)}`" for entry in unmet)
         return NotReached("not_in_audience", f"Not in {who} (now): does not meet {words}.", unmet)
     c = table_of(Customer).c
-    joined, changed = map(_aware, session.connection().execute(
+    joined, changed = map(as_utc, session.connection().execute(
         select(c.created_at, c.updated_at).where(c.id == customer_id)).one())
     last = f"{audience.ran} ({_utc(audience.last_run)})"
     if audience.state == CANCELLED_STATUS:

@@ -30,6 +30,7 @@ from orchestrator.models import (
     DeliveryEvent,
     MessageStatus,
     Suppression,
+    as_utc,
     table_of,
 )
 from orchestrator.policy.config import Policy, PolicyError, SunsetRule, load_policy
@@ -149,7 +150,7 @@ def load_facts(
     )
     for cid, topic, channel, send_at, status in conn.execute(query).all():
         if status in _HOLDING:
-            facts[cid].history.append(HistoryEntry(topic, channel, _aware(send_at)))
+            facts[cid].history.append(HistoryEntry(topic, channel, as_utc(send_at)))
     sunset = {ch: rule for ch, rule in policy.sunset.items() if set(rule.topics) & set(topics)}
     if sunset:
         for (cid, channel), sent in unengaged(session, found, now, sunset).items():
@@ -191,10 +192,6 @@ def unengaged(session: Session, customer_ids: list[int], now: datetime, sunset: 
     for cid, channel in conn.execute(opened.union(answered)):
         past.pop((cid, channel), None)
     return past
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _decide_loaded(
